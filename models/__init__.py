@@ -1,0 +1,1 @@
+"""Pure model code: windows, interaction vectors and forecasters. No Kafka, no I/O."""

@@ -1,0 +1,85 @@
+"""Baseline forecasters: seasonal naive with empirical quantiles, moving average for cold start.
+
+These are what the LSTM has to beat, and what serves SKUs with too little
+history for it. They follow scikit-learn's shape: `fit(y)` then `predict(h)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANTILES = (0.1, 0.5, 0.9)
+Z90 = 1.2815515655446004  # standard normal 90th percentile
+
+
+@dataclass
+class Forecast:
+    p10: np.ndarray
+    p50: np.ndarray
+    p90: np.ndarray
+    cold_start: bool
+
+
+class SeasonalNaive:
+    """Next season repeats the last one; P10/P90 from the seasonal differences seen.
+
+    With fewer than two full seasons of history it falls back to the mean of the
+    last `season` buckets with a Poisson-like band, and says so (`cold_start`).
+    """
+
+    name = "seasonal_naive"
+
+    def __init__(self, season: int):
+        if season < 1:
+            raise ValueError("season must be >= 1")
+        self.season = season
+        self.version = f"baseline-s{season}-v1"
+        self._y: np.ndarray | None = None
+
+    def fit(self, y: np.ndarray) -> "SeasonalNaive":
+        self._y = np.asarray(y, dtype=np.float64)
+        return self
+
+    @property
+    def cold_start(self) -> bool:
+        return self._y is None or len(self._y) < 2 * self.season
+
+    def predict(self, horizon: int) -> Forecast:
+        y = self._y if self._y is not None else np.zeros(0)
+        if self.cold_start:
+            recent = y[-self.season:] if len(y) else np.zeros(1)
+            level = float(recent.mean())
+            p50 = np.full(horizon, level)
+            spread = Z90 * np.sqrt(np.maximum(p50, 0.0))
+            return Forecast(np.maximum(p50 - spread, 0.0), p50, p50 + spread, True)
+        last_season = y[-self.season:]
+        p50 = np.resize(last_season, horizon)  # repeats the season across the horizon
+        residuals = y[self.season:] - y[: -self.season]
+        low, high = np.quantile(residuals, [QUANTILES[0], QUANTILES[2]])
+        p10 = np.maximum(p50 + min(low, 0.0), 0.0)
+        p90 = np.maximum(p50 + max(high, 0.0), p50)
+        return Forecast(p10, p50, p90, False)
+
+
+class MovingAverage:
+    """Mean of the last `window` buckets, flat over the horizon; a second baseline."""
+
+    name = "moving_average"
+
+    def __init__(self, window: int = 7):
+        self.window = window
+        self.version = f"baseline-ma{window}-v1"
+        self._y = np.zeros(0)
+
+    def fit(self, y: np.ndarray) -> "MovingAverage":
+        self._y = np.asarray(y, dtype=np.float64)
+        return self
+
+    def predict(self, horizon: int) -> Forecast:
+        recent = self._y[-self.window:] if len(self._y) else np.zeros(1)
+        level = float(recent.mean())
+        std = float(recent.std()) if len(recent) > 1 else float(np.sqrt(level))
+        p50 = np.full(horizon, level)
+        return Forecast(np.maximum(p50 - Z90 * std, 0.0), p50, p50 + Z90 * std, len(self._y) < self.window)

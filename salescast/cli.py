@@ -1,0 +1,193 @@
+"""`salescast`: the one command a user runs. `salescast --help` lists the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+from salescast.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"salescast: {exc}")
+
+
+def _broker(args) -> "LocalBroker":
+    from salescast.localkafka import LocalBroker
+
+    directory = Path(args.dir) if args.dir else Path(os.environ.get("SALESCAST_DATA_DIR", "./var")) / "kafka"
+    return LocalBroker(directory=directory.resolve(), port=args.port)
+
+
+def cmd_kafka(args) -> int:
+    from salescast.localkafka import BrokerError
+
+    broker = _broker(args)
+    try:
+        if args.action == "start":
+            broker.start()
+        elif args.action == "stop":
+            broker.stop()
+        else:
+            print(broker.status())
+    except BrokerError as exc:
+        print(f"salescast kafka {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_worker(args) -> int:
+    settings = _settings()
+    from salescast.topics import KafkaUnavailable, ensure_topics
+
+    try:
+        created = ensure_topics(settings)
+    except KafkaUnavailable as exc:
+        print(f"salescast worker: {exc}", file=sys.stderr)
+        return 1
+    if created:
+        print(f"created topics: {', '.join(created)}", file=sys.stderr)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    from faust import Worker
+
+    from stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
+    from stream import metrics
+    from stream.app import app
+
+    metrics.serve(settings.metrics_port)
+    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def _start_ms(text: str) -> int:
+    if text == "now":
+        day = 86_400_000
+        return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000) // day * day
+    return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def cmd_generate(args) -> int:
+    from salescast.generator import Shop, ShopConfig, paced
+
+    config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users, days=args.days,
+                        start_ms=_start_ms(args.start))
+    shop = Shop(config)
+    events = shop.events()
+    count = 0
+    if args.out:
+        import orjson
+
+        with (sys.stdout.buffer if args.out == "-" else open(args.out, "wb")) as out:
+            for topic, record in events:
+                out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
+                count += 1
+    else:
+        count = _publish(paced(events, args.rate, args.speedup), _settings(), args.limit)
+    if args.truth:
+        Path(args.truth).write_text(json.dumps(shop.ground_truth()))
+    print(f"generated {count} events", file=sys.stderr)
+    return 0
+
+
+def _publish(events, settings: Settings, limit: int | None) -> int:
+    import orjson
+    from kafka import KafkaProducer
+
+    from salescast.topics import ensure_topics
+
+    ensure_topics(settings)
+    producer = KafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
+    keys = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
+    count = 0
+    try:
+        for topic, record in events:
+            producer.send(settings.topic(topic), key=record[keys[topic]].encode(), value=orjson.dumps(record))
+            count += 1
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.flush()
+        producer.close()
+    return count
+
+
+def cmd_replay(args) -> int:
+    from salescast import replay
+
+    settings = _settings()
+    out = sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")
+    try:
+        replay.run(args.file, out, settings)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from salescast.demo import run_demo
+
+    return run_demo(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="salescast", description="Real-time sales forecasting and promotions on Kafka.")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="the streaming worker (Faust): consumes, keeps state, scores, emits")
+    worker.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
+    worker.set_defaults(func=cmd_worker)
+
+    generate = commands.add_parser("generate", help="synthetic shop events to Kafka or to a file")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--skus", type=int, default=200)
+    generate.add_argument("--users", type=int, default=5000)
+    generate.add_argument("--days", type=int, default=90)
+    generate.add_argument("--start", default="2025-10-09", help="first day (YYYY-MM-DD, UTC) or 'now'")
+    generate.add_argument("--rate", type=float, default=None, help="events per second to Kafka (default: unpaced)")
+    generate.add_argument("--speedup", type=float, default=None,
+                          help="event time runs this many times faster than the clock")
+    generate.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    generate.add_argument("--out", help="write JSON lines in the replay format to FILE ('-' for stdout) instead")
+    generate.add_argument("--truth", help="write the ground truth (preferences, elasticities) to FILE as JSON")
+    generate.set_defaults(func=cmd_generate)
+
+    rep = commands.add_parser("replay", help="the same pipeline over an events file, no Kafka")
+    rep.add_argument("file", help="JSON lines with a 'topic' field; '-' reads standard input")
+    rep.add_argument("--out", help="write output records here instead of standard output")
+    rep.set_defaults(func=cmd_replay)
+
+    kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka broker (KRaft)")
+    kafka.add_argument("action", choices=("start", "stop", "status"))
+    kafka.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
+    kafka.add_argument("--dir", help="broker state directory (default $SALESCAST_DATA_DIR/kafka)")
+    kafka.set_defaults(func=cmd_kafka)
+
+    demo = commands.add_parser("demo", help="broker, worker and generator together, forecasts shown live")
+    demo.add_argument("--rate", type=float, default=2000.0)
+    demo.add_argument("--speedup", type=float, default=20000.0)
+    demo.add_argument("--skus", type=int, default=50)
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--days", type=int, default=120)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The pipeline's logic, one implementation for the Faust agents and for `salescast replay`.
+
+Three steps, each a plain function of its inputs:
+
+1. `Ingestor.ingest`: an input record's bytes -> a dead letter, or the updates it
+   causes keyed by SKU and by user, plus a watermark tick when event time enters
+   a new bucket. The agents route these through Kafka (repartitioning by SKU and
+   by user); replay applies them in memory.
+2. `apply_sku_update` / `close_bucket`: a SKU's window absorbs an update; when
+   the watermark passes the end of the SKU's bucket a forecast is emitted.
+3. `apply_user_update`: a user's interaction vector absorbs an update.
+
+Nothing here knows about Kafka or Faust.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+
+from models import useritem, windows
+from models.baseline import Forecast, SeasonalNaive
+from salescast.contract import Rejected, Source, dead_letter, decode, validate
+from salescast.settings import Settings
+
+SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
+
+
+@dataclass(slots=True)
+class SkuUpdate:
+    """One thing that happened to a SKU, routed to the worker that owns the SKU."""
+
+    kind: str  # "sale" | "click" | "inventory"
+    sku: str
+    ts: int
+    source: str  # e.g. "o3": orders partition 3
+    offset: int
+    line: int = 0
+    units: int = 0
+    revenue: float = 0.0
+    on_hand: int | None = None
+    list_price: float | None = None
+    category: str | None = None
+
+    def to_wire(self) -> list:
+        return [self.kind, self.sku, self.ts, self.source, self.offset, self.line, self.units,
+                self.revenue, self.on_hand, self.list_price, self.category]
+
+    @classmethod
+    def from_wire(cls, wire: list) -> "SkuUpdate":
+        return cls(*wire)
+
+
+@dataclass(slots=True)
+class UserUpdate:
+    """One interaction of a user with a SKU, routed to the worker that owns the user."""
+
+    user: str
+    sku: str
+    action: str  # view | cart | wishlist | purchase
+    ts: int
+    source: str
+    offset: int
+    line: int = 0
+
+    def to_wire(self) -> list:
+        return [self.user, self.sku, self.action, self.ts, self.source, self.offset, self.line]
+
+    @classmethod
+    def from_wire(cls, wire: list) -> "UserUpdate":
+        return cls(*wire)
+
+
+@dataclass
+class Ingested:
+    dead_letter: dict | None = None
+    sku_updates: list[SkuUpdate] = field(default_factory=list)
+    user_updates: list[UserUpdate] = field(default_factory=list)
+    tick: int | None = None  # the watermark's new bucket index, when it advanced
+
+
+class Ingestor:
+    """Validates input records against the contract and event time, and splits them into updates.
+
+    `watermark` is the newest event time seen (ms) on any input; a record more
+    than SALESCAST_MAX_FUTURE_MS ahead of it is `future`. Lateness is judged
+    per input partition, against the newest event seen on the record's own
+    partition: partitions are read in offset order but not in step with each
+    other (a worker catching up may read one topic days ahead of another), so
+    only a record out of order within its own partition is truly late.
+    Rejected records move no watermark.
+    """
+
+    def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None):
+        self.settings = settings
+        self.watermark: int | None = None
+        self.partition_watermarks: dict[tuple[str, int], int] = {}
+        self.topic_names = topic_names or {kind: settings.topic(kind) for kind in SOURCE_PREFIX}
+
+    def watermark_bucket(self) -> int | None:
+        return None if self.watermark is None else self.watermark // self.settings.bucket_ms
+
+    def ingest(self, kind: str, raw: bytes | str, partition: int, offset: int,
+               record: Any = None, dedup_offset: int | None = None) -> Ingested:
+        """`record` may be passed when the caller already parsed `raw` (replay does).
+
+        `dedup_offset` is the position used for exactly-once counting when it is
+        not the Kafka offset (replay numbers records in ts order).
+        """
+        source = Source(self.topic_names[kind], partition, offset)
+        try:
+            if record is None:
+                record = decode(kind, raw, self.settings.max_record_bytes)
+            else:
+                if len(raw) > self.settings.max_record_bytes:
+                    raise Rejected("too_large", f"record is {len(raw)} bytes, over the "
+                                   f"{self.settings.max_record_bytes}-byte limit (SALESCAST_MAX_RECORD_BYTES)")
+                validate(kind, record)
+            self._check_time(record["ts"], (kind, partition))
+            out = self._split(kind, record, f"{SOURCE_PREFIX[kind]}{partition}",
+                              offset if dedup_offset is None else dedup_offset)
+        except Rejected as exc:
+            return Ingested(dead_letter=dead_letter(source, exc.reason, exc.error, raw))
+        except Exception as exc:  # a bug must not stop the stream: the record is kept as a dead letter
+            return Ingested(dead_letter=dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}", raw))
+        out.tick = self._advance(record["ts"], (kind, partition))
+        return out
+
+    def _check_time(self, ts: int, partition_key: tuple[str, int]) -> None:
+        newest_here = self.partition_watermarks.get(partition_key)
+        if newest_here is not None and ts < newest_here - self.settings.allowed_lateness_ms:
+            raise Rejected("late", f"ts {ts} is {newest_here - ts} ms behind the newest event of its partition "
+                           f"({newest_here}); the allowed lateness is {self.settings.allowed_lateness_ms} ms")
+        if self.watermark is not None and ts > self.watermark + self.settings.max_future_ms:
+            raise Rejected("future", f"ts {ts} is {ts - self.watermark} ms ahead of the newest event "
+                           f"({self.watermark}); at most {self.settings.max_future_ms} ms is accepted")
+
+    def _advance(self, ts: int, partition_key: tuple[str, int]) -> int | None:
+        if ts > self.partition_watermarks.get(partition_key, -1):
+            self.partition_watermarks[partition_key] = ts
+        before = self.watermark_bucket()
+        if self.watermark is None or ts > self.watermark:
+            self.watermark = ts
+        after = self.watermark_bucket()
+        return after if before is None or after > before else None
+
+    @staticmethod
+    def _split(kind: str, record: dict, source: str, offset: int) -> Ingested:
+        out = Ingested()
+        ts = record["ts"]
+        if kind == "orders":
+            user = record["user_id"]
+            for line, item in enumerate(record["items"]):
+                qty = item["qty"]
+                out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line,
+                                                 units=qty, revenue=qty * item["unit_price"]))
+                out.user_updates.append(UserUpdate(user, item["sku"], "purchase", ts, source, offset, line))
+        elif kind == "clicks":
+            out.sku_updates.append(SkuUpdate("click", record["sku"], ts, source, offset))
+            out.user_updates.append(UserUpdate(record["user_id"], record["sku"], record["action"], ts, source, offset))
+        else:
+            out.sku_updates.append(SkuUpdate("inventory", record["sku"], ts, source, offset,
+                                             on_hand=record["on_hand"], list_price=record.get("list_price"),
+                                             category=record.get("category")))
+        return out
+
+
+def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings) -> tuple[dict, bool]:
+    """Returns the window and whether the update changed it (False: a replayed duplicate)."""
+    bucket = update.ts // settings.bucket_ms
+    if window is None:
+        window = windows.new_window(bucket)
+    if windows.already_applied(window, update.source, (update.offset, update.line)):
+        return window, False
+    if update.kind == "sale":
+        windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets)
+    elif update.kind == "click":
+        windows.add_clicks(window, bucket, 1, settings.history_buckets)
+    else:
+        windows.set_inventory(window, update.ts, update.on_hand, update.list_price, update.category)
+    return window, True
+
+
+def apply_user_update(vector: dict | None, update: UserUpdate, settings: Settings) -> tuple[dict, bool]:
+    if vector is None:
+        vector = useritem.new_vector()
+    if useritem.already_applied(vector, update.source, (update.offset, update.line)):
+        return vector, False
+    weight = settings.interaction_weights.for_action(update.action)
+    useritem.learn_one(vector, update.sku, weight, update.ts, settings.interaction_half_life_ms, settings.user_item_cap)
+    return vector, True
+
+
+class Forecaster(Protocol):
+    """What scores SKUs at bucket close: many at once, so a batched model can serve."""
+
+    def forecast_many(self, series: list[np.ndarray], horizon: int) -> list[tuple[Forecast, str, str]]:
+        """For each series: (forecast, model name, model version)."""
+
+
+class BaselineForecaster:
+    """Seasonal naive for every SKU; the LSTM replaces it (issue 4)."""
+
+    def __init__(self, season: int):
+        self.season = season
+        self.name = SeasonalNaive.name
+        self.version = SeasonalNaive(season).version
+
+    def forecast_many(self, series: list[np.ndarray], horizon: int) -> list[tuple[Forecast, str, str]]:
+        results = []
+        for y in series:
+            model = SeasonalNaive(self.season).fit(y)
+            results.append((model.predict(horizon), model.name, model.version))
+        return results
+
+
+def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, settings: Settings,
+                  forecaster: Forecaster) -> list[tuple[str, dict, dict]]:
+    """For SKUs whose open bucket the watermark has passed: close it and forecast from the next.
+
+    Returns (sku, updated window, forecast record) for each SKU that closed; the
+    caller stores the windows (their `closed` moved) and emits the forecasts.
+    """
+    closing = [(sku, window) for sku, window in items if windows.buckets_to_close(window, watermark_bucket)]
+    if not closing:
+        return []
+    last_closed = watermark_bucket - 1
+    series = [windows.units_series(window, last_closed) for _, window in closing]
+    results = forecaster.forecast_many(series, settings.horizon)
+    out = []
+    for (sku, window), (forecast, name, version) in zip(closing, results):
+        window["closed"] = last_closed
+        out.append((sku, window, forecast_record(sku, last_closed, forecast, name, version, settings)))
+    return out
+
+
+def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, version: str,
+                    settings: Settings) -> dict:
+    bucket_ms = settings.bucket_ms
+    first = last_closed + 1
+    horizon = [
+        {"start": (first + i) * bucket_ms, "p10": round(float(lo), 4), "p50": round(float(mid), 4),
+         "p90": round(float(hi), 4)}
+        for i, (lo, mid, hi) in enumerate(zip(forecast.p10, forecast.p50, forecast.p90))
+    ]
+    return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.bucket, "horizon": horizon,
+            "model": {"name": name, "version": version}, "cold_start": bool(forecast.cold_start)}
+
+
+def sales_view(sku: str, window: dict, settings: Settings, count: int) -> dict:
+    """The contract's `sales` record for GET /skus/{sku}/sales."""
+    return {"sku": sku, "bucket": settings.bucket,
+            "buckets": windows.buckets_view(window, settings.bucket_ms, count), "on_hand": window["oh"]}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,205 @@
+"""`salescast generate`: a synthetic shop whose ground truth is known.
+
+Users have latent category preferences and item tastes (a dot product of
+latent factors); SKUs sit in categories with a list price, a unit cost, a base
+demand, a trend, the category's weekly pattern and a price elasticity. Each day
+users visit, view SKUs drawn from their tastes times each SKU's demand that
+day, put some in the cart and order some of those; an order needs stock, stock
+runs out and is replenished after a lead time. Promotions cut the price for a
+few days and lift the chance to buy by (1 - discount) ** elasticity, so later
+work can check a measured uplift against the truth. Everything is drawn from
+one numpy Generator seeded by --seed: the same seed gives the same events.
+
+`GroundTruth` keeps what a model should recover: elasticities, base demand,
+category preferences and the users' strongest SKUs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+DAY_MS = 86_400_000
+CATEGORIES = ("toys", "books", "garden", "kitchen", "sports", "beauty", "electronics", "fashion")
+# a visit is more likely in the evening: relative weight of each hour of the day (UTC)
+HOURLY_PROFILE = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 11, 10, 8, 5, 2], dtype=float)
+
+
+@dataclass
+class ShopConfig:
+    seed: int = 7
+    skus: int = 200
+    users: int = 5000
+    days: int = 90
+    start_ms: int = 1_760_000_000_000 // DAY_MS * DAY_MS  # a midnight UTC in October 2025
+    visit_rate: float = 0.3  # share of users visiting on an average day
+    views_per_visit: float = 3.0
+    cart_rate: float = 0.12  # a view becomes a cart at list price
+    order_rate: float = 0.55  # a cart becomes an order line
+    wishlist_rate: float = 0.03
+    promo_rate: float = 0.01  # chance per SKU per day that a promotion starts
+    latent_dim: int = 8
+
+
+class Shop:
+    """The simulated shop: build it with a config, then iterate `events()`."""
+
+    def __init__(self, config: ShopConfig):
+        self.config = config
+        c = config
+        rng = self.rng = np.random.default_rng(c.seed)
+        n, u = c.skus, c.users
+        self.sku_ids = [f"sku-{i}" for i in range(n)]
+        self.user_ids = [f"u-{i}" for i in range(u)]
+        self.category = rng.integers(0, len(CATEGORIES), n)
+        self.list_price = np.round(np.exp(rng.normal(3.0, 0.7, n)), 2)
+        self.unit_cost = np.round(self.list_price * rng.uniform(0.4, 0.75, n), 2)
+        self.base_demand = np.exp(rng.normal(0.0, 0.8, n))  # relative attractiveness
+        self.trend = rng.normal(0.0, 0.003, n)  # per day, multiplicative
+        self.elasticity = -rng.uniform(1.2, 3.0, n)
+        weekly = rng.uniform(0.7, 1.3, (len(CATEGORIES), 7))
+        self.weekly = weekly / weekly.mean(axis=1, keepdims=True)
+        self.user_category_pref = rng.dirichlet(np.full(len(CATEGORIES), 0.5), u)
+        self.user_factors = rng.normal(0, 1, (u, c.latent_dim))
+        self.item_factors = rng.normal(0, 1, (n, c.latent_dim))
+        taste = self.user_factors @ self.item_factors.T / np.sqrt(c.latent_dim)
+        affinity = np.exp(taste) * self.user_category_pref[:, self.category] * len(CATEGORIES)
+        self.affinity = affinity  # users x skus, unnormalised
+        self.on_hand = rng.integers(50, 400, n)
+        self.reorder_point = np.maximum(10, self.on_hand // 5)
+        self.incoming: dict[int, tuple[int, int]] = {}  # sku -> (arrival day, quantity)
+        self.promo_until = np.full(n, -1)
+        self.promo_discount = np.zeros(n)
+        self.promotions: list[dict] = []
+        self.order_seq = 0
+
+    def ground_truth(self) -> dict:
+        top = np.argsort(-self.affinity, axis=1)[:, :10]
+        return {
+            "config": self.config.__dict__,
+            "skus": {sku: {"category": CATEGORIES[self.category[i]], "list_price": float(self.list_price[i]),
+                           "unit_cost": float(self.unit_cost[i]), "elasticity": float(self.elasticity[i]),
+                           "base_demand": float(self.base_demand[i]), "trend_per_day": float(self.trend[i])}
+                     for i, sku in enumerate(self.sku_ids)},
+            "users": {user: {"category_prefs": dict(zip(CATEGORIES, map(float, self.user_category_pref[j]))),
+                             "top_skus": [self.sku_ids[k] for k in top[j]]}
+                      for j, user in enumerate(self.user_ids)},
+            "promotions": self.promotions,
+        }
+
+    def events(self) -> Iterator[tuple[str, dict]]:
+        """(topic, record) in ts order, one simulated day after another."""
+        for day in range(self.config.days):
+            yield from self._day(day)
+
+    def _day(self, day: int) -> Iterator[tuple[str, dict]]:
+        c, rng = self.config, self.rng
+        n = c.skus
+        day_start = c.start_ms + day * DAY_MS
+        events: list[tuple[int, str, dict]] = []
+        self._receive_stock(day, day_start, events)
+        self._start_promotions(day, day_start)
+        on_promo = self.promo_until >= day
+        discount = np.where(on_promo, self.promo_discount, 0.0)
+        price = np.round(self.list_price * (1 - discount), 2)
+        price_lift = (1 - discount) ** self.elasticity
+        dow = (day_start // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        demand = self.base_demand * np.exp(self.trend * day) * self.weekly[self.category, dow]
+        for i in range(n):
+            events.append((day_start, "inventory", self._inventory(i, day_start)))
+        visits = rng.poisson(c.visit_rate * c.users)
+        visitors = rng.integers(0, c.users, visits)
+        hours = rng.choice(24, visits, p=HOURLY_PROFILE / HOURLY_PROFILE.sum())
+        visit_ts = day_start + hours * 3_600_000 + rng.integers(0, 3_600_000, visits)
+        weights = self.affinity[visitors] * (demand * price_lift)[None, :]
+        cumulative = np.cumsum(weights, axis=1)
+        cumulative /= cumulative[:, -1:]
+        view_counts = 1 + rng.poisson(c.views_per_visit - 1, visits)
+        for v in range(visits):
+            user = self.user_ids[visitors[v]]
+            ts = int(visit_ts[v])
+            session = f"s-{day}-{v}"
+            viewed = np.unique(np.searchsorted(cumulative[v], rng.random(view_counts[v])))
+            lines = []
+            for sku_index in viewed:
+                sku_index = int(min(sku_index, n - 1))
+                sku = self.sku_ids[sku_index]
+                ts += int(rng.integers(5_000, 90_000))
+                events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "view", "ts": ts,
+                                              "session_id": session}))
+                if rng.random() < c.wishlist_rate:
+                    ts += int(rng.integers(1_000, 20_000))
+                    events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "wishlist", "ts": ts,
+                                                  "session_id": session}))
+                if rng.random() < min(0.95, c.cart_rate * price_lift[sku_index]):
+                    ts += int(rng.integers(1_000, 30_000))
+                    events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "cart", "ts": ts,
+                                                  "session_id": session}))
+                    if rng.random() < c.order_rate:
+                        qty = min(1 + int(rng.poisson(0.3)), int(self.on_hand[sku_index]))
+                        if qty > 0:  # sold out: the sale is lost
+                            self.on_hand[sku_index] -= qty
+                            line = {"sku": sku, "qty": qty, "unit_price": float(price[sku_index])}
+                            if discount[sku_index] > 0:
+                                line["discount"] = float(discount[sku_index])
+                            lines.append(line)
+            if lines:
+                ts += int(rng.integers(10_000, 120_000))
+                self.order_seq += 1
+                promo = next((p["promo_id"] for p in reversed(self.promotions)
+                              if p["sku"] == lines[0]["sku"] and "discount" in lines[0]), None)
+                events.append((ts, "orders", {"order_id": f"o-{self.order_seq}", "user_id": user, "ts": ts,
+                                              "items": lines, "promo_id": promo, "currency": "EUR",
+                                              "channel": "web"}))
+        self._reorder(day)
+        events.sort(key=lambda e: e[0])
+        for _, topic, record in events:
+            yield topic, record
+
+    def _inventory(self, i: int, ts: int) -> dict:
+        return {"sku": self.sku_ids[i], "on_hand": int(self.on_hand[i]), "ts": ts,
+                "list_price": float(self.list_price[i]), "unit_cost": float(self.unit_cost[i]),
+                "category": CATEGORIES[self.category[i]]}
+
+    def _start_promotions(self, day: int, day_start: int) -> None:
+        starting = (self.promo_until < day) & (self.rng.random(self.config.skus) < self.config.promo_rate)
+        for i in np.flatnonzero(starting):
+            length = int(self.rng.integers(3, 8))
+            discount = float(np.round(self.rng.uniform(0.1, 0.3), 2))
+            self.promo_until[i] = day + length - 1
+            self.promo_discount[i] = discount
+            self.promotions.append({"promo_id": f"promo-{day}-{self.sku_ids[i]}", "sku": self.sku_ids[i],
+                                    "start": day_start, "end": day_start + length * DAY_MS, "discount": discount,
+                                    "expected_lift": float((1 - discount) ** self.elasticity[i])})
+
+    def _reorder(self, day: int) -> None:
+        for i in np.flatnonzero(self.on_hand < self.reorder_point):
+            if int(i) not in self.incoming:
+                lead = int(self.rng.integers(2, 6))
+                self.incoming[int(i)] = (day + lead, int(self.reorder_point[i] * 5))
+
+    def _receive_stock(self, day: int, day_start: int, events: list) -> None:
+        for i, (arrival, qty) in list(self.incoming.items()):
+            if arrival <= day:
+                self.on_hand[i] += qty
+                del self.incoming[i]
+
+
+def paced(events: Iterator[tuple[str, dict]], rate: float | None, speedup: float | None,
+          clock=time.monotonic, sleep=time.sleep) -> Iterator[tuple[str, dict]]:
+    """Yield events no faster than `rate` per second and with event time at most `speedup` x the clock."""
+    started = clock()
+    first_ts = None
+    for count, (topic, record) in enumerate(events):
+        due = started + count / rate if rate else started
+        if speedup:
+            if first_ts is None:
+                first_ts = record["ts"]
+            due = max(due, started + (record["ts"] - first_ts) / 1000.0 / speedup)
+        wait = due - clock()
+        if wait > 0:
+            sleep(wait)
+        yield topic, record

@@ -1,0 +1,50 @@
+"""Creating the contract's topics when they are missing (kafka-python admin client)."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from salescast.settings import Settings
+
+COMPACTED = ("inventory", "model_versions")  # latest value per key is what matters
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(client_id=f"{settings.app_id}-admin", request_timeout_ms=15000,
+                                **settings.kafka_client_options())
+    except KafkaError as exc:
+        raise KafkaUnavailable(
+            f"no Kafka broker answers at {settings.bootstrap_servers} ({exc}). Start one with "
+            f"`salescast kafka start`, or set KAFKA_BOOTSTRAP_SERVERS to where yours runs.") from None
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create any missing contract topic with SALESCAST_PARTITIONS partitions; returns those created."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = []
+        for key, name in settings.topics.items():
+            if name in existing:
+                continue
+            config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
+            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
+        created = []
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:
+                raise KafkaUnavailable(f"could not create topic {topic.name!r}: {exc}") from exc
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,230 @@
+"""The agents: thin loops that hand records to `salescast.engine` and emit what it returns.
+
+Every agent reads batches (`take_events`), which Faust acks only after the
+batch is processed, and Faust flushes every send before it commits offsets:
+so a record is either fully handled (its updates, dead letter or forecast
+sent) or re-read after a crash. Re-read updates are recognised by their source
+offset (models.windows.already_applied) and not counted twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+
+from salescast.contract import Source, dead_letter, dumps
+from salescast.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdate, apply_sku_update,
+                              apply_user_update, close_buckets)
+from stream import metrics
+from stream.app import app, settings
+from stream.tables import sku_windows, user_items
+from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sku_events, user_events
+
+BATCH_SIZE = 2000
+BATCH_WITHIN_S = 0.01
+TICK = b"tick"
+
+ingestor = Ingestor(settings)
+forecaster = BaselineForecaster(settings.season)
+_partitioner = DefaultPartitioner()
+_all_partitions = list(range(settings.partitions))
+
+
+def _emit_dead_letter(key: bytes | None, record: dict) -> None:
+    dead_letters.send_soon(key=key, value=dumps(record))
+    metrics.DEAD_LETTERS.labels(record["reason"]).inc()
+
+
+def ingest_batch(kind: str, events: Iterable) -> None:
+    """Validate, split and route one batch of input records (all agents' first step)."""
+    started = time.perf_counter()
+    count = 0
+    for event in events:
+        count += 1
+        message = event.message
+        result = ingestor.ingest(kind, message.value or b"", message.partition, message.offset)
+        if result.dead_letter is not None:
+            _emit_dead_letter(message.key, result.dead_letter)
+            continue
+        for update in result.sku_updates:
+            sku_events.send_soon(key=update.sku.encode(), value=orjson.dumps(update.to_wire()))
+        for update in result.user_updates:
+            user_events.send_soon(key=update.user.encode(), value=orjson.dumps(update.to_wire()))
+        if result.tick is not None:
+            tick = orjson.dumps([TICK.decode(), result.tick, time.time()])
+            for partition in _all_partitions:
+                sku_events.send_soon(key=None, value=tick, partition=partition)
+    metrics.EVENTS_CONSUMED.labels(kind).inc(count)
+    if count:
+        metrics.PROCESSING_LATENCY.labels("ingest").observe((time.perf_counter() - started) / count)
+
+
+@app.agent(orders)
+async def ingest_orders(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        ingest_batch("orders", events)
+
+
+@app.agent(clicks)
+async def ingest_clicks(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        ingest_batch("clicks", events)
+
+
+@app.agent(inventory)
+async def ingest_inventory(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        ingest_batch("inventory", events)
+
+
+class PartitionIndex:
+    """Which SKUs live in which partition of sku-events, to close their buckets on a tick.
+
+    Filled as updates arrive and, the first time a partition ticks after a
+    start or rebalance, from the keys the table restored for it.
+    """
+
+    def __init__(self) -> None:
+        self.skus: dict[int, set[bytes]] = {}
+        self.scanned: set[int] = set()
+
+    def add(self, partition: int, key: bytes) -> None:
+        self.skus.setdefault(partition, set()).add(key)
+
+    def reset(self) -> None:
+        self.skus.clear()
+        self.scanned.clear()
+
+    def keys_for(self, partition: int) -> set[bytes]:
+        if partition not in self.scanned:
+            for key in sku_windows.keys():
+                self.add(_partitioner(key, _all_partitions, _all_partitions), key)
+            self.scanned.update(_all_partitions)
+        return self.skus.get(partition, set())
+
+
+partition_index = PartitionIndex()
+
+
+@app.on_rebalance_complete.connect
+async def _on_rebalance(sender, **kwargs) -> None:
+    partition_index.reset()
+
+
+def _write(stream, table, key: bytes, value: dict, event) -> None:
+    # Faust's RocksDB store files a write under the current event's partition;
+    # inside a batch that must be an event of the key's own partition.
+    stream._set_current_event(event)
+    table[key] = orjson.dumps(value)
+
+
+def _load(table, key: bytes) -> dict | None:
+    raw = table.get(key)
+    return None if raw is None else orjson.loads(raw)
+
+
+@app.agent(sku_events)
+async def update_sku_windows(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        started = time.perf_counter()
+        touched: dict[bytes, tuple[dict, object]] = {}
+        ticks: dict[int, tuple[int, float, object]] = {}
+        for event in events:
+            message = event.message
+            try:
+                wire = orjson.loads(message.value)
+                if wire[0] == "tick":
+                    known = ticks.get(message.partition)
+                    if known is None or wire[1] > known[0]:
+                        ticks[message.partition] = (wire[1], wire[2], event)
+                    continue
+                update = SkuUpdate.from_wire(wire)
+                key = message.key
+                window = touched[key][0] if key in touched else _load(sku_windows, key)
+                window, changed = apply_sku_update(window, update, settings)
+                if changed:
+                    touched[key] = (window, event)
+                    partition_index.add(message.partition, key)
+                else:
+                    metrics.DUPLICATES_SKIPPED.labels("sku-windows").inc()
+            except Exception as exc:  # noqa: BLE001 - kept as a dead letter, never dropped
+                _dead_letter_internal(message, exc)
+        for key, (window, event) in touched.items():
+            _write(stream, sku_windows, key, window, event)
+        for partition, (bucket, ingested_at, event) in ticks.items():
+            _close_partition(stream, partition, bucket, ingested_at, event)
+        if events:
+            metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
+
+
+def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event) -> None:
+    keys = partition_index.keys_for(partition)
+    items = []
+    for key in keys:
+        window = _load(sku_windows, key)
+        if window is not None:
+            items.append((key.decode(), window))
+    scoring_started = time.perf_counter()
+    closed = close_buckets(items, bucket, settings, forecaster)
+    if closed:
+        metrics.SCORING_LATENCY.labels("baseline").observe(time.perf_counter() - scoring_started)
+    now = time.time()
+    for sku, window, record in closed:
+        key = sku.encode()
+        _write(stream, sku_windows, key, window, event)
+        forecasts.send_soon(key=key, value=dumps(record))
+        metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
+        metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
+        metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.bucket_ms / 1000))
+
+
+def _dead_letter_internal(message, exc: Exception) -> None:
+    source = Source(message.topic, message.partition, message.offset)
+    _emit_dead_letter(message.key, dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}",
+                                               message.value))
+
+
+@app.agent(user_events)
+async def update_user_items(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        started = time.perf_counter()
+        touched: dict[bytes, tuple[dict, object]] = {}
+        for event in events:
+            message = event.message
+            try:
+                update = UserUpdate.from_wire(orjson.loads(message.value))
+                key = message.key
+                vector = touched[key][0] if key in touched else _load(user_items, key)
+                vector, changed = apply_user_update(vector, update, settings)
+                if changed:
+                    touched[key] = (vector, event)
+                else:
+                    metrics.DUPLICATES_SKIPPED.labels("user-items").inc()
+            except Exception as exc:  # noqa: BLE001
+                _dead_letter_internal(message, exc)
+        for key, (vector, event) in touched.items():
+            _write(stream, user_items, key, vector, event)
+        if events:
+            metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))
+
+
+_rate = metrics.RateMeter()
+
+
+@app.timer(5.0)
+async def report_rates() -> None:
+    _rate.tick(metrics.consumed_total())
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = consumer._committed_offset.get(tp)  # what a restart would resume from
+        if highwater is not None and highwater >= 0:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (position or 0)))
+
+
+@app.task
+async def publish_model_info() -> None:
+    metrics.MODEL_INFO.labels("forecast", forecaster.version).set(1)

@@ -1,0 +1,47 @@
+"""The Faust app, configured from `Settings` (the environment), nothing else."""
+
+from __future__ import annotations
+
+import faust
+from aiokafka.helpers import create_ssl_context
+
+from salescast.settings import Settings
+
+settings = Settings.from_env()
+
+
+def _credentials(settings: Settings):
+    """SASL/SSL settings as Faust credentials (aiokafka gets them from these)."""
+    ssl_context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        ssl_context = create_ssl_context(cafile=settings.ssl_cafile, certfile=settings.ssl_certfile,
+                                         keyfile=settings.ssl_keyfile)
+    if settings.security_protocol.startswith("SASL"):
+        if settings.sasl_mechanism == "PLAIN":
+            return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                         ssl_context=ssl_context)
+        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                     mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+app = faust.App(
+    settings.app_id,
+    broker=";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")),
+    broker_credentials=_credentials(settings),
+    store="rocksdb://",
+    datadir=str(settings.data_dir / "faust"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    web_port=settings.web_port,
+    web_bind="0.0.0.0",
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    stream_buffer_maxsize=8192,
+    broker_commit_every=10_000,
+    broker_commit_interval=1.0,
+    autodiscover=False,
+    origin="stream",
+)

@@ -1,0 +1,62 @@
+"""Prometheus metrics, served by prometheus-client on SALESCAST_METRICS_PORT.
+
+Latencies are histograms in seconds. `salescast_end_to_end_latency_seconds`
+is wall-clock time from the moment the input record was taken off Kafka to
+the moment its output was handed to the producer; the contract's event-`ts`
+to output lag is `salescast_event_time_lag_seconds` (meaningful when
+producers stamp `ts` in real time, not in a sped-up demo).
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+EVENTS_CONSUMED = Counter("salescast_events_consumed_total", "Input records consumed", ["topic"])
+EVENTS_PER_SECOND = Gauge("salescast_events_per_second", "Input records consumed per second, last interval")
+DEAD_LETTERS = Counter("salescast_dead_letters_total", "Input records sent to the dead-letter topic", ["reason"])
+FORECASTS_EMITTED = Counter("salescast_forecasts_emitted_total", "Forecast records emitted", ["model"])
+TRIGGERS_EMITTED = Counter("salescast_promo_triggers_emitted_total", "Promo-trigger records emitted")
+PROCESSING_LATENCY = Histogram("salescast_processing_latency_seconds",
+                               "Time to process one batch of records, per record", ["stage"],
+                               buckets=LATENCY_BUCKETS)
+SCORING_LATENCY = Histogram("salescast_scoring_latency_seconds", "Time to score the SKUs closed together",
+                            ["model"], buckets=LATENCY_BUCKETS)
+END_TO_END_LATENCY = Histogram("salescast_end_to_end_latency_seconds",
+                               "Wall time from consuming an input record to emitting its output", ["output"],
+                               buckets=LATENCY_BUCKETS)
+EVENT_TIME_LAG = Histogram("salescast_event_time_lag_seconds", "Wall clock minus the event ts at output",
+                           ["output"], buckets=(1, 10, 60, 300, 900, 3600, 21600, 86400, float("inf")))
+MODEL_INFO = Gauge("salescast_model_info", "The live version of each model (value 1)", ["model", "version"])
+CONSUMER_LAG = Gauge("salescast_consumer_lag", "Records behind the end of each assigned partition",
+                     ["topic", "partition"])
+PROMO_UPLIFT = Gauge("salescast_promo_uplift", "Latest measured uplift per promotion reason", ["reason"])
+DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
+                             "Updates already applied before a restart and skipped on re-read", ["table"])
+
+
+class RateMeter:
+    """Turns the consumed counter into the events-per-second gauge, once per interval."""
+
+    def __init__(self) -> None:
+        self._last_total = 0.0
+        self._last_time = time.monotonic()
+
+    def tick(self, total: float) -> float:
+        now = time.monotonic()
+        rate = (total - self._last_total) / max(now - self._last_time, 1e-9)
+        self._last_total, self._last_time = total, now
+        EVENTS_PER_SECOND.set(rate)
+        return rate
+
+
+def consumed_total() -> float:
+    return sum(sample.value for metric in EVENTS_CONSUMED.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
+
+
+def serve(port: int) -> None:
+    start_http_server(port)

@@ -1,0 +1,18 @@
+"""RocksDB-backed tables, each with a changelog topic, partitioned like the topic that updates it.
+
+Values are one JSON document per key (see models.windows and models.useritem).
+`use_partitioner=True` sends each changelog record to the partition the
+default partitioner picks for its key, the same one the key's events arrive
+on, so writes can be batched outside Faust's one-event-at-a-time context.
+"""
+
+from __future__ import annotations
+
+from stream.app import app, settings
+
+# bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
+TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions, "use_partitioner": True}
+
+sku_windows = app.Table("sku-windows", help="per-SKU sales, revenue and clicks per bucket; latest inventory",
+                        **TABLE_OPTIONS)
+user_items = app.Table("user-items", help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)

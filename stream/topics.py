@@ -1,0 +1,23 @@
+"""Topics: the contract's inputs and outputs, and two internal repartition topics.
+
+Values travel as raw bytes: the agents decode and validate them with the
+contract's compiled schemas, so a bad record becomes a dead letter instead of
+an exception inside Faust's deserialiser (which would skip it silently).
+"""
+
+from __future__ import annotations
+
+from stream.app import app, settings
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+orders = app.topic(settings.topic("orders"), **RAW)
+clicks = app.topic(settings.topic("clicks"), **RAW)
+inventory = app.topic(settings.topic("inventory"), **RAW)
+forecasts = app.topic(settings.topic("forecasts"), **RAW)
+dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
+
+# Keyed by SKU / by user: what makes each table's partitions line up with the stream
+# that updates them. Ticks (watermark advances) go to every partition of sku_events.
+sku_events = app.topic(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions, **RAW)
+user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions, **RAW)
