@@ -80,6 +80,21 @@ def decode(kind: str, raw: bytes | str, max_bytes: int) -> dict:
     return validate(kind, record)
 
 
+MAX_SAFE_INTEGER = 2**53  # beyond it JSON numbers stop being exact in most clients
+
+
+def _check_exact_integers(kind: str, record: dict) -> None:
+    """Counts and times above 2^53 are impossible values: no shop sells 10^16 of a thing."""
+    fields = [("ts", record["ts"])]
+    if kind == "orders":
+        fields += [(f"items[{i}].qty", item["qty"]) for i, item in enumerate(record["items"])]
+    elif kind == "inventory":
+        fields.append(("on_hand", record["on_hand"]))
+    for where, value in fields:
+        if value > MAX_SAFE_INTEGER:
+            raise Rejected("invalid_value", f"{where} must be <= {MAX_SAFE_INTEGER}, got {value}")
+
+
 def validate(kind: str, record: Any) -> dict:
     try:
         validator(kind)(record)
@@ -92,6 +107,8 @@ def validate(kind: str, record: Any) -> dict:
         message = exc.message
         message = message[5:] if message.startswith("data.") else "record" + message[4:] if message.startswith("data") else message
         raise Rejected("schema", message) from None
+    if kind in ("orders", "clicks", "inventory"):
+        _check_exact_integers(kind, record)
     return record
 
 

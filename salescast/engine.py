@@ -119,6 +119,7 @@ class Ingestor:
                     raise Rejected("too_large", f"record is {len(raw)} bytes, over the "
                                    f"{self.settings.max_record_bytes}-byte limit (SALESCAST_MAX_RECORD_BYTES)")
                 validate(kind, record)
+            record["ts"] = int(record["ts"])  # JSON Schema lets 1.7e12 pass as an integer
             self._check_time(record["ts"], (kind, partition))
             out = self._split(kind, record, f"{SOURCE_PREFIX[kind]}{partition}",
                               offset if dedup_offset is None else dedup_offset)
@@ -150,11 +151,11 @@ class Ingestor:
     @staticmethod
     def _split(kind: str, record: dict, source: str, offset: int) -> Ingested:
         out = Ingested()
-        ts = record["ts"]
+        ts = int(record["ts"])
         if kind == "orders":
             user = record["user_id"]
             for line, item in enumerate(record["items"]):
-                qty = item["qty"]
+                qty = int(item["qty"])  # JSON Schema lets 2.0 pass as an integer
                 out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line,
                                                  units=qty, revenue=qty * item["unit_price"]))
                 out.user_updates.append(UserUpdate(user, item["sku"], "purchase", ts, source, offset, line))
@@ -163,7 +164,7 @@ class Ingestor:
             out.user_updates.append(UserUpdate(record["user_id"], record["sku"], record["action"], ts, source, offset))
         else:
             out.sku_updates.append(SkuUpdate("inventory", record["sku"], ts, source, offset,
-                                             on_hand=record["on_hand"], list_price=record.get("list_price"),
+                                             on_hand=int(record["on_hand"]), list_price=record.get("list_price"),
                                              category=record.get("category")))
         return out
 

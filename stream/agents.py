@@ -25,7 +25,7 @@ from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sk
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
-TICK = b"tick"
+TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
 forecaster = BaselineForecaster(settings.season)
@@ -49,12 +49,16 @@ def ingest_batch(kind: str, events: Iterable) -> None:
         if result.dead_letter is not None:
             _emit_dead_letter(message.key, result.dead_letter)
             continue
-        for update in result.sku_updates:
-            sku_events.send_soon(key=update.sku.encode(), value=orjson.dumps(update.to_wire()))
-        for update in result.user_updates:
-            user_events.send_soon(key=update.user.encode(), value=orjson.dumps(update.to_wire()))
+        try:
+            routed = [(sku_events, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
+            routed += [(user_events, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
+        except Exception as exc:  # noqa: BLE001 - nothing half-sent: encode all, then send
+            _dead_letter_internal(message, exc)
+            continue
+        for topic, key, value in routed:
+            topic.send_soon(key=key, value=value)
         if result.tick is not None:
-            tick = orjson.dumps([TICK.decode(), result.tick, time.time()])
+            tick = orjson.dumps([TICK_MARK, result.tick, time.time()])
             for partition in _all_partitions:
                 sku_events.send_soon(key=None, value=tick, partition=partition)
     metrics.EVENTS_CONSUMED.labels(kind).inc(count)
@@ -136,7 +140,7 @@ async def update_sku_windows(stream):
             message = event.message
             try:
                 wire = orjson.loads(message.value)
-                if wire[0] == "tick":
+                if wire[0] == TICK_MARK:
                     known = ticks.get(message.partition)
                     if known is None or wire[1] > known[0]:
                         ticks[message.partition] = (wire[1], wire[2], event)

@@ -1,0 +1,66 @@
+import numpy as np
+
+from models import windows
+
+HISTORY = 90
+
+
+def test_sales_land_in_their_bucket_and_late_ones_still_count():
+    w = windows.new_window(100)
+    windows.add_sale(w, 100, 2, 20.0, HISTORY)
+    windows.add_sale(w, 102, 1, 10.0, HISTORY)
+    windows.add_sale(w, 101, 3, 30.0, HISTORY)  # late, within the kept history
+    windows.add_sale(w, 99, 1, 5.0, HISTORY)  # earlier than the first bucket: prepended
+    assert w["b"] == 99 and w["u"] == [1, 2, 3, 1] and w["r"] == [5.0, 20.0, 30.0, 10.0]
+
+
+def test_history_is_bounded_and_old_buckets_drop_off():
+    w = windows.new_window(0)
+    for bucket in range(200):
+        windows.add_sale(w, bucket, 1, 1.0, HISTORY)
+    assert len(w["u"]) == HISTORY and w["b"] == 200 - HISTORY
+    assert not windows.add_sale(w, 5, 1, 1.0, HISTORY)  # too old to keep
+    assert sum(w["u"]) == HISTORY
+
+
+def test_a_long_gap_resets_the_window():
+    w = windows.new_window(0)
+    windows.add_sale(w, 0, 4, 4.0, HISTORY)
+    windows.add_sale(w, 1000, 1, 1.0, HISTORY)
+    assert w["b"] == 1000 and w["u"] == [1]
+
+
+def test_replayed_positions_are_skipped_per_source():
+    w = windows.new_window(0)
+    assert not windows.already_applied(w, "o1", (10, 0))
+    assert not windows.already_applied(w, "o1", (10, 1))
+    assert windows.already_applied(w, "o1", (10, 0))
+    assert windows.already_applied(w, "o1", (9, 5))
+    assert not windows.already_applied(w, "o2", (3, 0))  # other partitions are independent
+
+
+def test_units_series_pads_with_zeros_to_the_closed_bucket():
+    w = windows.new_window(10)
+    windows.add_sale(w, 10, 2, 2.0, HISTORY)
+    windows.add_sale(w, 12, 1, 1.0, HISTORY)
+    assert windows.units_series(w, 14).tolist() == [2, 0, 1, 0, 0]
+    assert windows.units_series(w, 11).tolist() == [2, 0]
+    assert windows.units_series(w, 14, length=7).tolist() == [0, 0, 2, 0, 1, 0, 0]
+    assert isinstance(windows.units_series(w, 9), np.ndarray) and len(windows.units_series(w, 9)) == 0
+
+
+def test_inventory_keeps_the_latest_by_event_time():
+    w = windows.new_window(0)
+    windows.set_inventory(w, 200, 5, 9.9, "toys")
+    windows.set_inventory(w, 100, 50, None, None)  # older: ignored
+    assert w["oh"] == 5 and w["lp"] == 9.9 and w["cat"] == "toys"
+
+
+def test_buckets_view_is_oldest_first_with_starts():
+    w = windows.new_window(1)
+    windows.add_sale(w, 1, 1, 2.0, HISTORY)
+    windows.add_clicks(w, 2, 3, HISTORY)
+    rows = windows.buckets_view(w, 1000, 28)
+    assert rows == [{"start": 1000, "units": 1, "revenue": 2.0, "clicks": 0},
+                    {"start": 2000, "units": 0, "revenue": 0.0, "clicks": 3}]
+    assert windows.buckets_view(w, 1000, 1) == rows[-1:]
