@@ -179,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--days", type=int, default=120)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seconds", type=float, default=None, help="stop by itself after this long")
     demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     demo.set_defaults(func=cmd_demo)
     return root

@@ -1,0 +1,105 @@
+"""`salescast demo`: the local broker, a worker and the generator, with forecasts shown as they flow.
+
+Everything runs on this machine; Ctrl-C (or --seconds) stops the generator,
+the worker and the broker in that order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from salescast.localkafka import BrokerError, LocalBroker
+
+
+def _wait_healthy(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError("the worker exited during start-up; see var/demo/worker.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the worker did not become healthy in time; see var/demo/worker.log")
+
+
+def _line(forecast: dict) -> str:
+    day = dt.datetime.fromtimestamp(forecast["ts"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    p50 = " ".join(f"{h['p50']:5.1f}" for h in forecast["horizon"])
+    band = f"[{forecast['horizon'][0]['p10']:.1f}..{forecast['horizon'][0]['p90']:.1f}]"
+    flag = " cold" if forecast.get("cold_start") else ""
+    return f"{forecast['sku']:>10}  closed {day}  next p50: {p50}  first P10-P90 {band}  " \
+           f"{forecast['model']['name']}:{forecast['model']['version']}{flag}"
+
+
+def run_demo(args) -> int:
+    from kafka import KafkaConsumer
+
+    data_dir = Path(os.environ.get("SALESCAST_DATA_DIR", "./var")).resolve()
+    demo_dir = data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker(directory=data_dir / "kafka", port=args.port)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        print(f"salescast demo: {exc}", file=sys.stderr)
+        return 1
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SALESCAST_DATA_DIR": str(data_dir),
+           "SALESCAST_APP_ID": os.environ.get("SALESCAST_APP_ID", "salescast-demo")}
+    web_port = int(env.get("SALESCAST_WEB_PORT", "6066"))
+    processes: list[subprocess.Popen] = []
+    try:
+        print(f"starting the worker (log: {demo_dir / 'worker.log'}) ...", flush=True)
+        worker = subprocess.Popen([sys.executable, "-m", "salescast.cli", "worker", "--loglevel", "info"], env=env,
+                                  stdout=open(demo_dir / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        processes.append(worker)
+        _wait_healthy(web_port, worker)
+        print(f"worker ready: http://localhost:{web_port}/skus/sku-1/sales  metrics: "
+              f"http://localhost:{env.get('SALESCAST_METRICS_PORT', '9108')}/metrics", flush=True)
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "salescast.cli", "generate", "--rate", str(args.rate), "--speedup",
+             str(args.speedup), "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
+             "--seed", str(args.seed), "--start", "now"],
+            env=env, stdout=open(demo_dir / "generator.log", "ab"), stderr=subprocess.STDOUT)
+        processes.append(generator)
+        print(f"generating a {args.skus}-SKU shop at {args.rate:.0f} events/s, event time x{args.speedup:.0f}; "
+              f"forecasts follow as each day closes (Ctrl-C stops everything)\n", flush=True)
+        consumer = KafkaConsumer(env.get("SALESCAST_TOPIC_FORECASTS", "forecasts"),
+                                 bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
+                                 consumer_timeout_ms=1000)
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            for message in consumer:
+                print(_line(json.loads(message.value)), flush=True)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            if worker.poll() is not None:
+                print("the worker stopped; see var/demo/worker.log", file=sys.stderr)
+                return 1
+        consumer.close()
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    except RuntimeError as exc:
+        print(f"salescast demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        broker.stop()
+    return 0
