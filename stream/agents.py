@@ -136,6 +136,7 @@ async def update_sku_windows(stream):
         started = time.perf_counter()
         touched: dict[bytes, tuple[dict, object]] = {}
         ticks: dict[int, tuple[int, float, object]] = {}
+        applied = 0
         for event in events:
             message = event.message
             try:
@@ -150,6 +151,7 @@ async def update_sku_windows(stream):
                 window = touched[key][0] if key in touched else _load(sku_windows, key)
                 window, changed = apply_sku_update(window, update, settings)
                 if changed:
+                    applied += 1
                     touched[key] = (window, event)
                     partition_index.add(message.partition, key)
                 else:
@@ -158,6 +160,7 @@ async def update_sku_windows(stream):
                 _dead_letter_internal(message, exc)
         for key, (window, event) in touched.items():
             _write(stream, sku_windows, key, window, event)
+        metrics.UPDATES_APPLIED.labels("sku-windows").inc(applied)
         for partition, (bucket, ingested_at, event) in ticks.items():
             _close_partition(stream, partition, bucket, ingested_at, event)
         if events:
@@ -196,6 +199,7 @@ async def update_user_items(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
         started = time.perf_counter()
         touched: dict[bytes, tuple[dict, object]] = {}
+        applied = 0
         for event in events:
             message = event.message
             try:
@@ -204,6 +208,7 @@ async def update_user_items(stream):
                 vector = touched[key][0] if key in touched else _load(user_items, key)
                 vector, changed = apply_user_update(vector, update, settings)
                 if changed:
+                    applied += 1
                     touched[key] = (vector, event)
                 else:
                     metrics.DUPLICATES_SKIPPED.labels("user-items").inc()
@@ -211,6 +216,7 @@ async def update_user_items(stream):
                 _dead_letter_internal(message, exc)
         for key, (vector, event) in touched.items():
             _write(stream, user_items, key, vector, event)
+        metrics.UPDATES_APPLIED.labels("user-items").inc(applied)
         if events:
             metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))
 

@@ -34,6 +34,8 @@ MODEL_INFO = Gauge("salescast_model_info", "The live version of each model (valu
 CONSUMER_LAG = Gauge("salescast_consumer_lag", "Records behind the end of each assigned partition",
                      ["topic", "partition"])
 PROMO_UPLIFT = Gauge("salescast_promo_uplift", "Latest measured uplift per promotion reason", ["reason"])
+UPDATES_APPLIED = Counter("salescast_updates_applied_total", "Updates applied to a table (after repartitioning)",
+                          ["table"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
 

@@ -26,8 +26,15 @@ def test_examples_make_windows_forecasts_http_and_metrics(make_worker):
     producer.send(worker.topics["clicks"], key=b"u-42", value=json.dumps(click).encode())
     producer.send(worker.topics["orders"], key=b"o-1001", value=json.dumps(order).encode())
     producer.flush()
-    # the first order opened day D; an order on day D+1 moves event time past D's end and closes it
-    wait_for(lambda: worker.http("/skus/sku-7/sales")[0] == 200, message="sku-7 window")
+    # the first order opened day D; an order on day D+1 moves event time past D's end and closes it.
+    # Orders with other keys may sit in other partitions: wait until all three records are counted,
+    # or day D+1 could arrive while the newest event is still day D-1 and be (rightly) `future`.
+    def all_three_counted():
+        status, sales = worker.http("/skus/sku-7/sales")
+        return status == 200 and sales["on_hand"] == 340 and \
+            [(b["units"], b["clicks"]) for b in sales["buckets"]] == [(0, 1), (2, 0)]
+
+    wait_for(all_three_counted, message="inventory, click and order in sku-7's window")
     producer.send(worker.topics["orders"], key=b"o-1002", value=json.dumps(next_day).encode())
     producer.flush()
 

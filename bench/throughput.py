@@ -1,0 +1,251 @@
+"""Throughput and bucket-close latency of one worker process, end to end through the local broker.
+
+    python bench/throughput.py [--events 300000] [--runs 3] [--latency-seconds 60]
+
+1. Generates a shop's events (orders, clicks, inventory mixed as the generator makes them) and
+   loads them into fresh topics (not timed).
+2. Ceiling: a bare aiokafka consumer reads the same three topics end to end (events/s).
+3. Worker: a fresh `salescast worker` consumes them; timed from healthy to the moment every SKU
+   and user update has been applied to the tables (`salescast_updates_applied_total`), so the
+   repartition hops, both tables and the forecasts at each bucket close are inside the figure.
+4. Latency: events produced at --rate (2000/s) with event time sped up so days close every few
+   seconds; for each forecast, latency = its arrival at a consumer minus the wall time the event
+   that closed its bucket was produced.
+
+Runs 2-3 alternate ceiling and worker and report medians; the ratio is worker / ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from salescast.generator import Shop, ShopConfig  # noqa: E402
+from salescast.localkafka import LocalBroker  # noqa: E402
+from salescast.settings import Settings  # noqa: E402
+from salescast.topics import ensure_topics  # noqa: E402
+
+KEYS = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
+DAY = 86_400_000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(bootstrap: str, prefix: str, app_id: str, data_dir: Path, partitions: int) -> dict:
+    topics = {k: f"{prefix}.{k.replace('_', '-')}" for k in ("orders", "clicks", "inventory", "forecasts",
+                                                            "promo_triggers", "promo_outcomes", "model_versions",
+                                                            "dead_letters")}
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SALESCAST_APP_ID": app_id,
+            "SALESCAST_DATA_DIR": str(data_dir), "SALESCAST_PARTITIONS": str(partitions),
+            "SALESCAST_WEB_PORT": str(free_port()), "SALESCAST_METRICS_PORT": str(free_port()),
+            **{f"SALESCAST_TOPIC_{k.upper()}": v for k, v in topics.items()}}
+
+
+def load(bootstrap: str, env: dict, events: list[tuple[str, dict]]) -> None:
+    ensure_topics(Settings.from_env(env))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024)
+    for topic, record in events:
+        producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record[KEYS[topic]].encode(),
+                      value=orjson.dumps(record))
+    producer.flush()
+    producer.close()
+
+
+async def _ceiling(bootstrap: str, topics: list[str], total: int) -> float:
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=f"ceiling-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen, started = 0, None
+    try:
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if started is None and batch:
+                started = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    orjson.loads(message.value)  # the least a consumer does with a record
+                    seen += 1
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def metric_sum(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return sum(float(line.split()[-1]) for line in response.read().decode().splitlines()
+                   if line.startswith(name + "{"))
+
+
+def start_worker(env: dict, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "salescast.cli", "worker"], env=env,
+                               stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    port = int(env["SALESCAST_WEB_PORT"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("worker did not start")
+
+
+def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int) -> float:
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    env = worker_env(bootstrap, prefix, app_id, work / app_id, partitions)
+    process = start_worker(env, work / f"{app_id}.log")
+    started = time.perf_counter()
+    port = int(env["SALESCAST_METRICS_PORT"])
+    try:
+        while True:
+            applied = metric_sum(port, "salescast_updates_applied_total")
+            if applied >= updates:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > 900:
+                raise RuntimeError(f"worker applied {applied} of {updates} updates in 900 s")
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: float) -> list[float]:
+    prefix = f"lat{uuid.uuid4().hex[:6]}"
+    app_id = f"bench-{prefix}"
+    env = worker_env(bootstrap, prefix, app_id, work / app_id, partitions)
+    ensure_topics(Settings.from_env(env))
+    process = start_worker(env, work / f"{app_id}.log")
+    shop = Shop(ShopConfig(seed=3, skus=200, users=2000, days=365))
+    closed_at: dict[int, float] = {}  # bucket index -> wall time its first event was produced
+    arrivals: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        consumer = KafkaConsumer(env["SALESCAST_TOPIC_FORECASTS"], bootstrap_servers=bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=200, fetch_max_wait_ms=5)
+        while not stop.is_set():
+            for message in consumer:
+                arrivals.append((orjson.loads(message.value)["ts"] // DAY, time.time()))
+        consumer.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
+    started = time.perf_counter()
+    last_bucket = None
+    try:
+        for count, (topic, record) in enumerate(shop.events()):
+            due = started + count / rate
+            while time.perf_counter() < due:
+                time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
+            if time.perf_counter() - started > seconds:
+                break
+            bucket = record["ts"] // DAY
+            if bucket != last_bucket:
+                producer.flush()
+                closed_at[bucket] = time.time()
+                last_bucket = bucket
+            producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record[KEYS[topic]].encode(),
+                          value=orjson.dumps(record))
+        producer.flush()
+        time.sleep(3)
+    finally:
+        stop.set()
+        reader.join()
+        process.terminate()
+        process.wait(60)
+    # a forecast for closed bucket D was caused by the first event of bucket D + 1
+    return [arrived - closed_at[d + 1] for d, arrived in arrivals if d + 1 in closed_at]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="salescast-bench-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        port = free_port()
+        broker = LocalBroker(directory=work / "kafka", port=port)
+        broker.start(log=lambda m: print(m, file=sys.stderr))
+        bootstrap = broker.bootstrap
+    try:
+        shop = Shop(ShopConfig(seed=1, skus=1000, users=20_000, days=365))
+        events = []
+        for item in shop.events():
+            events.append(item)
+            if len(events) >= args.events:
+                break
+        mix = {t: sum(1 for topic, _ in events if topic == t) for t in KEYS}
+        lines = sum(len(r["items"]) for t, r in events if t == "orders")
+        sku_updates = lines + mix["clicks"] + mix["inventory"]
+        user_updates = lines + mix["clicks"]
+        days = (events[-1][1]["ts"] - events[0][1]["ts"]) / DAY
+        prefix = f"tp{uuid.uuid4().hex[:6]}"
+        env = worker_env(bootstrap, prefix, "loader", work, args.partitions)
+        load(bootstrap, env, events)
+        topics = [env[f"SALESCAST_TOPIC_{t.upper()}"] for t in KEYS]
+        ceilings, rates = [], []
+        for run in range(args.runs):
+            ceilings.append(asyncio.run(_ceiling(bootstrap, topics, len(events))))
+            elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates)
+            rates.append(len(events) / elapsed)
+            print(f"run {run + 1}: ceiling {ceilings[-1]:,.0f} ev/s, worker {rates[-1]:,.0f} ev/s", file=sys.stderr)
+        lat = latency(bootstrap, work, args.partitions, args.rate, args.latency_seconds)
+        result = {
+            "events": len(events), "mix": mix, "order_lines": lines, "event_days": round(days, 1),
+            "partitions": args.partitions, "runs": args.runs,
+            "ceiling_events_per_s_median": round(statistics.median(ceilings)),
+            "worker_events_per_s_median": round(statistics.median(rates)),
+            "worker_over_ceiling": round(statistics.median(rates) / statistics.median(ceilings), 3),
+            "worker_events_per_s_runs": [round(r) for r in rates],
+            "ceiling_events_per_s_runs": [round(c) for c in ceilings],
+            "latency_rate_events_per_s": args.rate, "latency_forecasts": len(lat),
+            "latency_p50_ms": round(1000 * percentile(lat, 0.5), 1) if lat else None,
+            "latency_p99_ms": round(1000 * percentile(lat, 0.99), 1) if lat else None,
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        if broker is not None:
+            broker.stop(log=lambda m: None)
+
+
+if __name__ == "__main__":
+    main()

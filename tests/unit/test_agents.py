@@ -1,0 +1,90 @@
+"""The agents with Faust's test_context() and the memory:// store: no broker needed."""
+
+import asyncio
+import os
+
+import orjson
+import pytest
+
+os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
+from stream.app import app  # noqa: E402
+
+app.conf.store = "memory://"  # before the tables exist
+app.finalize()
+app.conf.web_enabled = False
+
+from stream import agents  # noqa: E402
+from stream.tables import sku_windows, user_items  # noqa: E402
+
+DAY = 86_400_000
+T0 = 20_000 * DAY
+
+
+async def settled(condition, timeout_s: float = 3.0):
+    """take_events() hands a batch over when its `within` timer fires: wait for the agent to get there."""
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the agent did not process the batch")
+
+
+class _Sent:
+    """What a changelog send returns, enough for Table.on_key_set."""
+
+    class message:
+        partition = 0
+
+
+@pytest.fixture(autouse=True)
+def fresh_tables(monkeypatch):
+    # no producer runs under test_context: record changelog writes instead (integration tests use the real one)
+    changelog = []
+    for table in (sku_windows, user_items):
+        table.data.clear()
+        monkeypatch.setattr(table, "send_changelog", lambda partition, key, value, *a, **k: changelog.append(key)
+                            or _Sent())
+    yield changelog
+
+
+def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
+    return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
+
+
+async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(monkeypatch, fresh_tables):
+    sent = []
+    monkeypatch.setattr(agents.forecasts, "send_soon", lambda key, value: sent.append((key, orjson.loads(value))))
+    async with agents.update_sku_windows.test_context() as agent:
+        await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)
+        await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)  # re-read
+        await agent.put(update("sale", "a", T0 + 5, 2, units=1, revenue=2.0), key=b"a", partition=0)
+        await agent.put(orjson.dumps(["tick", T0 // DAY + 1, 0.0]), key=None, partition=0)
+        await settled(lambda: sent)
+    window = orjson.loads(sku_windows[b"a"])
+    assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
+    assert [(key, record["ts"]) for key, record in sent] == [(b"a", T0)]
+    assert b"a" in fresh_tables  # every table write goes to the changelog
+
+
+async def test_user_agent_builds_weighted_vectors():
+    async with agents.update_user_items.test_context() as agent:
+        await agent.put(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0]), key=b"u-1", partition=0)
+        await agent.put(orjson.dumps(["u-1", "a", "purchase", T0, "o0", 1, 0]), key=b"u-1", partition=0)
+        await settled(lambda: b"u-1" in user_items.data)
+    vector = orjson.loads(user_items[b"u-1"])
+    assert vector["w"] == {"a": pytest.approx(6.0)}
+
+
+async def test_ingest_routes_good_records_and_dead_letters_bad_ones(monkeypatch):
+    routed, dead = [], []
+    monkeypatch.setattr(agents.sku_events, "send_soon", lambda key, value, partition=None: routed.append(key))
+    monkeypatch.setattr(agents.user_events, "send_soon", lambda key, value, partition=None: None)
+    monkeypatch.setattr(agents.dead_letters, "send_soon", lambda key, value: dead.append(orjson.loads(value)))
+    good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0,
+                         "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(good, key=b"o", partition=0)
+        await agent.put(b"not json", key=b"o", partition=0)
+        await settled(lambda: dead)
+    assert b"a" in routed
+    assert [d["reason"] for d in dead] == ["not_json"]
