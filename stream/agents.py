@@ -229,10 +229,9 @@ async def report_rates() -> None:
     _rate.tick(metrics.consumed_total())
     consumer = app.consumer
     for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        position = consumer._committed_offset.get(tp)  # what a restart would resume from
-        if highwater is not None and highwater >= 0:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (position or 0)))
+        highwater, position = consumer.highwater(tp), await consumer.position(tp)
+        if highwater is not None and highwater >= 0 and position is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
 @app.task
