@@ -187,9 +187,10 @@ class LocalBroker:
         config = self._write_config()
         classpath = f"{lib}/*"
         if not (self.directory / "data" / "meta.properties").exists():
+            # url-safe base64 may start with "-": passed as --cluster-id=ID so it is never read as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={self.directory}/log4j2.properties",
-                                  "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+                                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(config)],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
