@@ -13,13 +13,13 @@ import time
 from typing import Iterable
 
 import orjson
-from aiokafka.partitioner import DefaultPartitioner
 
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdate, apply_sku_update,
                               apply_user_update, close_buckets)
 from stream import metrics
 from stream.app import app, settings
+from stream.batching import PartitionedBatches
 from stream.tables import sku_windows, user_items
 from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sku_events, user_events
 
@@ -29,8 +29,13 @@ TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
 forecaster = BaselineForecaster(settings.season)
-_partitioner = DefaultPartitioner()
 _all_partitions = list(range(settings.partitions))
+SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
+
+
+def _producer():
+    """The aiokafka producer Faust owns (and flushes before every offset commit)."""
+    return app.producer._producer
 
 
 def _emit_dead_letter(key: bytes | None, record: dict) -> None:
@@ -38,9 +43,10 @@ def _emit_dead_letter(key: bytes | None, record: dict) -> None:
     metrics.DEAD_LETTERS.labels(record["reason"]).inc()
 
 
-def ingest_batch(kind: str, events: Iterable) -> None:
+async def ingest_batch(kind: str, events: Iterable) -> None:
     """Validate, split and route one batch of input records (all agents' first step)."""
     started = time.perf_counter()
+    out = PartitionedBatches(settings.partitions)
     count = 0
     for event in events:
         count += 1
@@ -50,17 +56,18 @@ def ingest_batch(kind: str, events: Iterable) -> None:
             _emit_dead_letter(message.key, result.dead_letter)
             continue
         try:
-            routed = [(sku_events, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
-            routed += [(user_events, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
+            routed = [(SKU_EVENTS, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
+            routed += [(USER_EVENTS, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
         except Exception as exc:  # noqa: BLE001 - nothing half-sent: encode all, then send
             _dead_letter_internal(message, exc)
             continue
         for topic, key, value in routed:
-            topic.send_soon(key=key, value=value)
+            out.add(topic, key, value)
         if result.tick is not None:
             tick = orjson.dumps([TICK_MARK, result.tick, time.time()])
             for partition in _all_partitions:
-                sku_events.send_soon(key=None, value=tick, partition=partition)
+                out.add(SKU_EVENTS, None, tick, partition=partition)
+    await out.flush(_producer())
     metrics.EVENTS_CONSUMED.labels(kind).inc(count)
     if count:
         metrics.PROCESSING_LATENCY.labels("ingest").observe((time.perf_counter() - started) / count)
@@ -69,19 +76,19 @@ def ingest_batch(kind: str, events: Iterable) -> None:
 @app.agent(orders)
 async def ingest_orders(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        ingest_batch("orders", events)
+        await ingest_batch("orders", events)
 
 
 @app.agent(clicks)
 async def ingest_clicks(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        ingest_batch("clicks", events)
+        await ingest_batch("clicks", events)
 
 
 @app.agent(inventory)
 async def ingest_inventory(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        ingest_batch("inventory", events)
+        await ingest_batch("inventory", events)
 
 
 class PartitionIndex:
@@ -105,12 +112,13 @@ class PartitionIndex:
     def keys_for(self, partition: int) -> set[bytes]:
         if partition not in self.scanned:
             for key in sku_windows.keys():
-                self.add(_partitioner(key, _all_partitions, _all_partitions), key)
+                self.add(_partitions.partition_for(key), key)
             self.scanned.update(_all_partitions)
         return self.skus.get(partition, set())
 
 
 partition_index = PartitionIndex()
+_partitions = PartitionedBatches(settings.partitions)
 
 
 @app.on_rebalance_complete.connect
@@ -118,11 +126,17 @@ async def _on_rebalance(sender, **kwargs) -> None:
     partition_index.reset()
 
 
-def _write(stream, table, key: bytes, value: dict, event) -> None:
-    # Faust's RocksDB store files a write under the current event's partition;
-    # inside a batch that must be an event of the key's own partition.
+def _write(stream, table, key: bytes, value: dict, event, out: PartitionedBatches) -> None:
+    """Store a table value and queue its changelog record (sent with the batch, see stream.batching).
+
+    This is what `table[key] = value` does, minus one Faust send per key. Faust's
+    RocksDB store files a write under the current event's partition: inside a
+    batch that must be an event of the key's own partition.
+    """
+    encoded = orjson.dumps(value)
     stream._set_current_event(event)
-    table[key] = orjson.dumps(value)
+    table.data[key] = encoded
+    out.add(table.changelog_topic.get_topic_name(), key, encoded)
 
 
 def _load(table, key: bytes) -> dict | None:
@@ -137,6 +151,7 @@ async def update_sku_windows(stream):
         touched: dict[bytes, tuple[dict, object]] = {}
         ticks: dict[int, tuple[int, float, object]] = {}
         applied = 0
+        out = PartitionedBatches(settings.partitions)
         for event in events:
             message = event.message
             try:
@@ -159,15 +174,17 @@ async def update_sku_windows(stream):
             except Exception as exc:  # noqa: BLE001 - kept as a dead letter, never dropped
                 _dead_letter_internal(message, exc)
         for key, (window, event) in touched.items():
-            _write(stream, sku_windows, key, window, event)
-        metrics.UPDATES_APPLIED.labels("sku-windows").inc(applied)
+            _write(stream, sku_windows, key, window, event, out)
         for partition, (bucket, ingested_at, event) in ticks.items():
-            _close_partition(stream, partition, bucket, ingested_at, event)
+            _close_partition(stream, partition, bucket, ingested_at, event, out)
+        await out.flush(_producer())
+        metrics.UPDATES_APPLIED.labels("sku-windows").inc(applied)
         if events:
             metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
 
 
-def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event) -> None:
+def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event,
+                     out: PartitionedBatches) -> None:
     keys = partition_index.keys_for(partition)
     items = []
     for key in keys:
@@ -181,7 +198,7 @@ def _close_partition(stream, partition: int, bucket: int, ingested_at: float, ev
     now = time.time()
     for sku, window, record in closed:
         key = sku.encode()
-        _write(stream, sku_windows, key, window, event)
+        _write(stream, sku_windows, key, window, event, out)
         forecasts.send_soon(key=key, value=dumps(record))
         metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
         metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
@@ -200,6 +217,7 @@ async def update_user_items(stream):
         started = time.perf_counter()
         touched: dict[bytes, tuple[dict, object]] = {}
         applied = 0
+        out = PartitionedBatches(settings.partitions)
         for event in events:
             message = event.message
             try:
@@ -215,7 +233,8 @@ async def update_user_items(stream):
             except Exception as exc:  # noqa: BLE001
                 _dead_letter_internal(message, exc)
         for key, (vector, event) in touched.items():
-            _write(stream, user_items, key, vector, event)
+            _write(stream, user_items, key, vector, event, out)
+        await out.flush(_producer())
         metrics.UPDATES_APPLIED.labels("user-items").inc(applied)
         if events:
             metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))

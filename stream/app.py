@@ -38,6 +38,11 @@ app = faust.App(
     web_port=settings.web_port,
     web_bind="0.0.0.0",
     producer_acks=-1,
+    # one produce request per message (Faust's default linger of 0) caps a worker at the broker's
+    # round-trip rate; a few ms of linger lets the repartition sends travel in batches
+    producer_linger_ms=5,
+    producer_max_batch_size=512 * 1024,
+    producer_max_request_size=4 * 1024 * 1024,
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=8192,
     broker_commit_every=10_000,

@@ -29,29 +29,45 @@ async def settled(condition, timeout_s: float = 3.0):
     raise AssertionError("the agent did not process the batch")
 
 
-class _Sent:
-    """What a changelog send returns, enough for Table.on_key_set."""
+class FakeProducer:
+    """Stands in for the aiokafka producer Faust owns: records what each agent batch hands over."""
 
-    class message:
-        partition = 0
+    def __init__(self):
+        self.sent: list[tuple[str, int, bytes | None, bytes]] = []
+
+    def create_batch(self):
+        return _Batch()
+
+    async def send_batch(self, batch, topic, *, partition):
+        self.sent.extend((topic, partition, key, value) for key, value in batch.records)
+
+    def to(self, topic):
+        return [(key, value) for t, _, key, value in self.sent if t == topic]
+
+
+class _Batch:
+    def __init__(self):
+        self.records = []
+
+    def append(self, *, key, value, timestamp):
+        self.records.append((key, value))
+        return True
 
 
 @pytest.fixture(autouse=True)
-def fresh_tables(monkeypatch):
-    # no producer runs under test_context: record changelog writes instead (integration tests use the real one)
-    changelog = []
+def producer(monkeypatch):
     for table in (sku_windows, user_items):
         table.data.clear()
-        monkeypatch.setattr(table, "send_changelog", lambda partition, key, value, *a, **k: changelog.append(key)
-                            or _Sent())
-    yield changelog
+    fake = FakeProducer()
+    monkeypatch.setattr(agents, "_producer", lambda: fake)
+    yield fake
 
 
 def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
     return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
 
 
-async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(monkeypatch, fresh_tables):
+async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(monkeypatch, producer):
     sent = []
     monkeypatch.setattr(agents.forecasts, "send_soon", lambda key, value: sent.append((key, orjson.loads(value))))
     async with agents.update_sku_windows.test_context() as agent:
@@ -63,7 +79,8 @@ async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(monkeypatch, fre
     window = orjson.loads(sku_windows[b"a"])
     assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
     assert [(key, record["ts"]) for key, record in sent] == [(b"a", T0)]
-    assert b"a" in fresh_tables  # every table write goes to the changelog
+    changelog = producer.to(sku_windows.changelog_topic.get_topic_name())
+    assert changelog and orjson.loads(changelog[-1][1]) == window  # every table write goes to the changelog
 
 
 async def test_user_agent_builds_weighted_vectors():
@@ -75,16 +92,17 @@ async def test_user_agent_builds_weighted_vectors():
     assert vector["w"] == {"a": pytest.approx(6.0)}
 
 
-async def test_ingest_routes_good_records_and_dead_letters_bad_ones(monkeypatch):
-    routed, dead = [], []
-    monkeypatch.setattr(agents.sku_events, "send_soon", lambda key, value, partition=None: routed.append(key))
-    monkeypatch.setattr(agents.user_events, "send_soon", lambda key, value, partition=None: None)
+async def test_ingest_routes_good_records_and_dead_letters_bad_ones(monkeypatch, producer):
+    dead = []
     monkeypatch.setattr(agents.dead_letters, "send_soon", lambda key, value: dead.append(orjson.loads(value)))
     good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0,
                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
     async with agents.ingest_orders.test_context() as agent:
         await agent.put(good, key=b"o", partition=0)
         await agent.put(b"not json", key=b"o", partition=0)
-        await settled(lambda: dead)
-    assert b"a" in routed
+        await settled(lambda: dead and producer.sent)
+    routed = producer.to(agents.SKU_EVENTS)
+    assert [key for key, _ in routed if key is not None] == [b"a"]
+    assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["tick"] * 8  # one per partition
+    assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
     assert [d["reason"] for d in dead] == ["not_json"]
