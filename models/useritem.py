@@ -18,14 +18,6 @@ def new_vector() -> dict:
     return {"t": None, "w": {}, "seen": {}}
 
 
-def already_applied(vector: dict, source: str, position: tuple[int, int]) -> bool:
-    last = vector["seen"].get(source)
-    if last is not None and (last[0], last[1]) >= position:
-        return True
-    vector["seen"][source] = [position[0], position[1]]
-    return False
-
-
 def decay_factor(elapsed_ms: float, half_life_ms: float) -> float:
     return 0.5 ** (elapsed_ms / half_life_ms)
 

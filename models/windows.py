@@ -12,10 +12,8 @@ Bucket index k covers event time [k * bucket_ms, (k + 1) * bucket_ms), epoch
 aligned in UTC. The arrays cover buckets b .. b + len - 1, at most `history`
 of them; older buckets drop off the front.
 
-`seen` makes updates idempotent: each input partition's records reach a SKU in
-offset order, so remembering the last (offset, line) applied per source lets a
-worker that restarts and re-reads from its last commit skip what it already
-counted. That is what makes every order line count exactly once.
+`seen` is the last input position applied per source (models.positions): what
+makes every order line count exactly once across restarts.
 """
 
 from __future__ import annotations
@@ -28,15 +26,6 @@ import numpy as np
 def new_window(bucket: int) -> dict:
     return {"b": bucket, "u": [], "r": [], "c": [], "oh": None, "oh_ts": None,
             "lp": None, "cat": None, "closed": bucket - 1, "seen": {}}
-
-
-def already_applied(window: dict, source: str, position: tuple[int, int]) -> bool:
-    """True when this (offset, line) of `source` was counted before; records it otherwise."""
-    last = window["seen"].get(source)
-    if last is not None and (last[0], last[1]) >= position:
-        return True
-    window["seen"][source] = [position[0], position[1]]
-    return False
 
 
 def _slot(window: dict, bucket: int, history: int) -> int | None:

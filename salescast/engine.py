@@ -22,6 +22,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from models import useritem, windows
+from models.positions import already_applied
 from models.baseline import Forecast, SeasonalNaive
 from salescast.contract import Rejected, Source, dead_letter, decode, validate
 from salescast.settings import Settings
@@ -174,7 +175,7 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings)
     bucket = update.ts // settings.bucket_ms
     if window is None:
         window = windows.new_window(bucket)
-    if windows.already_applied(window, update.source, (update.offset, update.line)):
+    if already_applied(window, update.source, (update.offset, update.line)):
         return window, False
     if update.kind == "sale":
         windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets)
@@ -188,7 +189,7 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings)
 def apply_user_update(vector: dict | None, update: UserUpdate, settings: Settings) -> tuple[dict, bool]:
     if vector is None:
         vector = useritem.new_vector()
-    if useritem.already_applied(vector, update.source, (update.offset, update.line)):
+    if already_applied(vector, update.source, (update.offset, update.line)):
         return vector, False
     weight = settings.interaction_weights.for_action(update.action)
     useritem.learn_one(vector, update.sku, weight, update.ts, settings.interaction_half_life_ms, settings.user_item_cap)

@@ -3,14 +3,14 @@
 Every agent reads batches (`take_events`), which Faust acks only after the
 batch is processed, and Faust flushes every send before it commits offsets:
 so a record is either fully handled (its updates, dead letter or forecast
-sent) or re-read after a crash. Re-read updates are recognised by their source
-offset (models.windows.already_applied) and not counted twice.
+sent) or re-read after a crash. Re-read updates are recognised by their input
+position (models.positions) and not counted twice.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import orjson
 
@@ -19,18 +19,19 @@ from salescast.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdat
                               apply_user_update, close_buckets)
 from stream import metrics
 from stream.app import app, settings
-from stream.batching import PartitionedBatches
+from stream.batching import Outbox, partition_for
 from stream.tables import sku_windows, user_items
 from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sku_events, user_events
 
 BATCH_SIZE = 2000
-BATCH_WITHIN_S = 0.01
+BATCH_WITHIN_S = 0.005
 TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
 forecaster = BaselineForecaster(settings.season)
 _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
+FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()
 
 
 def _producer():
@@ -38,28 +39,35 @@ def _producer():
     return app.producer._producer
 
 
-def _emit_dead_letter(key: bytes | None, record: dict) -> None:
-    dead_letters.send_soon(key=key, value=dumps(record))
+def _dead_letter(out: Outbox, key: bytes | None, record: dict) -> None:
+    out.add(DEAD_LETTERS, key, dumps(record))
     metrics.DEAD_LETTERS.labels(record["reason"]).inc()
 
 
+def _processing_error(out: Outbox, message, exc: Exception) -> None:
+    """A record that made processing raise: kept as a dead letter, never dropped, never fatal."""
+    source = Source(message.topic, message.partition, message.offset)
+    _dead_letter(out, message.key, dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}",
+                                               message.value))
+
+
 async def ingest_batch(kind: str, events: Iterable) -> None:
-    """Validate, split and route one batch of input records (all agents' first step)."""
+    """Validate, split and route one batch of input records (all input agents' one step)."""
     started = time.perf_counter()
-    out = PartitionedBatches(settings.partitions)
+    out = Outbox()
     count = 0
     for event in events:
         count += 1
         message = event.message
         result = ingestor.ingest(kind, message.value or b"", message.partition, message.offset)
         if result.dead_letter is not None:
-            _emit_dead_letter(message.key, result.dead_letter)
+            _dead_letter(out, message.key, result.dead_letter)
             continue
         try:
             routed = [(SKU_EVENTS, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
             routed += [(USER_EVENTS, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
         except Exception as exc:  # noqa: BLE001 - nothing half-sent: encode all, then send
-            _dead_letter_internal(message, exc)
+            _processing_error(out, message, exc)
             continue
         for topic, key, value in routed:
             out.add(topic, key, value)
@@ -91,47 +99,16 @@ async def ingest_inventory(stream):
         await ingest_batch("inventory", events)
 
 
-class PartitionIndex:
-    """Which SKUs live in which partition of sku-events, to close their buckets on a tick.
-
-    Filled as updates arrive and, the first time a partition ticks after a
-    start or rebalance, from the keys the table restored for it.
-    """
-
-    def __init__(self) -> None:
-        self.skus: dict[int, set[bytes]] = {}
-        self.scanned: set[int] = set()
-
-    def add(self, partition: int, key: bytes) -> None:
-        self.skus.setdefault(partition, set()).add(key)
-
-    def reset(self) -> None:
-        self.skus.clear()
-        self.scanned.clear()
-
-    def keys_for(self, partition: int) -> set[bytes]:
-        if partition not in self.scanned:
-            for key in sku_windows.keys():
-                self.add(_partitions.partition_for(key), key)
-            self.scanned.update(_all_partitions)
-        return self.skus.get(partition, set())
+def _load(table, key: bytes) -> dict | None:
+    raw = table.get(key)
+    return None if raw is None else orjson.loads(raw)
 
 
-partition_index = PartitionIndex()
-_partitions = PartitionedBatches(settings.partitions)
+def _write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
+    """Store a table value and queue its changelog record: `table[key] = value` minus a Faust send per key.
 
-
-@app.on_rebalance_complete.connect
-async def _on_rebalance(sender, **kwargs) -> None:
-    partition_index.reset()
-
-
-def _write(stream, table, key: bytes, value: dict, event, out: PartitionedBatches) -> None:
-    """Store a table value and queue its changelog record (sent with the batch, see stream.batching).
-
-    This is what `table[key] = value` does, minus one Faust send per key. Faust's
-    RocksDB store files a write under the current event's partition: inside a
-    batch that must be an event of the key's own partition.
+    Faust's RocksDB store files a write under the current event's partition;
+    inside a batch that must be an event of the key's own partition.
     """
     encoded = orjson.dumps(value)
     stream._set_current_event(event)
@@ -139,103 +116,127 @@ def _write(stream, table, key: bytes, value: dict, event, out: PartitionedBatche
     out.add(table.changelog_topic.get_topic_name(), key, encoded)
 
 
-def _load(table, key: bytes) -> dict | None:
-    raw = table.get(key)
-    return None if raw is None else orjson.loads(raw)
+def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, list], tuple[dict, bool]],
+                out: Outbox) -> dict[bytes, tuple[dict, object]]:
+    """Apply a batch of keyed updates to `table`, reading and writing each key once.
+
+    Returns the keys written, with their new state and an event of their partition.
+    """
+    touched: dict[bytes, tuple[dict, object]] = {}
+    applied = duplicates = 0
+    for event in events:
+        message = event.message
+        key = message.key
+        try:
+            state = touched[key][0] if key in touched else _load(table, key)
+            state, changed = apply(state, orjson.loads(message.value))
+        except Exception as exc:  # noqa: BLE001
+            _processing_error(out, message, exc)
+            continue
+        if changed:
+            applied += 1
+            touched[key] = (state, event)
+        else:
+            duplicates += 1
+    for key, (state, event) in touched.items():
+        _write(stream, table, key, state, event, out)
+    metrics.UPDATES_APPLIED.labels(label).inc(applied)
+    metrics.DUPLICATES_SKIPPED.labels(label).inc(duplicates)
+    return touched
+
+
+class PartitionIndex:
+    """Which SKUs live in which partition of sku-events, to close their buckets on a tick.
+
+    Filled as updates arrive and, the first time a partition ticks after a
+    start or rebalance, from the keys the table restored.
+    """
+
+    def __init__(self) -> None:
+        self.skus: dict[int, set[bytes]] = {}
+        self.scanned = False
+
+    def add(self, partition: int, key: bytes) -> None:
+        self.skus.setdefault(partition, set()).add(key)
+
+    def reset(self) -> None:
+        self.skus.clear()
+        self.scanned = False
+
+    def keys_for(self, partition: int) -> set[bytes]:
+        if not self.scanned:
+            for key in sku_windows.keys():
+                self.add(partition_for(key, settings.partitions), key)
+            self.scanned = True
+        return self.skus.get(partition, set())
+
+
+partition_index = PartitionIndex()
+
+
+@app.on_rebalance_complete.connect
+async def _on_rebalance(sender, **kwargs) -> None:
+    partition_index.reset()
+
+
+def _is_tick(event) -> bool:
+    return event.message.key is None and event.message.value.startswith(b'["tick"')
 
 
 @app.agent(sku_events)
 async def update_sku_windows(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
         started = time.perf_counter()
-        touched: dict[bytes, tuple[dict, object]] = {}
+        out = Outbox()
         ticks: dict[int, tuple[int, float, object]] = {}
-        applied = 0
-        out = PartitionedBatches(settings.partitions)
+        updates = []
         for event in events:
-            message = event.message
-            try:
-                wire = orjson.loads(message.value)
-                if wire[0] == TICK_MARK:
-                    known = ticks.get(message.partition)
-                    if known is None or wire[1] > known[0]:
-                        ticks[message.partition] = (wire[1], wire[2], event)
-                    continue
-                update = SkuUpdate.from_wire(wire)
-                key = message.key
-                window = touched[key][0] if key in touched else _load(sku_windows, key)
-                window, changed = apply_sku_update(window, update, settings)
-                if changed:
-                    applied += 1
-                    touched[key] = (window, event)
-                    partition_index.add(message.partition, key)
-                else:
-                    metrics.DUPLICATES_SKIPPED.labels("sku-windows").inc()
-            except Exception as exc:  # noqa: BLE001 - kept as a dead letter, never dropped
-                _dead_letter_internal(message, exc)
-        for key, (window, event) in touched.items():
-            _write(stream, sku_windows, key, window, event, out)
+            if not _is_tick(event):
+                updates.append(event)
+                continue
+            _, bucket, ingested_at = orjson.loads(event.message.value)
+            known = ticks.get(event.message.partition)
+            if known is None or bucket > known[0]:
+                ticks[event.message.partition] = (bucket, ingested_at, event)
+        touched = apply_batch(stream, sku_windows, "sku-windows", updates,
+                              lambda window, wire: apply_sku_update(window, SkuUpdate.from_wire(wire), settings), out)
+        for key, (_, event) in touched.items():
+            partition_index.add(event.message.partition, key)
         for partition, (bucket, ingested_at, event) in ticks.items():
             _close_partition(stream, partition, bucket, ingested_at, event, out)
         await out.flush(_producer())
-        metrics.UPDATES_APPLIED.labels("sku-windows").inc(applied)
         if events:
             metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
 
 
-def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event,
-                     out: PartitionedBatches) -> None:
-    keys = partition_index.keys_for(partition)
+def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event, out: Outbox) -> None:
     items = []
-    for key in keys:
+    for key in partition_index.keys_for(partition):
         window = _load(sku_windows, key)
         if window is not None:
             items.append((key.decode(), window))
     scoring_started = time.perf_counter()
     closed = close_buckets(items, bucket, settings, forecaster)
     if closed:
-        metrics.SCORING_LATENCY.labels("baseline").observe(time.perf_counter() - scoring_started)
+        metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()
     for sku, window, record in closed:
         key = sku.encode()
         _write(stream, sku_windows, key, window, event, out)
-        forecasts.send_soon(key=key, value=dumps(record))
+        out.add(FORECASTS, key, dumps(record))
         metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
         metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
         metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.bucket_ms / 1000))
-
-
-def _dead_letter_internal(message, exc: Exception) -> None:
-    source = Source(message.topic, message.partition, message.offset)
-    _emit_dead_letter(message.key, dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}",
-                                               message.value))
 
 
 @app.agent(user_events)
 async def update_user_items(stream):
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
         started = time.perf_counter()
-        touched: dict[bytes, tuple[dict, object]] = {}
-        applied = 0
-        out = PartitionedBatches(settings.partitions)
-        for event in events:
-            message = event.message
-            try:
-                update = UserUpdate.from_wire(orjson.loads(message.value))
-                key = message.key
-                vector = touched[key][0] if key in touched else _load(user_items, key)
-                vector, changed = apply_user_update(vector, update, settings)
-                if changed:
-                    applied += 1
-                    touched[key] = (vector, event)
-                else:
-                    metrics.DUPLICATES_SKIPPED.labels("user-items").inc()
-            except Exception as exc:  # noqa: BLE001
-                _dead_letter_internal(message, exc)
-        for key, (vector, event) in touched.items():
-            _write(stream, user_items, key, vector, event, out)
+        out = Outbox()
+        apply_batch(stream, user_items, "user-items", events,
+                    lambda vector, wire: apply_user_update(vector, UserUpdate.from_wire(wire), settings), out)
         await out.flush(_producer())
-        metrics.UPDATES_APPLIED.labels("user-items").inc(applied)
         if events:
             metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))
 

@@ -46,6 +46,10 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=8192,
     broker_commit_every=10_000,
+    # a crashed worker's partitions move to the others after this long (Faust's default is 60 s);
+    # heartbeats come from aiokafka's background task, so long batches do not trip it
+    broker_session_timeout=15.0,
+    broker_heartbeat_interval=3.0,
     broker_commit_interval=1.0,
     autodiscover=False,
     origin="stream",

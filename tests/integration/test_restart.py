@@ -52,8 +52,14 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, sig):
     assert consumed_before < total, "the worker finished before it was stopped; the test proves nothing"
     worker.start()
 
-    wait_for(lambda: counted(worker, expected_units)[0] == expected_units, timeout_s=120,
-             message="per-SKU units equal to what was produced")
+    try:
+        wait_for(lambda: counted(worker, expected_units)[0] == expected_units, timeout_s=120,
+                 message="per-SKU units equal to what was produced")
+    except AssertionError:
+        units, _ = counted(worker, expected_units)
+        diff = {sku: (units.get(sku) if units else None, n) for sku, n in expected_units.items()
+                if not units or units.get(sku) != n}
+        raise AssertionError(f"(counted, produced) per SKU that differ: {diff}\n{worker.log_tail()}") from None
     time.sleep(3)  # anything counted twice would show up now
     units, revenue = counted(worker, expected_units)
     assert units == expected_units

@@ -38,6 +38,9 @@ class FakeProducer:
     def create_batch(self):
         return _Batch()
 
+    async def partitions_for(self, topic):
+        return set(range(8))
+
     async def send_batch(self, batch, topic, *, partition):
         self.sent.extend((topic, partition, key, value) for key, value in batch.records)
 
@@ -67,18 +70,19 @@ def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
     return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
 
 
-async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(monkeypatch, producer):
-    sent = []
-    monkeypatch.setattr(agents.forecasts, "send_soon", lambda key, value: sent.append((key, orjson.loads(value))))
+async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer):
+    def sent():
+        return [(key, orjson.loads(value)) for key, value in producer.to(agents.FORECASTS)]
+
     async with agents.update_sku_windows.test_context() as agent:
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)  # re-read
         await agent.put(update("sale", "a", T0 + 5, 2, units=1, revenue=2.0), key=b"a", partition=0)
         await agent.put(orjson.dumps(["tick", T0 // DAY + 1, 0.0]), key=None, partition=0)
-        await settled(lambda: sent)
+        await settled(sent)
     window = orjson.loads(sku_windows[b"a"])
     assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
-    assert [(key, record["ts"]) for key, record in sent] == [(b"a", T0)]
+    assert [(key, record["ts"]) for key, record in sent()] == [(b"a", T0)]
     changelog = producer.to(sku_windows.changelog_topic.get_topic_name())
     assert changelog and orjson.loads(changelog[-1][1]) == window  # every table write goes to the changelog
 
@@ -92,17 +96,18 @@ async def test_user_agent_builds_weighted_vectors():
     assert vector["w"] == {"a": pytest.approx(6.0)}
 
 
-async def test_ingest_routes_good_records_and_dead_letters_bad_ones(monkeypatch, producer):
-    dead = []
-    monkeypatch.setattr(agents.dead_letters, "send_soon", lambda key, value: dead.append(orjson.loads(value)))
+async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
+    def dead():
+        return [orjson.loads(value) for _, value in producer.to(agents.DEAD_LETTERS)]
+
     good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0,
                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
     async with agents.ingest_orders.test_context() as agent:
         await agent.put(good, key=b"o", partition=0)
         await agent.put(b"not json", key=b"o", partition=0)
-        await settled(lambda: dead and producer.sent)
+        await settled(lambda: dead() and producer.to(agents.SKU_EVENTS))
     routed = producer.to(agents.SKU_EVENTS)
     assert [key for key, _ in routed if key is not None] == [b"a"]
     assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["tick"] * 8  # one per partition
     assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
-    assert [d["reason"] for d in dead] == ["not_json"]
+    assert [d["reason"] for d in dead()] == ["not_json"]

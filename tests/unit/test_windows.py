@@ -1,6 +1,7 @@
 import numpy as np
 
 from models import windows
+from models.positions import already_applied
 
 HISTORY = 90
 
@@ -32,11 +33,11 @@ def test_a_long_gap_resets_the_window():
 
 def test_replayed_positions_are_skipped_per_source():
     w = windows.new_window(0)
-    assert not windows.already_applied(w, "o1", (10, 0))
-    assert not windows.already_applied(w, "o1", (10, 1))
-    assert windows.already_applied(w, "o1", (10, 0))
-    assert windows.already_applied(w, "o1", (9, 5))
-    assert not windows.already_applied(w, "o2", (3, 0))  # other partitions are independent
+    assert not already_applied(w, "o1", (10, 0))
+    assert not already_applied(w, "o1", (10, 1))
+    assert already_applied(w, "o1", (10, 0))
+    assert already_applied(w, "o1", (9, 5))
+    assert not already_applied(w, "o2", (3, 0))  # other partitions are independent
 
 
 def test_units_series_pads_with_zeros_to_the_closed_bucket():

@@ -1,0 +1,19 @@
+"""Exactly-once counting by input position, shared by every keyed state (windows, user vectors).
+
+Each input partition's records reach a key in offset order, so a state that
+remembers the last (offset, line) it applied per source (e.g. "o3": orders
+partition 3) can tell a record it already counted, re-read after a crash,
+from a new one. The memory is a few entries per state: one per input
+partition that ever touched the key.
+"""
+
+from __future__ import annotations
+
+
+def already_applied(state: dict, source: str, position: tuple[int, int]) -> bool:
+    """True when `position` of `source` was applied to `state` before; records it otherwise."""
+    last = state["seen"].get(source)
+    if last is not None and (last[0], last[1]) >= position:
+        return True
+    state["seen"][source] = [position[0], position[1]]
+    return False
