@@ -24,7 +24,7 @@ from stream.tables import sku_windows, user_items
 from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sku_events, user_events
 
 BATCH_SIZE = 2000
-BATCH_WITHIN_S = 0.005
+BATCH_WITHIN_S = 0.01
 TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)

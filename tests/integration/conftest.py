@@ -80,11 +80,31 @@ class Worker:
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SALESCAST_APP_ID": self.id,
                     "SALESCAST_DATA_DIR": str(directory / "var"), "SALESCAST_PARTITIONS": "4",
                     "SALESCAST_WEB_PORT": str(self.web_port), "SALESCAST_METRICS_PORT": str(self.metrics_port),
+                    "SALESCAST_ADVERTISED_URL": f"http://127.0.0.1:{self.web_port}",
                     **{f"SALESCAST_TOPIC_{key.upper()}": name for key, name in self.topics.items()},
                     **(extra_env or {})}
         self.bootstrap = bootstrap
         self.process: subprocess.Popen | None = None
         self.log_path = directory / "worker.log"
+
+    def sibling(self, directory: Path) -> "Worker":
+        """Another worker of the same app (same id and topics): the two share the partitions."""
+        directory.mkdir(parents=True, exist_ok=True)
+        other = Worker(self.bootstrap, directory)
+        other.id, other.topics = self.id, self.topics
+        other.env = {**self.env, "SALESCAST_DATA_DIR": str(directory / "var"),
+                     "SALESCAST_WEB_PORT": str(other.web_port), "SALESCAST_METRICS_PORT": str(other.metrics_port),
+                     "SALESCAST_ADVERTISED_URL": f"http://127.0.0.1:{other.web_port}"}
+        return other
+
+    def assigned(self, topic: str) -> set[int]:
+        """Partitions of `topic` this worker consumes (from its consumer-lag gauge)."""
+        prefix = f'salescast_consumer_lag{{partition="'
+        found = set()
+        for line in self.metrics().splitlines():
+            if line.startswith(prefix) and f'topic="{topic}"' in line:
+                found.add(int(line[len(prefix):].split('"')[0]))
+        return found
 
     def start(self, timeout_s: float = 90.0) -> "Worker":
         log = open(self.log_path, "ab")
@@ -159,8 +179,11 @@ class Worker:
 def make_worker(kafka, tmp_path):
     workers = []
 
-    def make(**extra_env) -> Worker:
-        worker = Worker(kafka, tmp_path, {k: str(v) for k, v in extra_env.items()})
+    def make(base: Worker | None = None, **extra_env) -> Worker:
+        if base is not None:
+            worker = base.sibling(tmp_path / f"sibling{len(workers)}")
+        else:
+            worker = Worker(kafka, tmp_path, {k: str(v) for k, v in extra_env.items()})
         workers.append(worker)
         return worker
 

@@ -30,31 +30,16 @@ async def settled(condition, timeout_s: float = 3.0):
 
 
 class FakeProducer:
-    """Stands in for the aiokafka producer Faust owns: records what each agent batch hands over."""
+    """Stands in for the aiokafka producer Faust owns: records what the agents hand over."""
 
     def __init__(self):
-        self.sent: list[tuple[str, int, bytes | None, bytes]] = []
+        self.sent: list[tuple[str, int | None, bytes | None, bytes]] = []
 
-    def create_batch(self):
-        return _Batch()
-
-    async def partitions_for(self, topic):
-        return set(range(8))
-
-    async def send_batch(self, batch, topic, *, partition):
-        self.sent.extend((topic, partition, key, value) for key, value in batch.records)
+    async def send(self, topic, value=None, key=None, partition=None):
+        self.sent.append((topic, partition, key, value))
 
     def to(self, topic):
         return [(key, value) for t, _, key, value in self.sent if t == topic]
-
-
-class _Batch:
-    def __init__(self):
-        self.records = []
-
-    def append(self, *, key, value, timestamp):
-        self.records.append((key, value))
-        return True
 
 
 @pytest.fixture(autouse=True)
