@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -87,6 +88,11 @@ class Settings:
     interaction_half_life_ms: int = 30 * 86_400_000
     interaction_weights: InteractionWeights = field(default_factory=InteractionWeights)
     replication_factor: int = 1
+    advertised_url: str | None = None  # how other workers reach this one's HTTP API
+
+    @property
+    def web_url(self) -> str:
+        return self.advertised_url or f"http://{socket.gethostname()}:{self.web_port}"
 
     @property
     def season(self) -> int:
@@ -231,8 +237,11 @@ class Settings:
             interaction_half_life_ms=half_life_ms,
             interaction_weights=weights,
             replication_factor=integer("SALESCAST_REPLICATION_FACTOR", 1, minimum=1),
+            advertised_url=text("SALESCAST_ADVERTISED_URL", None),
         )
         del half_life_text
+        if settings.advertised_url and not re.match(r"^https?://[^/\s]+(:\d+)?/?$", settings.advertised_url):
+            errors.append(f"SALESCAST_ADVERTISED_URL={settings.advertised_url!r} is not like http://host:port")
         for port_name in ("metrics_port", "web_port"):
             if getattr(settings, port_name) > 65535:
                 errors.append(f"SALESCAST_{port_name.upper()}={getattr(settings, port_name)} is not a TCP port (1-65535)")

@@ -37,6 +37,7 @@ app = faust.App(
     topic_replication_factor=settings.replication_factor,
     web_port=settings.web_port,
     web_bind="0.0.0.0",
+    canonical_url=settings.web_url,  # where other workers forward requests for keys this one owns
     producer_acks=-1,
     # one produce request per message (Faust's default linger of 0) caps a worker at the broker's
     # round-trip rate; a few ms of linger lets the repartition sends travel in batches

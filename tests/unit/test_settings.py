@@ -51,3 +51,10 @@ def test_durations(text, ms):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration_ms(text)
+
+
+def test_advertised_url_is_validated():
+    assert Settings.from_env({"SALESCAST_ADVERTISED_URL": "http://10.0.0.5:6066"}).web_url == "http://10.0.0.5:6066"
+    assert Settings.from_env({"SALESCAST_WEB_PORT": "7000"}).web_url.endswith(":7000")
+    with pytest.raises(SettingsError, match="SALESCAST_ADVERTISED_URL"):
+        Settings.from_env({"SALESCAST_ADVERTISED_URL": "10.0.0.5"})
