@@ -17,6 +17,9 @@ tables use; random for a record without key) unless given.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Callable
+
 from aiokafka.partitioner import DefaultPartitioner
 
 _partitioner = DefaultPartitioner()
@@ -30,10 +33,12 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 class Outbox:
     def __init__(self) -> None:
-        self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self._pending: list[tuple[str, bytes | None, bytes, int | None, Callable | None]] = []
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-        self._pending.append((topic, key, value, partition))
+    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+            on_sent: Callable[[asyncio.Future], None] | None = None) -> None:
+        """`on_sent` is called with the delivery future of the last record of its (topic, partition)."""
+        self._pending.append((topic, key, value, partition, on_sent))
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -41,6 +46,11 @@ class Outbox:
     async def flush(self, producer) -> None:
         """Hand everything to `producer` (an AIOKafkaProducer), in order; delivery is awaited by Faust's commit."""
         send = producer.send
-        for topic, key, value, partition in self._pending:
-            await send(topic, value=value, key=key, partition=partition)
+        last: dict[tuple[str, int | None], tuple[asyncio.Future, Callable]] = {}
+        for topic, key, value, partition, on_sent in self._pending:
+            delivered = await send(topic, value=value, key=key, partition=partition)
+            if on_sent is not None:
+                last[(topic, partition)] = (delivered, on_sent)
+        for delivered, on_sent in last.values():
+            delivered.add_done_callback(on_sent)
         self._pending.clear()

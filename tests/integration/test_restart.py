@@ -39,8 +39,10 @@ def counted(worker, skus):
     return units, revenue
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_restart_mid_stream_counts_every_line_once(make_worker, sig):
+@pytest.mark.parametrize("sig,new_host", [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGKILL, True)],
+                         ids=["sigterm", "sigkill", "sigkill-then-another-machine"])
+def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, new_host):
+    """`another-machine` restarts with an empty state directory: everything comes back from the changelogs."""
     worker = make_worker()
     worker.start()
     expected_units, expected_revenue, total = produce_shop(worker)
@@ -50,6 +52,8 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, sig):
                           for t in ("orders", "clicks", "inventory"))
     worker.stop(sig)
     assert consumed_before < total, "the worker finished before it was stopped; the test proves nothing"
+    if new_host:
+        worker.env["SALESCAST_DATA_DIR"] = str(tmp_path / "elsewhere")
     worker.start()
 
     try:

@@ -1,10 +1,12 @@
 """The agents with Faust's test_context() and the memory:// store: no broker needed."""
 
 import asyncio
+import collections
 import os
 
 import orjson
 import pytest
+from faust.types import TP
 
 os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
 from stream.app import app  # noqa: E402
@@ -29,6 +31,9 @@ async def settled(condition, timeout_s: float = 3.0):
     raise AssertionError("the agent did not process the batch")
 
 
+RecordMetadata = collections.namedtuple("RecordMetadata", "topic partition offset")
+
+
 class FakeProducer:
     """Stands in for the aiokafka producer Faust owns: records what the agents hand over."""
 
@@ -37,6 +42,9 @@ class FakeProducer:
 
     async def send(self, topic, value=None, key=None, partition=None):
         self.sent.append((topic, partition, key, value))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(RecordMetadata(topic, partition or 0, len(self.sent) - 1))
+        return delivered
 
     def to(self, topic):
         return [(key, value) for t, _, key, value in self.sent if t == topic]
@@ -55,7 +63,10 @@ def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
     return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
 
 
-async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer):
+async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer, monkeypatch):
+    persisted = {}
+    monkeypatch.setattr(sku_windows.data, "set_persisted_offset", lambda tp, offset: persisted.__setitem__(tp, offset))
+
     def sent():
         return [(key, orjson.loads(value)) for key, value in producer.to(agents.FORECASTS)]
 
@@ -68,8 +79,12 @@ async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer):
     window = orjson.loads(sku_windows[b"a"])
     assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
     assert [(key, record["ts"]) for key, record in sent()] == [(b"a", T0)]
-    changelog = producer.to(sku_windows.changelog_topic.get_topic_name())
+    changelog_topic = sku_windows.changelog_topic.get_topic_name()
+    changelog = producer.to(changelog_topic)
     assert changelog and orjson.loads(changelog[-1][1]) == window  # every table write goes to the changelog
+    last = max(i for i, (topic, *_rest) in enumerate(producer.sent) if topic == changelog_topic)
+    partition = producer.sent[last][1]
+    assert persisted[TP(changelog_topic, partition)] == last  # a restart recovers only what came after
 
 
 async def test_user_agent_builds_weighted_vectors():
