@@ -116,23 +116,26 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     raise RuntimeError("worker did not start")
 
 
-def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int) -> float:
+def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1) -> float:
+    """Seconds for `workers` processes of one app to apply every update (timed from all healthy)."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    env = worker_env(bootstrap, prefix, app_id, work / app_id, partitions)
-    process = start_worker(env, work / f"{app_id}.log")
+    envs = [worker_env(bootstrap, prefix, app_id, work / f"{app_id}-{i}", partitions) for i in range(workers)]
+    processes = [start_worker(env, work / f"{app_id}-{i}.log") for i, env in enumerate(envs)]
     started = time.perf_counter()
-    port = int(env["SALESCAST_METRICS_PORT"])
+    ports = [int(env["SALESCAST_METRICS_PORT"]) for env in envs]
     try:
         while True:
-            applied = metric_sum(port, "salescast_updates_applied_total")
+            applied = sum(metric_sum(port, "salescast_updates_applied_total") for port in ports)
             if applied >= updates:
                 return time.perf_counter() - started
             if time.perf_counter() - started > 900:
-                raise RuntimeError(f"worker applied {applied} of {updates} updates in 900 s")
+                raise RuntimeError(f"workers applied {applied} of {updates} updates in 900 s")
             time.sleep(0.05)
     finally:
-        process.terminate()
-        process.wait(60)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
 
 
 def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: float,
@@ -214,6 +217,7 @@ def main() -> None:
     parser.add_argument("--latency-warmup", type=float, default=20.0,
                         help="seconds of the latency run not measured (broker and worker warm-up)")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the same app")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="salescast-bench-"))
@@ -244,14 +248,14 @@ def main() -> None:
         ceilings, rates = [], []
         for run in range(args.runs):
             ceilings.append(asyncio.run(_ceiling(bootstrap, topics, len(events))))
-            elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates)
+            elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates, args.workers)
             rates.append(len(events) / elapsed)
             print(f"run {run + 1}: ceiling {ceilings[-1]:,.0f} ev/s, worker {rates[-1]:,.0f} ev/s", file=sys.stderr)
         lat, internal = latency(bootstrap, work, args.partitions, args.rate, args.latency_seconds + args.latency_warmup,
                                 args.latency_warmup)
         result = {
             "events": len(events), "mix": mix, "order_lines": lines, "event_days": round(days, 1),
-            "partitions": args.partitions, "runs": args.runs,
+            "partitions": args.partitions, "runs": args.runs, "workers": args.workers,
             "ceiling_events_per_s_median": round(statistics.median(ceilings)) if rates else None,
             "worker_events_per_s_median": round(statistics.median(rates)) if rates else None,
             "worker_over_ceiling": round(statistics.median(rates) / statistics.median(ceilings), 3) if rates else None,
