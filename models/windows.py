@@ -18,8 +18,6 @@ makes every order line count exactly once across restarts.
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 
 
@@ -127,7 +125,3 @@ def buckets_view(window: dict, bucket_ms: int, count: int) -> list[dict]:
 def buckets_to_close(window: dict, watermark_bucket: int) -> bool:
     """True when the watermark entered a bucket after the last one this SKU closed."""
     return window["closed"] < watermark_bucket - 1
-
-
-def iter_sources(window: dict) -> Iterable[str]:
-    return window["seen"].keys()

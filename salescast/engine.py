@@ -15,7 +15,6 @@ Nothing here knows about Kafka or Faust.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
@@ -256,7 +255,3 @@ def sales_view(sku: str, window: dict, settings: Settings, count: int) -> dict:
     """The contract's `sales` record for GET /skus/{sku}/sales."""
     return {"sku": sku, "bucket": settings.bucket,
             "buckets": windows.buckets_view(window, settings.bucket_ms, count), "on_hand": window["oh"]}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -40,9 +40,6 @@ class Outbox:
         """`on_sent` is called with the delivery future of the last record of its (topic, partition)."""
         self._pending.append((topic, key, value, partition, on_sent))
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
     async def flush(self, producer) -> None:
         """Hand everything to `producer` (an AIOKafkaProducer), in order; delivery is awaited by Faust's commit."""
         send = producer.send
