@@ -37,12 +37,12 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from salescast.contract import INPUT_KINDS, record_key  # noqa: E402
 from salescast.generator import Shop, ShopConfig  # noqa: E402
 from salescast.localkafka import LocalBroker  # noqa: E402
 from salescast.settings import Settings  # noqa: E402
 from salescast.topics import ensure_topics  # noqa: E402
 
-KEYS = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
 DAY = 86_400_000
 
 
@@ -68,7 +68,7 @@ def load(bootstrap: str, env: dict, events: list[tuple[str, dict]]) -> None:
     ensure_topics(Settings.from_env(env))
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024)
     for topic, record in events:
-        producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record[KEYS[topic]].encode(),
+        producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record_key(topic, record),
                       value=orjson.dumps(record))
     producer.flush()
     producer.close()
@@ -176,7 +176,7 @@ def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: f
                 if time.perf_counter() - started >= warmup:  # a cold broker JIT-compiles for the first ~20 s
                     closed_at[bucket] = time.time()
                 last_bucket = bucket
-            producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record[KEYS[topic]].encode(),
+            producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record_key(topic, record),
                           value=orjson.dumps(record))
         producer.flush()
         time.sleep(3)
@@ -235,7 +235,7 @@ def main() -> None:
             events.append(item)
             if len(events) >= args.events:
                 break
-        mix = {t: sum(1 for topic, _ in events if topic == t) for t in KEYS}
+        mix = {t: sum(1 for topic, _ in events if topic == t) for t in INPUT_KINDS}
         lines = sum(len(r["items"]) for t, r in events if t == "orders")
         sku_updates = lines + mix["clicks"] + mix["inventory"]
         user_updates = lines + mix["clicks"]
@@ -244,7 +244,7 @@ def main() -> None:
         env = worker_env(bootstrap, prefix, "loader", work, args.partitions)
         if args.runs:
             load(bootstrap, env, events)
-        topics = [env[f"SALESCAST_TOPIC_{t.upper()}"] for t in KEYS]
+        topics = [env[f"SALESCAST_TOPIC_{t.upper()}"] for t in INPUT_KINDS]
         ceilings, rates = [], []
         for run in range(args.runs):
             ceilings.append(asyncio.run(_ceiling(bootstrap, topics, len(events))))

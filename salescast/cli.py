@@ -104,15 +104,15 @@ def _publish(events, settings: Settings, limit: int | None) -> int:
     import orjson
     from kafka import KafkaProducer
 
+    from salescast.contract import record_key
     from salescast.topics import ensure_topics
 
     ensure_topics(settings)
     producer = KafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
-    keys = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
     count = 0
     try:
         for topic, record in events:
-            producer.send(settings.topic(topic), key=record[keys[topic]].encode(), value=orjson.dumps(record))
+            producer.send(settings.topic(topic), key=record_key(topic, record), value=orjson.dumps(record))
             count += 1
             if limit and count >= limit:
                 break

@@ -20,6 +20,13 @@ import fastjsonschema
 import orjson
 
 INPUT_KINDS = ("orders", "clicks", "inventory")
+#: the key the contract suggests for each input topic (any key is accepted)
+SUGGESTED_KEY_FIELD = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
+
+
+def record_key(kind: str, record: dict) -> bytes:
+    """The Kafka key a producer should use for an input record, as the contract suggests."""
+    return record[SUGGESTED_KEY_FIELD[kind]].encode()
 SCHEMA_FILES = {
     "orders": "order.schema.json",
     "clicks": "click.schema.json",

@@ -18,6 +18,7 @@ tables use; random for a record without key) unless given.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Callable
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -25,9 +26,14 @@ from aiokafka.partitioner import DefaultPartitioner
 _partitioner = DefaultPartitioner()
 
 
+@functools.cache
+def _all(partitions: int) -> list[int]:
+    return list(range(partitions))
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition the producer picks for `key` in a topic of `partitions` partitions."""
-    everything = list(range(partitions))
+    everything = _all(partitions)
     return _partitioner(key, everything, everything)
 
 

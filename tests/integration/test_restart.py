@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from salescast.contract import record_key
 from salescast.generator import Shop, ShopConfig
 from tests.integration.conftest import wait_for
 
@@ -16,9 +17,8 @@ def produce_shop(worker, days=12):
     shop = Shop(ShopConfig(seed=11, skus=25, users=600, days=days))
     expected_units, expected_revenue, count = {}, {}, 0
     producer = worker.producer()
-    keys = {"orders": "order_id", "clicks": "user_id", "inventory": "sku"}
     for topic, record in shop.events():
-        producer.send(worker.topics[topic], key=record[keys[topic]].encode(), value=json.dumps(record).encode())
+        producer.send(worker.topics[topic], key=record_key(topic, record), value=json.dumps(record).encode())
         count += 1
         if topic == "orders":
             for item in record["items"]:
