@@ -4,6 +4,7 @@ A window is a plain dict (so it serialises to one JSON value per SKU in a
 changelogged table, and replay can keep it in memory):
 
     {"b": first bucket index, "u": [units], "r": [revenue], "c": [clicks],
+     "d": [units sold on promotion], "s": [last on-hand reported, -1 if none],
      "oh": on hand, "oh_ts": its ts, "lp": list price, "cat": category,
      "closed": last bucket index a forecast was emitted after,
      "seen": {source: [offset, line]}}
@@ -20,57 +21,79 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.forecast.features import History
+
+
+# per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
+# promotion or discount, and the last on-hand level reported in the bucket (-1: no report)
+SERIES = {"u": 0, "r": 0.0, "c": 0, "d": 0, "s": -1}
+
 
 def new_window(bucket: int) -> dict:
-    return {"b": bucket, "u": [], "r": [], "c": [], "oh": None, "oh_ts": None,
-            "lp": None, "cat": None, "closed": bucket - 1, "seen": {}}
+    window = {"b": bucket, "oh": None, "oh_ts": None, "lp": None, "cat": None, "closed": bucket - 1, "seen": {}}
+    window.update({name: [] for name in SERIES})
+    return window
+
+
+def _arrays(window: dict) -> list[list]:
+    """The per-bucket arrays, adding any a window stored by an older version lacks."""
+    length = len(window["u"])
+    for name, fill in SERIES.items():
+        if name not in window:
+            window[name] = [fill] * length
+    return [window[name] for name in SERIES]
 
 
 def _slot(window: dict, bucket: int, history: int) -> int | None:
     """Index of `bucket` in the arrays, growing them as needed; None if it fell off."""
-    units, revenue, clicks = window["u"], window["r"], window["c"]
+    arrays = _arrays(window)
+    fills = list(SERIES.values())
+    length = len(arrays[0])
     first = window["b"]
-    if not units:
+    if not length:
         window["b"] = bucket
-        units.append(0)
-        revenue.append(0.0)
-        clicks.append(0)
+        for array, fill in zip(arrays, fills):
+            array.append(fill)
         return 0
-    last = first + len(units) - 1
+    last = first + length - 1
     if bucket > last:
         grow = bucket - last
         if grow >= history:
-            units[:], revenue[:], clicks[:] = [0], [0.0], [0]
+            for array, fill in zip(arrays, fills):
+                array[:] = [fill]
             window["b"] = bucket
             return 0
-        units.extend([0] * grow)
-        revenue.extend([0.0] * grow)
-        clicks.extend([0] * grow)
-        excess = len(units) - history
-        if excess > 0:
-            del units[:excess], revenue[:excess], clicks[:excess]
-            window["b"] = first + excess
-        return len(units) - 1
+        excess = max(0, length + grow - history)
+        for array, fill in zip(arrays, fills):
+            array.extend([fill] * grow)
+            if excess:
+                del array[:excess]
+        window["b"] = first + excess
+        return len(arrays[0]) - 1
     if bucket < first:
-        newest = first + len(units) - 1
-        if newest - bucket >= history:
+        if last - bucket >= history:
             return None
         pad = first - bucket
-        units[:0] = [0] * pad
-        revenue[:0] = [0.0] * pad
-        clicks[:0] = [0] * pad
+        for array, fill in zip(arrays, fills):
+            array[:0] = [fill] * pad
         window["b"] = bucket
         return 0
     return bucket - first
 
 
-def add_sale(window: dict, bucket: int, units: int, revenue: float, history: int) -> bool:
-    """Count a sale in its bucket; False when the bucket is older than the history kept."""
+def add_sale(window: dict, bucket: int, units: int, revenue: float, history: int, promo_units: int = 0) -> bool:
+    """Count a sale in its bucket; False when the bucket is older than the history kept.
+
+    `promo_units` of the `units` were sold on a promotion or discount: the
+    forecaster must not read a promotion's lift as the SKU's normal demand.
+    """
     slot = _slot(window, bucket, history)
     if slot is None:
         return False
     window["u"][slot] += units
     window["r"][slot] = round(window["r"][slot] + revenue, 6)
+    if promo_units:
+        window["d"][slot] += promo_units
     return True
 
 
@@ -82,8 +105,17 @@ def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
     return True
 
 
-def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None, category: str | None) -> None:
-    """Keep the latest stock level by event time; an older update never overwrites a newer one."""
+def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None, category: str | None,
+                  bucket: int | None = None, history: int | None = None) -> None:
+    """Keep the latest stock level by event time; an older update never overwrites a newer one.
+
+    With `bucket`, the level is also noted in that bucket, so a sold-out bucket
+    can be told from a bucket without demand.
+    """
+    if bucket is not None and history is not None:
+        slot = _slot(window, bucket, history)
+        if slot is not None:
+            window["s"][slot] = on_hand
     if window["oh_ts"] is not None and ts < window["oh_ts"]:
         return
     window["oh"], window["oh_ts"] = on_hand, ts
@@ -93,24 +125,21 @@ def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None,
         window["cat"] = category
 
 
-def units_series(window: dict, end_bucket: int, length: int | None = None) -> np.ndarray:
-    """Units per bucket up to and including `end_bucket`, zeros where nothing sold.
+def history(window: dict, end_bucket: int) -> History:
+    """The window's buckets up to and including `end_bucket`: what a forecaster reads.
 
-    Starts at the window's first bucket (or `length` buckets back); the forecaster's input.
+    Buckets after the last one that saw an event count as no sales and no stock report.
     """
+    _arrays(window)
     first = window["b"]
-    units = window["u"]
-    if not units or end_bucket < first:
-        return np.zeros(0 if length is None else length, dtype=np.float64)
-    available = np.asarray(units[: end_bucket - first + 1], dtype=np.float64)
-    tail_zeros = end_bucket - (first + len(units) - 1)
-    if tail_zeros > 0:
-        available = np.concatenate([available, np.zeros(tail_zeros)])
-    if length is not None:
-        if len(available) >= length:
-            return available[-length:]
-        return np.concatenate([np.zeros(length - len(available)), available])
-    return available
+    keep = max(0, min(len(window["u"]), end_bucket - first + 1))
+    tail = max(0, end_bucket - first + 1 - keep)
+
+    def column(name: str) -> np.ndarray:
+        values = np.asarray(window[name][:keep], dtype=np.float64)
+        return np.concatenate([values, np.full(tail, SERIES[name], dtype=np.float64)]) if tail else values
+
+    return History(first, column("u"), column("d"), column("s"))
 
 
 def buckets_view(window: dict, bucket_ms: int, count: int) -> list[dict]:

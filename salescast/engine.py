@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-import numpy as np
-
 from models import useritem, windows
 from models.positions import already_applied
 from models.baseline import Forecast, SeasonalNaive
+from models.forecast.features import History
 from salescast.contract import Rejected, Source, dead_letter, decode, validate
 from salescast.settings import Settings
 
@@ -44,10 +43,11 @@ class SkuUpdate:
     on_hand: int | None = None
     list_price: float | None = None
     category: str | None = None
+    promo_units: int = 0  # of `units`, sold on a promotion or discount
 
     def to_wire(self) -> list:
         return [self.kind, self.sku, self.ts, self.source, self.offset, self.line, self.units,
-                self.revenue, self.on_hand, self.list_price, self.category]
+                self.revenue, self.on_hand, self.list_price, self.category, self.promo_units]
 
     @classmethod
     def from_wire(cls, wire: list) -> "SkuUpdate":
@@ -154,10 +154,12 @@ class Ingestor:
         ts = int(record["ts"])
         if kind == "orders":
             user = record["user_id"]
+            on_promo = bool(record.get("promo_id"))
             for line, item in enumerate(record["items"]):
                 qty = int(item["qty"])  # JSON Schema lets 2.0 pass as an integer
-                out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line,
-                                                 units=qty, revenue=qty * item["unit_price"]))
+                promo_units = qty if on_promo or item.get("discount", 0) > 0 else 0
+                out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line, units=qty,
+                                                 revenue=qty * item["unit_price"], promo_units=promo_units))
                 out.user_updates.append(UserUpdate(user, item["sku"], "purchase", ts, source, offset, line))
         elif kind == "clicks":
             out.sku_updates.append(SkuUpdate("click", record["sku"], ts, source, offset))
@@ -177,11 +179,12 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings)
     if already_applied(window, update.source, (update.offset, update.line)):
         return window, False
     if update.kind == "sale":
-        windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets)
+        windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets, update.promo_units)
     elif update.kind == "click":
         windows.add_clicks(window, bucket, 1, settings.history_buckets)
     else:
-        windows.set_inventory(window, update.ts, update.on_hand, update.list_price, update.category)
+        windows.set_inventory(window, update.ts, update.on_hand, update.list_price, update.category, bucket,
+                              settings.history_buckets)
     return window, True
 
 
@@ -198,22 +201,25 @@ def apply_user_update(vector: dict | None, update: UserUpdate, settings: Setting
 class Forecaster(Protocol):
     """What scores SKUs at bucket close: many at once, so a batched model can serve."""
 
-    def forecast_many(self, series: list[np.ndarray], horizon: int) -> list[tuple[Forecast, str, str]]:
-        """For each series: (forecast, model name, model version)."""
+    name: str
+    version: str
+
+    def forecast_many(self, histories: list[History], horizon: int) -> list[tuple[Forecast, str, str]]:
+        """For each history: (forecast, model name, model version)."""
 
 
 class BaselineForecaster:
-    """Seasonal naive for every SKU; the LSTM replaces it (issue 4)."""
+    """Seasonal naive for every SKU: serves until a model is trained, and SKUs too new for the model."""
 
     def __init__(self, season: int):
         self.season = season
         self.name = SeasonalNaive.name
         self.version = SeasonalNaive(season).version
 
-    def forecast_many(self, series: list[np.ndarray], horizon: int) -> list[tuple[Forecast, str, str]]:
+    def forecast_many(self, histories: list[History], horizon: int) -> list[tuple[Forecast, str, str]]:
         results = []
-        for y in series:
-            model = SeasonalNaive(self.season).fit(y)
+        for history in histories:
+            model = SeasonalNaive(self.season).fit(history.units)
             results.append((model.predict(horizon), model.name, model.version))
         return results
 
@@ -229,8 +235,8 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
     if not closing:
         return []
     last_closed = watermark_bucket - 1
-    series = [windows.units_series(window, last_closed) for _, window in closing]
-    results = forecaster.forecast_many(series, settings.horizon)
+    histories = [windows.history(window, last_closed) for _, window in closing]
+    results = forecaster.forecast_many(histories, settings.horizon)
     out = []
     for (sku, window), (forecast, name, version) in zip(closing, results):
         window["closed"] = last_closed

@@ -16,8 +16,8 @@ import orjson
 from faust.types import TP
 
 from salescast.contract import Source, dead_letter, dumps
-from salescast.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdate, apply_sku_update,
-                              apply_user_update, close_buckets)
+from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
+from salescast.forecasting import load_forecaster
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
@@ -29,7 +29,7 @@ BATCH_WITHIN_S = 0.01
 TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
-forecaster = BaselineForecaster(settings.season)
+forecaster = load_forecaster(settings)
 _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
 FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()

@@ -40,14 +40,34 @@ def test_replayed_positions_are_skipped_per_source():
     assert not already_applied(w, "o2", (3, 0))  # other partitions are independent
 
 
-def test_units_series_pads_with_zeros_to_the_closed_bucket():
+def test_history_pads_with_zeros_to_the_closed_bucket():
     w = windows.new_window(10)
     windows.add_sale(w, 10, 2, 2.0, HISTORY)
     windows.add_sale(w, 12, 1, 1.0, HISTORY)
-    assert windows.units_series(w, 14).tolist() == [2, 0, 1, 0, 0]
-    assert windows.units_series(w, 11).tolist() == [2, 0]
-    assert windows.units_series(w, 14, length=7).tolist() == [0, 0, 2, 0, 1, 0, 0]
-    assert isinstance(windows.units_series(w, 9), np.ndarray) and len(windows.units_series(w, 9)) == 0
+    h = windows.history(w, 14)
+    assert h.first_bucket == 10 and h.end_bucket == 15
+    assert h.units.tolist() == [2, 0, 1, 0, 0]
+    assert h.on_hand.tolist() == [-1] * 5  # no stock report: unknown, not sold out
+    assert windows.history(w, 11).units.tolist() == [2, 0]
+    assert isinstance(windows.history(w, 9).units, np.ndarray) and len(windows.history(w, 9)) == 0
+
+
+def test_history_keeps_promotion_units_and_stock_reports_per_bucket():
+    w = windows.new_window(10)
+    windows.add_sale(w, 10, 3, 30.0, HISTORY, promo_units=2)
+    windows.set_inventory(w, 11 * 86_400_000, 0, 9.5, "toys", bucket=11, history=HISTORY)
+    windows.set_inventory(w, 12 * 86_400_000, 40, None, None, bucket=12, history=HISTORY)
+    h = windows.history(w, 13)
+    assert h.promo_units.tolist() == [2, 0, 0, 0]
+    assert h.on_hand.tolist() == [-1, 0, 40, -1]
+    assert w["oh"] == 40 and w["lp"] == 9.5
+
+
+def test_a_window_stored_before_promo_and_stock_arrays_existed_still_works():
+    old = {"b": 5, "u": [1, 2], "r": [1.0, 2.0], "c": [0, 3], "oh": None, "oh_ts": None, "lp": None, "cat": None,
+           "closed": 4, "seen": {}}
+    windows.add_sale(old, 7, 1, 1.0, HISTORY, promo_units=1)
+    assert old["u"] == [1, 2, 1] and old["d"] == [0, 0, 1] and old["s"] == [-1, -1, -1]
 
 
 def test_inventory_keeps_the_latest_by_event_time():

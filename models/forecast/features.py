@@ -1,0 +1,181 @@
+"""From per-SKU bucket histories to what the LSTM reads: inputs, targets, and a split by time.
+
+Training and live scoring share `_encode`, so a SKU is described to the model
+the same way in both. Three choices matter for sales counts:
+
+- **Per-window scaling.** Each input window is divided by 1 + the mean of its
+  in-stock buckets (DeepAR's "mean scaling", Salinas et al. 2020). SKUs selling
+  0.1 and 500 a day then look alike to one global model, a window of zeros
+  stays finite, and the scale uses no future data. log1p of the scaled units
+  tames spikes; the scale itself is an input, so the model still knows volume.
+- **Stock-outs.** A bucket whose last known on-hand level is 0 sold nothing
+  because nothing was there, not because nobody wanted it. It is flagged in
+  the input and masked out of the loss as a target.
+- **Known future.** The phase in the season (day of week for daily buckets,
+  hour of day for hourly ones) of every horizon bucket is known in advance and
+  is given to the model; prices and promotions ahead are not, so they are only
+  read from the past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+HISTORY_FEATURES = ("log_scaled_units", "promo", "stockout", "season_sin", "season_cos", "log_scale")
+FUTURE_FEATURES = ("season_sin", "season_cos")
+
+
+@dataclass(frozen=True)
+class History:
+    """One SKU's buckets `first_bucket`, `first_bucket + 1`, ...: what was sold and what was in stock."""
+
+    first_bucket: int
+    units: np.ndarray
+    promo_units: np.ndarray  # of `units`, those sold on a promotion or discount
+    on_hand: np.ndarray  # last stock level reported in the bucket; -1: no report
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    @property
+    def end_bucket(self) -> int:
+        """The bucket after the last one held."""
+        return self.first_bucket + len(self.units)
+
+    def until(self, bucket: int) -> "History":
+        """The buckets before `bucket`: the history as it was when `bucket` began."""
+        keep = max(0, bucket - self.first_bucket)
+        return History(self.first_bucket, self.units[:keep], self.promo_units[:keep], self.on_hand[:keep])
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    input_length: int = 28  # buckets the model reads
+    horizon: int = 7  # buckets it forecasts
+    season: int = 7  # buckets in one season: 7 for daily buckets (a week), 24 for hourly ones
+
+    def __post_init__(self) -> None:
+        for name in ("input_length", "horizon", "season"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
+    """True where the latest stock report at or before the bucket said 0 (no report yet: in stock)."""
+    on_hand = np.asarray(on_hand)
+    positions = np.where(on_hand >= 0, np.arange(len(on_hand)), -1)
+    latest = np.maximum.accumulate(positions) if len(positions) else positions
+    return (latest >= 0) & (on_hand[np.maximum(latest, 0)] == 0)
+
+
+def _phase(buckets: np.ndarray, season: int) -> tuple[np.ndarray, np.ndarray]:
+    angle = 2.0 * np.pi * (buckets % season) / season
+    return np.sin(angle), np.cos(angle)
+
+
+def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_bucket: np.ndarray,
+            config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, L) input windows ending just before `target_bucket` -> model inputs and each window's scale."""
+    length, horizon = config.input_length, config.horizon
+    in_stock = ~stockout
+    count = in_stock.sum(axis=1)
+    in_stock_mean = (units * in_stock).sum(axis=1) / np.maximum(count, 1)
+    scale = 1.0 + np.where(count > 0, in_stock_mean, units.mean(axis=1))
+    input_buckets = target_bucket[:, None] - length + np.arange(length)
+    sin, cos = _phase(input_buckets, config.season)
+    x = np.empty(units.shape + (len(HISTORY_FEATURES),), dtype=np.float32)
+    x[..., 0] = np.log1p(units / scale[:, None])
+    x[..., 1] = promo
+    x[..., 2] = stockout
+    x[..., 3] = sin
+    x[..., 4] = cos
+    x[..., 5] = np.log(scale)[:, None]
+    future_sin, future_cos = _phase(target_bucket[:, None] + np.arange(horizon), config.season)
+    future = np.stack([future_sin, future_cos], axis=-1).astype(np.float32)
+    return x, future, scale
+
+
+@dataclass
+class Samples:
+    """Training windows: inputs, targets in scaled units, and where each came from."""
+
+    x: np.ndarray  # (N, L, len(HISTORY_FEATURES)) float32
+    future: np.ndarray  # (N, H, len(FUTURE_FEATURES)) float32
+    y: np.ndarray  # (N, H) float32: target units / scale
+    mask: np.ndarray  # (N, H) float32: 0 where the target bucket was sold out
+    scale: np.ndarray  # (N,)
+    target_bucket: np.ndarray  # (N,) first target bucket
+    series: np.ndarray  # (N,) index of the history it came from
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, selector) -> "Samples":
+        return Samples(**{f.name: getattr(self, f.name)[selector] for f in fields(self)})
+
+
+def make_samples(histories: Sequence[History], config: FeatureConfig, stride: int = 1) -> Samples:
+    """Every window of `input_length` buckets followed by `horizon` target buckets, `stride` apart."""
+    length, horizon = config.input_length, config.horizon
+    span = length + horizon
+    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Samples)}
+    for index, history in enumerate(histories):
+        if len(history) < span:
+            continue
+        starts = np.arange(0, len(history) - span + 1, stride)
+        units = sliding_window_view(np.asarray(history.units, dtype=np.float64), span)[starts]
+        promo = sliding_window_view(np.asarray(history.promo_units) > 0, span)[starts]
+        stockout = sliding_window_view(stockout_mask(history.on_hand), span)[starts]
+        target_bucket = history.first_bucket + starts + length
+        x, future, scale = _encode(units[:, :length], promo[:, :length], stockout[:, :length], target_bucket, config)
+        parts["x"].append(x)
+        parts["future"].append(future)
+        parts["y"].append((units[:, length:] / scale[:, None]).astype(np.float32))
+        parts["mask"].append((~stockout[:, length:]).astype(np.float32))
+        parts["scale"].append(scale)
+        parts["target_bucket"].append(target_bucket)
+        parts["series"].append(np.full(len(starts), index))
+    if not parts["y"]:
+        return _empty(config)
+    return Samples(**{name: np.concatenate(arrays) for name, arrays in parts.items()})
+
+
+def _empty(config: FeatureConfig) -> Samples:
+    length, horizon = config.input_length, config.horizon
+    return Samples(np.zeros((0, length, len(HISTORY_FEATURES)), np.float32),
+                   np.zeros((0, horizon, len(FUTURE_FEATURES)), np.float32), np.zeros((0, horizon), np.float32),
+                   np.zeros((0, horizon), np.float32), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def split_by_time(samples: Samples, cutoff_bucket: int, horizon: int) -> tuple[Samples, Samples]:
+    """(train, validation): train's targets all end before `cutoff_bucket`, validation's start at it or later.
+
+    Windows whose targets straddle the cutoff are in neither, so no bucket is
+    both a training target and a validation target.
+    """
+    train = samples.target_bucket + horizon - 1 < cutoff_bucket
+    valid = samples.target_bucket >= cutoff_bucket
+    return samples.take(train), samples.take(valid)
+
+
+def make_inputs(histories: Sequence[History], config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs to forecast the `horizon` buckets after each history's end; each needs `input_length` buckets."""
+    length = config.input_length
+    short = [i for i, h in enumerate(histories) if len(h) < length]
+    if short:
+        raise ValueError(f"{len(short)} histories are shorter than the {length} buckets the model reads")
+    n = len(histories)
+    units = np.empty((n, length))
+    promo = np.empty((n, length), dtype=bool)
+    stockout = np.empty((n, length), dtype=bool)
+    for i, history in enumerate(histories):
+        units[i] = history.units[-length:]
+        promo[i] = history.promo_units[-length:] > 0
+        # the stock state entering the window depends on reports before it
+        stockout[i] = stockout_mask(history.on_hand)[-length:]
+    target_bucket = np.fromiter((h.end_bucket for h in histories), dtype=np.int64, count=n)
+    return _encode(units, promo, stockout, target_bucket, config)

@@ -1,0 +1,134 @@
+"""The model store: versioned model artifacts on disk, checked by sha256 when loaded.
+
+    <root>/<name>/<version>/config.json    architecture and training facts, JSON
+    <root>/<name>/<version>/weights.npz    named float arrays, read with allow_pickle=False
+    <root>/<name>/<version>/manifest.json  the contract's model-version record, with each file's sha256
+    <root>/<name>/CURRENT                  the version workers load
+
+Nothing here unpickles or executes stored content: a model is JSON plus plain
+arrays. The version's `sha256` is the digest of the sorted "file sha256" lines
+of its files, so one value names the whole artifact; loading recomputes every
+file's digest and refuses a version whose files changed. A version is written
+in a temporary directory and renamed into place, and CURRENT is replaced
+atomically, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FILES = ("config.json", "weights.npz")
+
+
+class ModelStoreError(Exception):
+    """A model is missing or damaged; the message says which and what to do."""
+
+
+@dataclass
+class StoredModel:
+    name: str
+    version: str
+    config: dict
+    weights: dict[str, np.ndarray]
+    manifest: dict
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _artifact_digest(file_digests: dict[str, str]) -> str:
+    return _sha256("".join(f"{name} {digest}\n" for name, digest in sorted(file_digests.items())).encode())
+
+
+def _npz_bytes(weights: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(array) for name, array in weights.items()})
+    return buffer.getvalue()
+
+
+class ModelStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def save(self, name: str, config: dict, weights: dict[str, np.ndarray], metrics: dict,
+             status: str = "live", now: dt.datetime | None = None) -> dict:
+        """Writes a new version and returns its manifest (the contract's model-version record)."""
+        for array_name, array in weights.items():
+            if np.asarray(array).dtype == object:
+                raise ValueError(f"weight {array_name!r} is an object array; only numeric arrays can be stored")
+        contents = {"config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+                    "weights.npz": _npz_bytes(weights)}
+        digests = {file: _sha256(data) for file, data in contents.items()}
+        digest = _artifact_digest(digests)
+        now = now or dt.datetime.now(dt.timezone.utc)
+        version = f"{now:%Y%m%dT%H%M%SZ}-{digest[:6]}"
+        directory = self.root / name / version
+        manifest = {"name": name, "version": version, "created_at": int(now.timestamp() * 1000),
+                    "uri": directory.resolve().as_uri(), "sha256": digest, "metrics": metrics, "status": status,
+                    "files": digests}
+        contents["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root / name))
+        for file, data in contents.items():
+            (staging / file).write_bytes(data)
+        if directory.exists():  # the same artifact saved twice in one second
+            for file in staging.iterdir():
+                file.unlink()
+            staging.rmdir()
+        else:
+            staging.rename(directory)
+        return manifest
+
+    def set_current(self, name: str, version: str) -> None:
+        self.load(name, version)  # never point workers at a damaged version
+        pointer = self.root / name / "CURRENT"
+        temporary = pointer.with_name(f".CURRENT.{os.getpid()}")
+        temporary.write_text(version + "\n")
+        os.replace(temporary, pointer)
+
+    def current(self, name: str) -> str | None:
+        pointer = self.root / name / "CURRENT"
+        return pointer.read_text().strip() if pointer.exists() else None
+
+    def versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def load(self, name: str, version: str | None = None) -> StoredModel:
+        version = version or self.current(name)
+        if version is None:
+            raise ModelStoreError(f"no {name} model in {self.root}: train one with `salescast retrain`")
+        directory = self.root / name / version
+        try:
+            manifest = json.loads((directory / "manifest.json").read_bytes())
+            contents = {file: (directory / file).read_bytes() for file in FILES}
+        except FileNotFoundError as exc:
+            raise ModelStoreError(f"{name} version {version} is incomplete in {directory} ({exc.filename} is "
+                                  "missing): retrain with `salescast retrain`") from None
+        except ValueError as exc:
+            raise ModelStoreError(f"{directory / 'manifest.json'} is not valid JSON ({exc}): retrain with "
+                                  "`salescast retrain`") from None
+        recorded = manifest.get("files", {})
+        for file, data in contents.items():
+            if recorded.get(file) != _sha256(data):
+                raise ModelStoreError(f"{directory / file} does not match the sha256 in its manifest: the file "
+                                      "was changed or damaged. Retrain with `salescast retrain`, or point "
+                                      f"{self.root / name / 'CURRENT'} at another version")
+        if manifest.get("sha256") != _artifact_digest(recorded):
+            raise ModelStoreError(f"{directory / 'manifest.json'}: its sha256 does not match its files' digests; "
+                                  "retrain with `salescast retrain`")
+        with np.load(io.BytesIO(contents["weights.npz"]), allow_pickle=False) as archive:
+            weights = {key: archive[key] for key in archive.files}
+        return StoredModel(name, version, json.loads(contents["config.json"]), weights, manifest)
