@@ -137,6 +137,34 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    settings = _settings()
+    from models.store import ModelStoreError
+    from salescast.topics import KafkaUnavailable
+    from salescast.training import TrainOptions, retrain
+
+    options = TrainOptions(input_length=args.input_length, units=tuple(args.units), dense=args.dense,
+                           epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
+                           verbose=0 if args.quiet else 2)
+    try:
+        manifest = retrain(settings, args.events, options)
+    except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
+        print(f"salescast retrain: {exc}", file=sys.stderr)
+        return 1
+    metrics = manifest["metrics"]
+    print(f"lstm {manifest['version']} is now current in {settings.model_store}: holdout MASE "
+          f"{metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), P10-P90 coverage "
+          f"{metrics['coverage_p10_p90']:.1%}; workers load it when they start", file=sys.stderr)
+    print(json.dumps({key: value for key, value in manifest.items() if key != "files"}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from salescast.evaluate import run
+
+    return run(args, _settings())
+
+
 def cmd_demo(args) -> int:
     from salescast.demo import run_demo
 
@@ -170,6 +198,28 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="write output records here instead of standard output")
     rep.set_defaults(func=cmd_replay)
 
+    retrain = commands.add_parser("retrain", help="train a new forecaster version now and make it current")
+    retrain.add_argument("--events", help="train from this events file (the replay format) instead of the "
+                         "worker's windows in Kafka")
+    _training_options(retrain)
+    retrain.add_argument("--units", type=int, nargs="+", default=[32, 32], help="LSTM layer sizes (default 32 32)")
+    retrain.add_argument("--dense", type=int, default=32, help="dense layer size (default 32)")
+    retrain.add_argument("--max-samples", type=int, default=120_000,
+                         help="train on at most this many windows, drawn at random (default 120000)")
+    retrain.set_defaults(func=cmd_retrain)
+
+    evaluate = commands.add_parser("evaluate", help="backtest the LSTM against baselines; table and plot")
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--events", help="an events file (the replay format)")
+    source.add_argument("--public", choices=("wineind",), help="a real public sales series instead")
+    evaluate.add_argument("--skus", type=int, default=300, help="synthetic shop size when no data is given")
+    evaluate.add_argument("--days", type=int, default=365)
+    evaluate.add_argument("--origins", type=int, default=4, help="rolling origins, one horizon apart (default 4)")
+    _training_options(evaluate)
+    evaluate.add_argument("--report", help="also write the Markdown table to FILE")
+    evaluate.add_argument("--plot", default="forecast-vs-actual.png", help="PNG of forecasts vs actuals")
+    evaluate.set_defaults(func=cmd_evaluate)
+
     kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka broker (KRaft)")
     kafka.add_argument("action", choices=("start", "stop", "status"))
     kafka.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
@@ -187,6 +237,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     demo.set_defaults(func=cmd_demo)
     return root
+
+
+def _training_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--input-length", type=int, default=28, help="buckets the LSTM reads (default 28)")
+    command.add_argument("--epochs", type=int, default=40, help="at most this many epochs (early stopping)")
+    command.add_argument("--seed", type=int, default=7)
+    command.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
 def main(argv: list[str] | None = None) -> int:

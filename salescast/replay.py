@@ -86,6 +86,21 @@ def replay(lines: Iterable[bytes], settings: Settings, forecaster: Forecaster | 
         yield from _close(state, ingestor.watermark_bucket() + 1, settings, forecaster, forecasts_topic)
 
 
+def build_windows(lines: Iterable[bytes], settings: Settings) -> tuple[dict[str, dict], int | None]:
+    """Per-SKU windows from an events file, as a worker would hold them; and the newest bucket seen.
+
+    For training: no forecasts are made and user vectors are not built. Keep
+    `settings.history_buckets` at least the file's span to keep all of it.
+    """
+    windows: dict[str, dict] = {}
+    ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
+    good, _ = _parse(lines)
+    for sequence, (_, number, kind, record, raw) in enumerate(good):
+        for update in ingestor.ingest(kind, raw, 0, number, record=record, dedup_offset=sequence).sku_updates:
+            windows[update.sku], _ = apply_sku_update(windows.get(update.sku), update, settings)
+    return windows, ingestor.watermark_bucket()
+
+
 def _close(state: ReplayState, watermark_bucket: int, settings: Settings, forecaster: Forecaster, topic: str):
     for sku, window, forecast in close_buckets(state.windows.items(), watermark_bucket, settings, forecaster):
         state.windows[sku] = window

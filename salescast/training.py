@@ -1,0 +1,201 @@
+"""Training the forecaster on data, and judging it: the shared core of `retrain` and `evaluate`.
+
+Time is split three ways, oldest first:
+
+    | train: targets end before `valid_start` | valid: early stopping | test: rolling origins |
+
+so early stopping never sees the test buckets and no window's targets cross
+a boundary (models.forecast.features.split_by_time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from models import windows as sku_windows
+from models.baseline import MovingAverage, SeasonalNaive
+from models.forecast import backtest
+from models.forecast.features import FeatureConfig, History, make_samples, split_by_time
+from models.forecast.kernel import LSTMKernel
+from salescast.replay import build_windows
+from salescast.settings import Settings
+
+
+@dataclass
+class TrainOptions:
+    input_length: int = 28
+    units: tuple[int, ...] = (32, 32)
+    dense: int = 32
+    epochs: int = 40
+    batch_size: int = 256
+    max_samples: int = 120_000
+    patience: int = 8
+    seed: int = 7
+    test_origins: int = 2  # horizons held out at the end to score the model
+    valid_buckets: int | None = None  # before the test period, for early stopping; default 4 horizons
+    verbose: int = 2
+
+
+@dataclass
+class Evaluation:
+    model: object  # models.forecast.lstm.LSTMForecaster
+    result: backtest.BacktestResult
+    skus: list[str]
+    facts: dict = field(default_factory=dict)
+
+
+def histories_from_events(path: str | Path, settings: Settings) -> dict[str, History]:
+    """Every SKU's whole history in an events file (the replay format)."""
+    with open(path, "rb") as lines:
+        histories = histories_from_lines(lines, settings)
+    if not histories:
+        raise ValueError(f"{path} holds no usable events")
+    return histories
+
+
+def histories_from_lines(lines: Iterable[bytes], settings: Settings) -> dict[str, History]:
+    """Every SKU's whole history, up to the newest complete bucket (the newest may have been filling)."""
+    windows, newest = build_windows(lines, dataclasses.replace(settings, history_buckets=10**7))
+    if newest is None:
+        return {}
+    return {sku: sku_windows.history(window, newest - 1) for sku, window in windows.items()}
+
+
+def histories_from_service(settings: Settings, timeout_s: float = 30.0) -> dict[str, History]:
+    """The worker's own per-SKU windows, read from the table's changelog topic (latest value per SKU)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = f"{settings.app_id}-sku-windows-changelog"
+    consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
+                             **settings.kafka_client_options())
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
+                             "kept any sales yet. Start `salescast worker`, or train from a file with "
+                             "`salescast retrain --events FILE`")
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        latest: dict[bytes, bytes | None] = {}
+        remaining = {tp for tp in assigned if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    latest[record.key] = record.value
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        if remaining:
+            raise TimeoutError(f"reading {topic} took over {timeout_s:.0f}s; is the broker overloaded?")
+    finally:
+        consumer.close()
+    windows = {key.decode(): orjson.loads(value) for key, value in latest.items() if key and value}
+    if not windows:
+        raise ValueError(f"{topic} holds no SKU windows yet")
+    end = max(window["closed"] for window in windows.values())
+    return {sku: sku_windows.history(window, end) for sku, window in windows.items()}
+
+
+def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
+                     strong_baselines: bool = False, log: Callable[[str], None] = print) -> Evaluation:
+    """Trains the LSTM on the older data and scores it against the baselines on the newest.
+
+    `strong_baselines` adds the moving average, LightGBM and the LSTM+LightGBM
+    mean to the always-present seasonal naive.
+    """
+    from models.forecast.lstm import LSTMForecaster
+
+    horizon, length = features.horizon, features.input_length
+    end = max(h.end_bucket for h in histories.values())
+    test_start = end - options.test_origins * horizon
+    valid_start = test_start - (options.valid_buckets or 4 * horizon)
+    samples = make_samples(list(histories.values()), features)
+    before_test, _ = split_by_time(samples, test_start, horizon)
+    train, valid = split_by_time(before_test, valid_start, horizon)
+    if len(train) == 0:
+        raise ValueError(f"too little history to train: a SKU needs {length + horizon} buckets before the "
+                         f"{test_start - valid_start + options.test_origins * horizon} held out at the end")
+    log(f"training on {len(train)} windows from {len(histories)} SKUs, early stopping on {len(valid)}, "
+        f"testing on the last {options.test_origins} x {horizon} buckets")
+    started = time.monotonic()
+    model = LSTMForecaster(features, options.units, options.dense, options.epochs, options.batch_size,
+                           max_samples=options.max_samples, patience=options.patience, seed=options.seed,
+                           verbose=options.verbose).fit(train, valid)
+    fit_seconds = time.monotonic() - started
+    kernel = LSTMKernel(model.config(), model.weights())
+    tested = {sku: h for sku, h in histories.items() if h.first_bucket + length <= test_start and h.end_bucket == end}
+    season = features.season
+    methods = {"seasonal_naive": backtest.baseline(lambda: SeasonalNaive(season), horizon),
+               "lstm": backtest.scaled_model(features, kernel.predict)}
+    if strong_baselines:
+        from models.forecast.gbm import GBMQuantileForecaster
+
+        gbm = GBMQuantileForecaster(features, seed=options.seed).fit(train, valid)
+        methods["moving_average"] = backtest.baseline(lambda: MovingAverage(season), horizon)
+        methods["lightgbm"] = backtest.scaled_model(features, gbm.predict)
+        methods["lstm+lightgbm"] = backtest.mean_of(methods["lstm"], methods["lightgbm"])
+    origins = [test_start + i * horizon for i in range(options.test_origins)]
+    result = backtest.run(list(tested.values()), origins, horizon, season, methods)
+    facts = {"skus": len(histories), "tested_skus": len(tested), "train_windows": len(train),
+             "valid_windows": len(valid), "epochs_run": len(model.history.get("loss", [])),
+             "fit_seconds": round(fit_seconds, 1), "test_start_bucket": test_start,
+             "valid_start_bucket": valid_start}
+    return Evaluation(model, result, list(tested), facts)
+
+
+def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
+    """The scores as a Markdown table, with each method's MASE relative to `baseline`."""
+    lines = ["| method | MASE | vs seasonal naive | WAPE | pinball | P10-P90 coverage |",
+             "|---|---:|---:|---:|---:|---:|"]
+    reference = table[baseline]["mase"]
+    for name, s in table.items():
+        change = (s["mase"] / reference - 1.0) * 100.0
+        lines.append(f"| {name} | {s['mase']:.3f} | {change:+.1f}% | {s['wape']:.3f} | {s['pinball']:.3f} | "
+                     f"{s['coverage_p10_p90']:.1%} |")
+    return "\n".join(lines)
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def model_metrics(evaluation: Evaluation) -> dict:
+    """What the model-version record carries: the LSTM's holdout scores beside seasonal naive's."""
+    table = evaluation.result.table()
+    lstm, naive = table["lstm"], table["seasonal_naive"]
+    return {"mase": round(lstm["mase"], 4), "baseline_mase": round(naive["mase"], 4),
+            "wape": round(lstm["wape"], 4), "pinball": round(lstm["pinball"], 4),
+            "coverage_p10_p90": round(lstm["coverage_p10_p90"], 4), **evaluation.facts}
+
+
+def retrain(settings: Settings, events: str | None, options: TrainOptions,
+            log: Callable[[str], None] = stderr_log) -> dict:
+    """One training run; writes a new version to the model store, makes it current, returns its manifest."""
+    from models.store import ModelStore
+    from salescast.forecasting import MODEL_NAME
+
+    if events:
+        log(f"reading {events}")
+        histories = histories_from_events(events, settings)
+        source = f"events file {Path(events).name}"
+    else:
+        log(f"reading the worker's windows ({settings.app_id}) from Kafka")
+        histories = histories_from_service(settings)
+        source = f"service windows of {settings.app_id}"
+    features = FeatureConfig(options.input_length, settings.horizon, settings.season)
+    evaluation = fit_and_backtest(histories, features, options, log=log)
+    config = {**evaluation.model.config(), "bucket": settings.bucket,
+              "training": {"source": source, "seed": options.seed, **evaluation.facts}}
+    store = ModelStore(settings.model_store)
+    manifest = store.save(MODEL_NAME, config, evaluation.model.weights(), model_metrics(evaluation))
+    store.set_current(MODEL_NAME, manifest["version"])
+    return manifest

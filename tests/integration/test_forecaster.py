@@ -1,0 +1,87 @@
+"""The LSTM end to end through the real broker: retrain from a file, serve, retrain from the service, switch.
+
+Training uses tiny sizes (7-bucket inputs, 8-unit layers, 2 epochs) so CI stays
+fast; the accuracy claims are `salescast evaluate`'s, in docs/forecasting.md.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from salescast.contract import record_key
+from tests.integration.conftest import assert_valid, wait_for
+
+pytestmark = pytest.mark.integration
+TINY = ["--input-length", "7", "--epochs", "2", "--units", "8", "8", "--dense", "8", "--quiet"]
+DAY_MS = 86_400_000
+
+
+def salescast(worker, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "salescast.cli", *args], env=worker.env, cwd=worker.directory,
+                          capture_output=True, text=True, timeout=300)
+
+
+def produce(worker, lines) -> None:
+    producer = worker.producer()
+    for line in lines:
+        record = json.loads(line)
+        topic = record.pop("topic")
+        producer.send(worker.topics[topic], key=record_key(topic, record), value=json.dumps(record).encode())
+    producer.flush()
+
+
+def lstm_forecasts(worker, version, after_ts=0):
+    def done(records):
+        return any(json.loads(r.value)["model"]["version"] == version and json.loads(r.value)["ts"] >= after_ts
+                   for r in records)
+    records = [json.loads(r.value) for r in worker.read("forecasts", done, timeout_s=120)]
+    return [r for r in records if r["model"]["version"] == version and r["ts"] >= after_ts], records
+
+
+def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make_worker, tmp_path):
+    worker = make_worker()
+    events = tmp_path / "history.jsonl"
+    generated = salescast(worker, "generate", "--seed", "5", "--skus", "6", "--users", "400", "--days", "45",
+                          "--out", str(events))
+    assert generated.returncode == 0, generated.stderr
+
+    trained = salescast(worker, "retrain", "--events", str(events), *TINY)
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads(trained.stdout)
+    assert_valid("model_versions", manifest)
+    assert manifest["name"] == "lstm" and manifest["status"] == "live"
+    assert {"mase", "baseline_mase", "coverage_p10_p90"} <= set(manifest["metrics"])
+    store = tmp_path / "var" / "models" / "lstm"
+    assert (store / "CURRENT").read_text().strip() == manifest["version"]
+
+    worker.start()
+    lines = events.read_bytes().splitlines()
+    produce(worker, lines)
+    served, everything = lstm_forecasts(worker, manifest["version"])
+    for record in served:
+        assert_valid("forecasts", record)
+        assert record["model"] == {"name": "lstm", "version": manifest["version"]} and not record["cold_start"]
+        for bucket in record["horizon"]:
+            assert bucket["p10"] <= bucket["p50"] <= bucket["p90"]
+    # the first week's forecasts had too little history for the model: baseline, flagged
+    early = [r for r in everything if r["model"]["name"] != "lstm"]
+    assert early and all(r["cold_start"] for r in early)
+    assert worker.metric("salescast_model_info", model="forecast", version=manifest["version"]) == 1
+
+    # retrain from the worker's own windows (its changelog), restart, and the next bucket uses the new version
+    wait_for(lambda: worker.http(f"/skus/sku-0/sales?buckets=120")[0] == 200, message="windows kept")
+    retrained = salescast(worker, "retrain", *TINY, "--seed", "8")
+    assert retrained.returncode == 0, retrained.stderr
+    second = json.loads(retrained.stdout)
+    assert second["version"] != manifest["version"]
+    assert (store / "CURRENT").read_text().strip() == second["version"]
+    worker.stop()
+    worker.start()
+    last_ts = max(json.loads(line)["ts"] for line in lines)
+    next_day = (last_ts // DAY_MS + 2) * DAY_MS + 60_000
+    produce(worker, [json.dumps({"topic": "clicks", "user_id": "u-1", "sku": "sku-0", "action": "view",
+                                 "ts": next_day})])
+    switched, _ = lstm_forecasts(worker, second["version"], after_ts=(last_ts // DAY_MS) * DAY_MS)
+    assert switched and all(r["model"]["name"] == "lstm" for r in switched)
