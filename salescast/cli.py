@@ -138,16 +138,38 @@ def cmd_replay(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    settings = _settings()
-    from models.store import ModelStoreError
-    from salescast.topics import KafkaUnavailable
-    from salescast.training import TrainOptions, retrain
+    from salescast.settings import parse_duration_ms
+    from salescast.training import TrainOptions
 
+    settings = _settings()
     options = TrainOptions(input_length=args.input_length, units=tuple(args.units), dense=args.dense,
                            epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
                            verbose=0 if args.quiet else 2)
+    if args.every is None:
+        return _retrain_once(settings, args.events, options)
     try:
-        manifest = retrain(settings, args.events, options)
+        every_s = parse_duration_ms(args.every) / 1000
+    except ValueError as exc:
+        print(f"salescast retrain --every: {exc}", file=sys.stderr)
+        return 2
+    import time
+
+    try:
+        while True:  # a failed run is reported and the schedule goes on
+            _retrain_once(settings, args.events, options)
+            print(f"next retraining in {args.every}", file=sys.stderr, flush=True)
+            time.sleep(every_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _retrain_once(settings: Settings, events: str | None, options) -> int:
+    from models.store import ModelStoreError
+    from salescast.topics import KafkaUnavailable
+    from salescast.training import retrain
+
+    try:
+        manifest = retrain(settings, events, options)
     except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
         print(f"salescast retrain: {exc}", file=sys.stderr)
         return 1
@@ -155,7 +177,7 @@ def cmd_retrain(args) -> int:
     print(f"lstm {manifest['version']} is now current in {settings.model_store}: holdout MASE "
           f"{metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), P10-P90 coverage "
           f"{metrics['coverage_p10_p90']:.1%}; workers load it when they start", file=sys.stderr)
-    print(json.dumps({key: value for key, value in manifest.items() if key != "files"}))
+    print(json.dumps({key: value for key, value in manifest.items() if key != "files"}), flush=True)
     return 0
 
 
@@ -206,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
     retrain.add_argument("--dense", type=int, default=32, help="dense layer size (default 32)")
     retrain.add_argument("--max-samples", type=int, default=120_000,
                          help="train on at most this many windows, drawn at random (default 120000)")
+    retrain.add_argument("--every", metavar="DURATION", help="keep retraining on this schedule, e.g. 6h or 1d")
     retrain.set_defaults(func=cmd_retrain)
 
     evaluate = commands.add_parser("evaluate", help="backtest the LSTM against baselines; table and plot")

@@ -65,11 +65,15 @@ class FeatureConfig:
 
 
 def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
-    """True where the latest stock report at or before the bucket said 0 (no report yet: in stock)."""
+    """True where the latest stock report at or before the bucket said 0 (no report yet: in stock).
+
+    Works along the last axis, so a (SKUs, buckets) matrix is done in one pass.
+    """
     on_hand = np.asarray(on_hand)
-    positions = np.where(on_hand >= 0, np.arange(len(on_hand)), -1)
-    latest = np.maximum.accumulate(positions) if len(positions) else positions
-    return (latest >= 0) & (on_hand[np.maximum(latest, 0)] == 0)
+    positions = np.where(on_hand >= 0, np.arange(on_hand.shape[-1]), -1)
+    latest = np.maximum.accumulate(positions, axis=-1) if on_hand.size else positions
+    reported = np.take_along_axis(on_hand, np.maximum(latest, 0), axis=-1) if on_hand.size else on_hand
+    return (latest >= 0) & (reported == 0)
 
 
 def _phase(buckets: np.ndarray, season: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,12 +174,15 @@ def make_inputs(histories: Sequence[History], config: FeatureConfig) -> tuple[np
         raise ValueError(f"{len(short)} histories are shorter than the {length} buckets the model reads")
     n = len(histories)
     units = np.empty((n, length))
-    promo = np.empty((n, length), dtype=bool)
-    stockout = np.empty((n, length), dtype=bool)
+    promo_units = np.empty((n, length))
+    # the stock state entering the window depends on reports before it: keep all of each history
+    longest = max((len(h) for h in histories), default=length)
+    on_hand = np.full((n, longest), -1.0)
     for i, history in enumerate(histories):
         units[i] = history.units[-length:]
-        promo[i] = history.promo_units[-length:] > 0
-        # the stock state entering the window depends on reports before it
-        stockout[i] = stockout_mask(history.on_hand)[-length:]
+        promo_units[i] = history.promo_units[-length:]
+        on_hand[i, longest - len(history):] = history.on_hand
+    promo = promo_units > 0
+    stockout = stockout_mask(on_hand)[:, -length:]
     target_bucket = np.fromiter((h.end_bucket for h in histories), dtype=np.int64, count=n)
     return _encode(units, promo, stockout, target_bucket, config)

@@ -101,3 +101,13 @@ def test_known_future_is_the_season_phase_of_each_horizon_bucket():
 def test_scoring_needs_a_full_input_window():
     with pytest.raises(ValueError, match="shorter than the 4 buckets"):
         make_inputs([history([1.0, 2.0])], CONFIG)
+
+
+def test_a_stock_out_reported_before_the_input_window_carries_into_it():
+    # sold out in bucket 1, no report since: the whole 4-bucket window at the end is sold out
+    on_hand = [9, 0, -1, -1, -1, -1]
+    x, _, _ = make_inputs([history([2, 0, 0, 0, 0, 0], on_hand=on_hand),
+                           history([1, 1, 1, 1, 1, 1, 1, 1])], CONFIG)
+    stockout = HISTORY_FEATURES.index("stockout")
+    assert x[0, :, stockout].tolist() == [1, 1, 1, 1]
+    assert x[1, :, stockout].tolist() == [0, 0, 0, 0]
