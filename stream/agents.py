@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 import orjson
 from faust.types import TP
 
+from models import windows
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
@@ -26,6 +27,7 @@ from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sk
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
+CLOSE_CHUNK = 2048  # SKUs scored in one kernel call at bucket close
 TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
@@ -223,20 +225,35 @@ async def update_sku_windows(stream):
         for key, (_, event) in touched.items():
             partition_index.add(event.message.partition, key)
         for partition, (bucket, ingested_at, event) in ticks.items():
-            _close_partition(stream, partition, bucket, ingested_at, event, out)
+            await _close_partition(stream, partition, bucket, ingested_at, event, out)
         await out.flush(_producer())
         if events:
             metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
 
 
-def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event, out: Outbox) -> None:
-    items = []
-    for key in partition_index.keys_for(partition):
+async def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event, out: Outbox) -> None:
+    """Close and forecast every SKU of `partition` whose open bucket the watermark passed.
+
+    In chunks of CLOSE_CHUNK SKUs, each handed to the producer and delivered
+    before the next is read, so a close over 100,000 SKUs holds a chunk in
+    memory, not the whole partition's windows and forecasts.
+    """
+    chunk = []
+    for key in list(partition_index.keys_for(partition)):
         window = _load(sku_windows, key)
-        if window is not None:
-            items.append((key.decode(), window))
+        if window is not None and windows.buckets_to_close(window, bucket):
+            chunk.append((key.decode(), window))
+        if len(chunk) >= CLOSE_CHUNK:
+            _close_chunk(stream, chunk, bucket, ingested_at, event, out)
+            await out.flush(_producer(), delivered=True)
+            chunk = []
+    if chunk:
+        _close_chunk(stream, chunk, bucket, ingested_at, event, out)
+
+
+def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox) -> None:
     scoring_started = time.perf_counter()
-    closed = close_buckets(items, bucket, settings, forecaster)
+    closed = close_buckets(chunk, bucket, settings, forecaster)
     if closed:
         metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()

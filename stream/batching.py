@@ -46,14 +46,23 @@ class Outbox:
         """`on_sent` is called with the delivery future of the last record of its (topic, partition)."""
         self._pending.append((topic, key, value, partition, on_sent))
 
-    async def flush(self, producer) -> None:
-        """Hand everything to `producer` (an AIOKafkaProducer), in order; delivery is awaited by Faust's commit."""
+    async def flush(self, producer, delivered: bool = False) -> None:
+        """Hand everything to `producer` (an AIOKafkaProducer), in order.
+
+        Delivery is awaited by Faust's commit; `delivered=True` also awaits it
+        here, to keep a large burst from piling up in the producer's buffers.
+        """
         send = producer.send
         last: dict[tuple[str, int | None], tuple[asyncio.Future, Callable]] = {}
+        futures = []
         for topic, key, value, partition, on_sent in self._pending:
-            delivered = await send(topic, value=value, key=key, partition=partition)
+            future = await send(topic, value=value, key=key, partition=partition)
             if on_sent is not None:
-                last[(topic, partition)] = (delivered, on_sent)
-        for delivered, on_sent in last.values():
-            delivered.add_done_callback(on_sent)
+                last[(topic, partition)] = (future, on_sent)
+            if delivered:
+                futures.append(future)
         self._pending.clear()
+        for future, on_sent in last.values():
+            future.add_done_callback(on_sent)
+        if futures:
+            await asyncio.gather(*futures)
