@@ -111,12 +111,20 @@ def plot(evaluation: Evaluation, histories: dict[str, History], features: Featur
         axis.plot(test_buckets, naive[:, 1], color="tab:orange", lw=1, ls="--", label="seasonal naive")
         for origin in result.origins:
             axis.axvline(origin, color="0.8", lw=0.8)
+        sold_out = test_buckets[result.mask[s].reshape(-1) == 0]
+        for bucket in sold_out:
+            axis.axvspan(bucket - 0.5, bucket + 0.5, color="tab:red", alpha=0.12, lw=0,
+                         label="sold out (not scored)" if bucket == sold_out[0] else None)
         axis.set_title(evaluation.skus[s], fontsize=9, loc="left")
         axis.set_ylabel("units")
-    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=5)
+    handles = {}
+    for axis in axes[:, 0]:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    figure.legend(handles.values(), handles.keys(), loc="lower center", fontsize=7, ncol=len(handles))
     axes[-1, 0].set_xlabel("bucket (test period; grey lines: forecast origins)")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
