@@ -1,7 +1,10 @@
-"""`salescast demo`: the local broker, a worker and the generator, with forecasts shown as they flow.
+"""`salescast demo`: the local broker, a trained LSTM, a worker and the generator, with forecasts shown live.
 
-Everything runs on this machine; Ctrl-C (or --seconds) stops the generator,
-the worker and the broker in that order.
+Everything runs on this machine. When the model store has no LSTM yet, the
+demo first simulates the history of another shop of the same kind (a
+different seed, so the model is not shown the very days it will forecast) and
+trains on it with `salescast retrain --events`. Ctrl-C (or --seconds) stops
+the generator, the worker and the broker in that order.
 """
 
 from __future__ import annotations
@@ -43,6 +46,30 @@ def _line(forecast: dict) -> str:
            f"{forecast['model']['name']}:{forecast['model']['version']}{flag}"
 
 
+def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
+    from models.store import ModelStore
+    from salescast.forecasting import MODEL_NAME
+    from salescast.settings import Settings
+
+    store = Settings.from_env(env).model_store
+    if ModelStore(store).current(MODEL_NAME) is not None:
+        print(f"using the {MODEL_NAME} model already current in {store}", flush=True)
+        return
+    history = demo_dir / "history.jsonl"
+    print(f"no {MODEL_NAME} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
+          f"on it (about a minute; log: {demo_dir / 'retrain.log'}) ...", flush=True)
+    with open(demo_dir / "retrain.log", "ab") as log:
+        for command in (["generate", "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
+                         "--seed", str(args.seed + 1000), "--out", str(history)],
+                        ["retrain", "--events", str(history), "--epochs", "15"]):
+            done = subprocess.run([sys.executable, "-m", "salescast.cli", *command], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                raise RuntimeError(f"`salescast {command[0]}` failed; see {demo_dir / 'retrain.log'}")
+    print(f"trained {MODEL_NAME} {ModelStore(store).current(MODEL_NAME)}; SKUs get it once they have 28 days of "
+          "history (until then: seasonal naive, marked cold)", flush=True)
+
+
 def run_demo(args) -> int:
     from kafka import KafkaConsumer
 
@@ -60,6 +87,7 @@ def run_demo(args) -> int:
     web_port = int(env.get("SALESCAST_WEB_PORT", "6066"))
     processes: list[subprocess.Popen] = []
     try:
+        _train_if_needed(args, env, demo_dir)
         print(f"starting the worker (log: {demo_dir / 'worker.log'}) ...", flush=True)
         worker = subprocess.Popen([sys.executable, "-m", "salescast.cli", "worker", "--loglevel", "info"], env=env,
                                   stdout=open(demo_dir / "worker.log", "ab"), stderr=subprocess.STDOUT)

@@ -122,8 +122,10 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
     before_test, _ = split_by_time(samples, test_start, horizon)
     train, valid = split_by_time(before_test, valid_start, horizon)
     if len(train) == 0:
+        held_out = end - valid_start
         raise ValueError(f"too little history to train: a SKU needs {length + horizon} buckets before the "
-                         f"{test_start - valid_start + options.test_origins * horizon} held out at the end")
+                         f"{held_out} held out at the end for validation and testing, so at least "
+                         f"{length + horizon + held_out} in all; give more history, or a shorter --input-length")
     log(f"training on {len(train)} windows from {len(histories)} SKUs, early stopping on {len(valid)}, "
         f"testing on the last {options.test_origins} x {horizon} buckets")
     started = time.monotonic()

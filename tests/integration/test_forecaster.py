@@ -43,7 +43,7 @@ def lstm_forecasts(worker, version, after_ts=0):
 def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make_worker, tmp_path):
     worker = make_worker()
     events = tmp_path / "history.jsonl"
-    generated = salescast(worker, "generate", "--seed", "5", "--skus", "6", "--users", "400", "--days", "45",
+    generated = salescast(worker, "generate", "--seed", "5", "--skus", "6", "--users", "400", "--days", "70",
                           "--out", str(events))
     assert generated.returncode == 0, generated.stderr
 
@@ -71,7 +71,20 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
     assert worker.metric("salescast_model_info", model="forecast", version=manifest["version"]) == 1
 
     # retrain from the worker's own windows (its changelog), restart, and the next bucket uses the new version
-    wait_for(lambda: worker.http(f"/skus/sku-0/sales?buckets=120")[0] == 200, message="windows kept")
+    sold = {}
+    for line in lines:
+        record = json.loads(line)
+        for item in record.get("items", []) if record["topic"] == "orders" else []:
+            sold[item["sku"]] = sold.get(item["sku"], 0) + item["qty"]
+
+    def all_counted():
+        for sku, units in sold.items():
+            status, sales = worker.http(f"/skus/{sku}/sales?buckets=120")
+            if status != 200 or sum(b["units"] for b in sales["buckets"]) != units:
+                return False
+        return True
+
+    wait_for(all_counted, timeout_s=120, message="every order line in the worker's windows")
     retrained = salescast(worker, "retrain", *TINY, "--seed", "8")
     assert retrained.returncode == 0, retrained.stderr
     second = json.loads(retrained.stdout)

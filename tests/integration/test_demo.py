@@ -1,0 +1,27 @@
+"""`salescast demo` from nothing: its own broker, a model trained first, LSTM forecasts on screen."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
+    env = {**os.environ, "SALESCAST_DATA_DIR": str(tmp_path / "var"), "SALESCAST_WEB_PORT": str(free_port()),
+           "SALESCAST_METRICS_PORT": str(free_port())}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    done = subprocess.run([sys.executable, "-m", "salescast.cli", "demo", "--port", str(free_port(pair=True)),
+                           "--skus", "8", "--users", "300", "--days", "90", "--rate", "5000", "--speedup", "300000",
+                           "--seconds", "45"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "no lstm model yet" in out and "trained lstm" in out
+    forecasts = [line for line in out.splitlines() if "closed" in line and "next p50" in line]
+    assert any(" lstm:" in line for line in forecasts), out[-3000:]
+    assert any(line.endswith(" cold") for line in forecasts)  # the first days, before 28 days of history
