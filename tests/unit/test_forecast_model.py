@@ -1,6 +1,7 @@
 """The LSTM: its loss, the numpy kernel's parity with Keras, the model store, and serving."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -148,3 +149,46 @@ def test_serving_scores_ready_skus_with_the_lstm_and_new_ones_with_the_flagged_b
     assert (name, version) == ("lstm", manifest["version"]) and not f_ready.cold_start
     assert (f_ready.p10 <= f_ready.p50).all() and (f_ready.p50 <= f_ready.p90).all()
     assert new_name == "seasonal_naive" and f_new.cold_start
+
+
+def _settings(store, **env):
+    from salescast.settings import Settings
+
+    return Settings.from_env({"SALESCAST_MODEL_STORE": str(store), "SALESCAST_HORIZON": "3", **env})
+
+
+class _Captured(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+
+def test_the_worker_serves_the_current_model_and_falls_back_to_the_baseline_with_a_reason(tmp_path, trained):
+    """(-p no:logging turns pytest's caplog off, so the log is captured by hand.)"""
+    from salescast.engine import BaselineForecaster
+    from salescast.forecasting import LSTMServing, load_forecaster, log
+
+    captured = _Captured()
+    log.addHandler(captured)
+    try:
+        model, _ = trained
+        store = ModelStore(tmp_path)
+        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert "salescast retrain" in captured.text
+
+        manifest = store.save("lstm", {**model.config(), "bucket": "1d"}, model.weights(), {})
+        store.set_current("lstm", manifest["version"])
+        serving = load_forecaster(_settings(tmp_path))
+        assert isinstance(serving, LSTMServing) and serving.version == manifest["version"]
+
+        assert isinstance(load_forecaster(_settings(tmp_path, SALESCAST_HORIZON="7")), BaselineForecaster)
+        assert "SALESCAST_HORIZON is 7" in captured.text
+
+        (tmp_path / "lstm" / manifest["version"] / "config.json").write_text("{}")
+        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert "does not match the sha256" in captured.text
+    finally:
+        log.removeHandler(captured)
