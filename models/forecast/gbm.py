@@ -46,7 +46,8 @@ class GBMQuantileForecaster:
         evaluation = {}
         if valid is not None and len(valid):
             valid_keep = valid.mask.reshape(-1) > 0
-            evaluation = {"eval_set": [(_rows(valid.x, valid.future)[valid_keep], valid.y.reshape(-1)[valid_keep])],
+            evaluation = {"eval_X": (_rows(valid.x, valid.future)[valid_keep],),
+                          "eval_y": (valid.y.reshape(-1)[valid_keep],),
                           "callbacks": [lightgbm.early_stopping(30, verbose=False)]}
         self.models = []
         for quantile in QUANTILES:
