@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,17 @@ def test_the_worker_serves_the_current_model_and_falls_back_to_the_baseline_with
         assert "does not match the sha256" in captured.text
     finally:
         log.removeHandler(captured)
+
+
+def test_the_worker_never_imports_tensorflow(tmp_path):
+    """Serving is the numpy kernel: TensorFlow would cost the worker seconds and hundreds of MiB."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import stream.agents, stream.views, salescast.forecasting; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                               "SALESCAST_DATA_DIR": str(tmp_path), "PATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
