@@ -177,7 +177,7 @@ def _retrain_once(settings: Settings, events: str | None, options) -> int:
     print(f"lstm {manifest['version']} is now current in {settings.model_store}: holdout MASE "
           f"{metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), P10-P90 coverage "
           f"{metrics['coverage_p10_p90']:.1%}; workers load it when they start", file=sys.stderr)
-    print(json.dumps({key: value for key, value in manifest.items() if key != "files"}), flush=True)
+    print(json.dumps(manifest), flush=True)
     return 0
 
 

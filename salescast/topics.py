@@ -48,3 +48,35 @@ def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection: a quick look before a client that waits 30 s."""
+    import socket
+
+    for server in settings.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def publish_model_version(settings: Settings, record: dict) -> None:
+    """The contract's model-versions record, keyed by model name (the topic is compacted)."""
+    import orjson
+    from kafka import KafkaProducer
+
+    if not reachable(settings):
+        raise KafkaUnavailable(f"no Kafka broker answers at {settings.bootstrap_servers}")
+    ensure_topics(settings)
+    producer = KafkaProducer(acks="all", **settings.kafka_client_options())
+    try:
+        producer.send(settings.topic("model_versions"), key=record["name"].encode(),
+                      value=orjson.dumps(record)).get(timeout=30)
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"could not publish to {settings.topic('model_versions')}: {exc}") from exc
+    finally:
+        producer.close()

@@ -26,6 +26,7 @@ from models.forecast.features import FeatureConfig, History, make_samples, split
 from models.forecast.kernel import LSTMKernel
 from salescast.replay import build_windows
 from salescast.settings import Settings
+from salescast.topics import KafkaUnavailable, publish_model_version
 
 
 @dataclass
@@ -181,7 +182,10 @@ def model_metrics(evaluation: Evaluation) -> dict:
 
 def retrain(settings: Settings, events: str | None, options: TrainOptions,
             log: Callable[[str], None] = stderr_log) -> dict:
-    """One training run; writes a new version to the model store, makes it current, returns its manifest."""
+    """One training run: a new version in the model store, made current and announced on model-versions.
+
+    Returns the version's model-version record.
+    """
     from models.store import ModelStore
     from salescast.forecasting import MODEL_NAME
 
@@ -200,4 +204,15 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions,
     store = ModelStore(settings.model_store)
     manifest = store.save(MODEL_NAME, config, evaluation.model.weights(), model_metrics(evaluation))
     store.set_current(MODEL_NAME, manifest["version"])
-    return manifest
+    record = version_record(manifest)
+    try:
+        publish_model_version(settings, record)
+    except KafkaUnavailable as exc:
+        log(f"{manifest['version']} is in the model store and current, but was not announced on "
+            f"{settings.topic('model_versions')}: {exc}")
+    return record
+
+
+def version_record(manifest: dict) -> dict:
+    """The contract's model-version record: the manifest without its per-file digests."""
+    return {key: value for key, value in manifest.items() if key != "files"}
