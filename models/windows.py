@@ -27,6 +27,7 @@ from models.forecast.features import History
 # per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
 # promotion or discount, and the last on-hand level reported in the bucket (-1: no report)
 SERIES = {"u": 0, "r": 0.0, "c": 0, "d": 0, "s": -1}
+_FILLS = tuple(SERIES.values())
 
 
 def new_window(bucket: int) -> dict:
@@ -47,24 +48,23 @@ def _arrays(window: dict) -> list[list]:
 def _slot(window: dict, bucket: int, history: int) -> int | None:
     """Index of `bucket` in the arrays, growing them as needed; None if it fell off."""
     arrays = _arrays(window)
-    fills = list(SERIES.values())
     length = len(arrays[0])
     first = window["b"]
     if not length:
         window["b"] = bucket
-        for array, fill in zip(arrays, fills):
+        for array, fill in zip(arrays, _FILLS):
             array.append(fill)
         return 0
     last = first + length - 1
     if bucket > last:
         grow = bucket - last
         if grow >= history:
-            for array, fill in zip(arrays, fills):
+            for array, fill in zip(arrays, _FILLS):
                 array[:] = [fill]
             window["b"] = bucket
             return 0
         excess = max(0, length + grow - history)
-        for array, fill in zip(arrays, fills):
+        for array, fill in zip(arrays, _FILLS):
             array.extend([fill] * grow)
             if excess:
                 del array[:excess]
@@ -74,7 +74,7 @@ def _slot(window: dict, bucket: int, history: int) -> int | None:
         if last - bucket >= history:
             return None
         pad = first - bucket
-        for array, fill in zip(arrays, fills):
+        for array, fill in zip(arrays, _FILLS):
             array[:0] = [fill] * pad
         window["b"] = bucket
         return 0
@@ -106,16 +106,15 @@ def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
 
 
 def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None, category: str | None,
-                  bucket: int | None = None, history: int | None = None) -> None:
+                  bucket: int, history: int) -> None:
     """Keep the latest stock level by event time; an older update never overwrites a newer one.
 
-    With `bucket`, the level is also noted in that bucket, so a sold-out bucket
-    can be told from a bucket without demand.
+    The level is also noted in its bucket (`bucket` holds `ts`), so a sold-out
+    bucket can be told from a bucket without demand.
     """
-    if bucket is not None and history is not None:
-        slot = _slot(window, bucket, history)
-        if slot is not None:
-            window["s"][slot] = on_hand
+    slot = _slot(window, bucket, history)
+    if slot is not None:
+        window["s"][slot] = on_hand
     if window["oh_ts"] is not None and ts < window["oh_ts"]:
         return
     window["oh"], window["oh_ts"] = on_hand, ts

@@ -26,6 +26,7 @@ from salescast.contract import Rejected, Source, dead_letter, decode, validate
 from salescast.settings import Settings
 
 SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
+SKU_WINDOWS_TABLE = "sku-windows"  # the per-SKU windows table; its changelog is <app id>-sku-windows-changelog
 
 
 @dataclass(slots=True)

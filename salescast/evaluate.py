@@ -127,4 +127,3 @@ def plot(evaluation: Evaluation, histories: dict[str, History], features: Featur
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
-

@@ -24,6 +24,7 @@ from models.baseline import MovingAverage, SeasonalNaive
 from models.forecast import backtest
 from models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from models.forecast.kernel import LSTMKernel
+from salescast.engine import SKU_WINDOWS_TABLE
 from salescast.replay import build_windows
 from salescast.settings import Settings
 from salescast.topics import KafkaUnavailable, publish_model_version
@@ -73,7 +74,7 @@ def histories_from_service(settings: Settings, timeout_s: float = 30.0) -> dict[
     """The worker's own per-SKU windows, read from the table's changelog topic (latest value per SKU)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    topic = f"{settings.app_id}-sku-windows-changelog"
+    topic = f"{settings.app_id}-{SKU_WINDOWS_TABLE}-changelog"
     consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
                              **settings.kafka_client_options())
     try:

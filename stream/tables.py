@@ -8,11 +8,12 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
+from salescast.engine import SKU_WINDOWS_TABLE
 from stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
 TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions, "use_partitioner": True}
 
-sku_windows = app.Table("sku-windows", help="per-SKU sales, revenue and clicks per bucket; latest inventory",
+sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clicks per bucket; latest inventory",
                         **TABLE_OPTIONS)
 user_items = app.Table("user-items", help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)

@@ -72,8 +72,8 @@ def test_a_window_stored_before_promo_and_stock_arrays_existed_still_works():
 
 def test_inventory_keeps_the_latest_by_event_time():
     w = windows.new_window(0)
-    windows.set_inventory(w, 200, 5, 9.9, "toys")
-    windows.set_inventory(w, 100, 50, None, None)  # older: ignored
+    windows.set_inventory(w, 200, 5, 9.9, "toys", 0, HISTORY)
+    windows.set_inventory(w, 100, 50, None, None, 0, HISTORY)  # older: ignored
     assert w["oh"] == 5 and w["lp"] == 9.9 and w["cat"] == "toys"
 
 
