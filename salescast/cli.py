@@ -146,7 +146,7 @@ def cmd_retrain(args) -> int:
                            epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
                            verbose=0 if args.quiet else 2)
     if args.every is None:
-        return _retrain_once(settings, args.events, options)
+        return _retrain_once(settings, args.events, options, args.model)
     try:
         every_s = parse_duration_ms(args.every) / 1000
     except ValueError as exc:
@@ -156,29 +156,37 @@ def cmd_retrain(args) -> int:
 
     try:
         while True:  # a failed run is reported and the schedule goes on
-            _retrain_once(settings, args.events, options)
+            _retrain_once(settings, args.events, options, args.model)
             print(f"next retraining in {args.every}", file=sys.stderr, flush=True)
             time.sleep(every_s)
     except KeyboardInterrupt:
         return 0
 
 
-def _retrain_once(settings: Settings, events: str | None, options) -> int:
+def _retrain_once(settings: Settings, events: str | None, options, model: str) -> int:
     from models.store import ModelStoreError
     from salescast.topics import KafkaUnavailable
-    from salescast.training import retrain
+    from salescast.training import MODELS, retrain
 
     try:
-        manifest = retrain(settings, events, options)
+        records = retrain(settings, events, options, MODELS if model == "all" else (model,))
     except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
         print(f"salescast retrain: {exc}", file=sys.stderr)
         return 1
-    metrics = manifest["metrics"]
-    print(f"lstm {manifest['version']} is now current in {settings.model_store}: holdout MASE "
-          f"{metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), P10-P90 coverage "
-          f"{metrics['coverage_p10_p90']:.1%}; workers load it when they start", file=sys.stderr)
-    print(json.dumps(manifest), flush=True)
+    for record in records:
+        print(f"{record['name']} {record['version']} is now current in {settings.model_store}: "
+              f"{_holdout_summary(record)}; workers load it when they start", file=sys.stderr)
+        print(json.dumps(record), flush=True)
     return 0
+
+
+def _holdout_summary(record: dict) -> str:
+    metrics = record["metrics"]
+    if record["name"] == "cf":
+        return (f"holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} (popularity "
+                f"{metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
+    return (f"holdout MASE {metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), "
+            f"P10-P90 coverage {metrics['coverage_p10_p90']:.1%}")
 
 
 def cmd_evaluate(args) -> int:
@@ -220,9 +228,11 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="write output records here instead of standard output")
     rep.set_defaults(func=cmd_replay)
 
-    retrain = commands.add_parser("retrain", help="train a new forecaster version now and make it current")
+    retrain = commands.add_parser("retrain", help="train new model versions now and make them current")
     retrain.add_argument("--events", help="train from this events file (the replay format) instead of the "
-                         "worker's windows in Kafka")
+                         "worker's tables in Kafka")
+    retrain.add_argument("--model", choices=("all", "lstm", "cf"), default="all",
+                         help="which model to train: the LSTM forecaster, the CF recommender, or both (default)")
     _training_options(retrain)
     retrain.add_argument("--units", type=int, nargs="+", default=[32, 32], help="LSTM layer sizes (default 32 32)")
     retrain.add_argument("--dense", type=int, default=32, help="dense layer size (default 32)")
@@ -231,10 +241,15 @@ def parser() -> argparse.ArgumentParser:
     retrain.add_argument("--every", metavar="DURATION", help="keep retraining on this schedule, e.g. 6h or 1d")
     retrain.set_defaults(func=cmd_retrain)
 
-    evaluate = commands.add_parser("evaluate", help="backtest the LSTM against baselines; table and plot")
+    evaluate = commands.add_parser("evaluate", help="backtest the LSTM (or, with --cf, the recommender) "
+                                   "against baselines on held-out time")
+    evaluate.add_argument("--cf", action="store_true",
+                          help="judge the recommender instead: precision/recall/NDCG@10 against popularity")
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--events", help="an events file (the replay format)")
-    source.add_argument("--public", choices=("wineind",), help="a real public sales series instead")
+    source.add_argument("--public", choices=("wineind", "movielens"),
+                        help="a real public data set instead: wineind (sales series) or movielens (ratings, --cf)")
+    evaluate.add_argument("--users", type=int, default=5000, help="synthetic shop users, with --cf (default 5000)")
     evaluate.add_argument("--skus", type=int, default=300, help="synthetic shop size when no data is given")
     evaluate.add_argument("--days", type=int, default=365)
     evaluate.add_argument("--origins", type=int, default=4, help="rolling origins, one horizon apart (default 4)")

@@ -26,7 +26,10 @@ from salescast.contract import Rejected, Source, dead_letter, decode, validate
 from salescast.settings import Settings
 
 SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
-SKU_WINDOWS_TABLE = "sku-windows"  # the per-SKU windows table; its changelog is <app id>-sku-windows-changelog
+# worker tables; the changelog of each is <app id>-<table>-changelog
+SKU_WINDOWS_TABLE = "sku-windows"  # per-SKU windows (models.windows)
+USER_ITEMS_TABLE = "user-items"  # per-user decayed interactions (models.useritem)
+SKU_CANDIDATES_TABLE = "sku-candidates"  # per-SKU candidate users (models.cf.candidates)
 
 
 @dataclass(slots=True)

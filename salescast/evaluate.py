@@ -48,6 +48,14 @@ PUBLIC = {
 
 
 def run(args, settings: Settings) -> int:
+    if args.cf:
+        from salescast import cf_evaluation
+
+        return cf_evaluation.run(args, settings)
+    if args.public == "movielens":
+        print("salescast evaluate: movielens is a ratings data set; add --cf to judge the recommender on it",
+              file=sys.stderr)
+        return 2
     try:
         import lightgbm  # noqa: F401
         import matplotlib  # noqa: F401

@@ -86,19 +86,23 @@ def replay(lines: Iterable[bytes], settings: Settings, forecaster: Forecaster | 
         yield from _close(state, ingestor.watermark_bucket() + 1, settings, forecaster, forecasts_topic)
 
 
-def build_windows(lines: Iterable[bytes], settings: Settings) -> tuple[dict[str, dict], int | None]:
-    """Per-SKU windows from an events file, as a worker would hold them; and the newest bucket seen.
+def build_state(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[ReplayState, int | None]:
+    """The tables a worker would hold after an events file (for training); and the newest bucket seen.
 
-    For training: no forecasts are made and user vectors are not built. Keep
+    No forecasts are made; user vectors only with `users`. Keep
     `settings.history_buckets` at least the file's span to keep all of it.
     """
-    windows: dict[str, dict] = {}
+    state = ReplayState()
     ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
     good, _ = _parse(lines)
     for sequence, (_, number, kind, record, raw) in enumerate(good):
-        for update in ingestor.ingest(kind, raw, 0, number, record=record, dedup_offset=sequence).sku_updates:
-            windows[update.sku], _ = apply_sku_update(windows.get(update.sku), update, settings)
-    return windows, ingestor.watermark_bucket()
+        result = ingestor.ingest(kind, raw, 0, number, record=record, dedup_offset=sequence)
+        for update in result.sku_updates:
+            state.windows[update.sku], _ = apply_sku_update(state.windows.get(update.sku), update, settings)
+        if users:
+            for update in result.user_updates:
+                state.vectors[update.user], _ = apply_user_update(state.vectors.get(update.user), update, settings)
+    return state, ingestor.watermark_bucket()
 
 
 def _close(state: ReplayState, watermark_bucket: int, settings: Settings, forecaster: Forecaster, topic: str):

@@ -87,6 +87,8 @@ class Settings:
     user_item_cap: int = 200
     interaction_half_life_ms: int = 30 * 86_400_000
     interaction_weights: InteractionWeights = field(default_factory=InteractionWeights)
+    cf_affinity_top: int = 20  # SKUs per user sent to the candidate index
+    cf_candidates_per_sku: int = 200  # users kept per SKU in the candidate index
     replication_factor: int = 1
     advertised_url: str | None = None  # how other workers reach this one's HTTP API
 
@@ -236,6 +238,8 @@ class Settings:
             user_item_cap=integer("SALESCAST_USER_ITEM_CAP", 200, minimum=1),
             interaction_half_life_ms=half_life_ms,
             interaction_weights=weights,
+            cf_affinity_top=integer("SALESCAST_CF_AFFINITY_TOP", 20, minimum=1),
+            cf_candidates_per_sku=integer("SALESCAST_CF_CANDIDATES_PER_SKU", 200, minimum=1),
             replication_factor=integer("SALESCAST_REPLICATION_FACTOR", 1, minimum=1),
             advertised_url=text("SALESCAST_ADVERTISED_URL", None),
         )

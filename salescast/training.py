@@ -24,8 +24,8 @@ from models.baseline import MovingAverage, SeasonalNaive
 from models.forecast import backtest
 from models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from models.forecast.kernel import LSTMKernel
-from salescast.engine import SKU_WINDOWS_TABLE
-from salescast.replay import build_windows
+from salescast.engine import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.replay import ReplayState, build_state
 from salescast.settings import Settings
 from salescast.topics import KafkaUnavailable, publish_model_version
 
@@ -53,35 +53,47 @@ class Evaluation:
     facts: dict = field(default_factory=dict)
 
 
-def histories_from_events(path: str | Path, settings: Settings) -> dict[str, History]:
-    """Every SKU's whole history in an events file (the replay format)."""
+def state_from_events(path: str | Path, settings: Settings, users: bool = False) -> tuple[ReplayState, int]:
+    """The tables a worker would hold after the whole events file (the replay format)."""
     with open(path, "rb") as lines:
-        histories = histories_from_lines(lines, settings)
-    if not histories:
+        state, newest = state_from_lines(lines, settings, users)
+    if newest is None:
         raise ValueError(f"{path} holds no usable events")
-    return histories
+    return state, newest
+
+
+def state_from_lines(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[ReplayState, int | None]:
+    return build_state(lines, dataclasses.replace(settings, history_buckets=10**7), users)
+
+
+def histories_from_windows(windows: dict[str, dict], end_bucket: int) -> dict[str, History]:
+    return {sku: sku_windows.history(window, end_bucket) for sku, window in windows.items()}
+
+
+def histories_from_events(path: str | Path, settings: Settings) -> dict[str, History]:
+    """Every SKU's whole history in an events file, up to the newest complete bucket."""
+    state, newest = state_from_events(path, settings)
+    return histories_from_windows(state.windows, newest - 1)
 
 
 def histories_from_lines(lines: Iterable[bytes], settings: Settings) -> dict[str, History]:
     """Every SKU's whole history, up to the newest complete bucket (the newest may have been filling)."""
-    windows, newest = build_windows(lines, dataclasses.replace(settings, history_buckets=10**7))
-    if newest is None:
-        return {}
-    return {sku: sku_windows.history(window, newest - 1) for sku, window in windows.items()}
+    state, newest = state_from_lines(lines, settings)
+    return {} if newest is None else histories_from_windows(state.windows, newest - 1)
 
 
-def histories_from_service(settings: Settings, timeout_s: float = 30.0) -> dict[str, History]:
-    """The worker's own per-SKU windows, read from the table's changelog topic (latest value per SKU)."""
+def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[str, dict]:
+    """A worker table's latest value per key, read from its changelog topic."""
     from kafka import KafkaConsumer, TopicPartition
 
-    topic = f"{settings.app_id}-{SKU_WINDOWS_TABLE}-changelog"
+    topic = f"{settings.app_id}-{table}-changelog"
     consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
                              **settings.kafka_client_options())
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
-                             "kept any sales yet. Start `salescast worker`, or train from a file with "
+                             "kept any state yet. Start `salescast worker`, or train from a file with "
                              "`salescast retrain --events FILE`")
         assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
@@ -100,11 +112,7 @@ def histories_from_service(settings: Settings, timeout_s: float = 30.0) -> dict[
             raise TimeoutError(f"reading {topic} took over {timeout_s:.0f}s; is the broker overloaded?")
     finally:
         consumer.close()
-    windows = {key.decode(): orjson.loads(value) for key, value in latest.items() if key and value}
-    if not windows:
-        raise ValueError(f"{topic} holds no SKU windows yet")
-    end = max(window["closed"] for window in windows.values())
-    return {sku: sku_windows.history(window, end) for sku, window in windows.items()}
+    return {key.decode(): orjson.loads(value) for key, value in latest.items() if key and value}
 
 
 def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
@@ -181,36 +189,78 @@ def model_metrics(evaluation: Evaluation) -> dict:
             "coverage_p10_p90": round(lstm["coverage_p10_p90"], 4), **evaluation.facts}
 
 
-def retrain(settings: Settings, events: str | None, options: TrainOptions,
-            log: Callable[[str], None] = stderr_log) -> dict:
-    """One training run: a new version in the model store, made current and announced on model-versions.
+MODELS = ("lstm", "cf")
 
-    Returns the version's model-version record.
+
+def retrain(settings: Settings, events: str | None, options: TrainOptions, models: Iterable[str] = MODELS,
+            log: Callable[[str], None] = stderr_log) -> list[dict]:
+    """One training run: for each of `models`, a new version in the model store, made current and
+    announced on model-versions. Returns their model-version records.
     """
+    models = [m for m in MODELS if m in set(models)]
+    wants_cf = "cf" in models
+    if events:
+        log(f"reading {events}")
+        state, newest = state_from_events(events, settings, users=wants_cf)
+        windows, vectors, end = state.windows, state.vectors, newest - 1
+        source = f"events file {Path(events).name}"
+    else:
+        log(f"reading the worker's tables ({settings.app_id}) from Kafka")
+        windows = read_table(settings, SKU_WINDOWS_TABLE)
+        if not windows:
+            raise ValueError(f"the {SKU_WINDOWS_TABLE} changelog holds no SKU windows yet")
+        vectors = read_table(settings, USER_ITEMS_TABLE) if wants_cf else {}
+        end = max(window["closed"] for window in windows.values())
+        source = f"service tables of {settings.app_id}"
+    records = []
+    for model in models:
+        if model == "lstm":
+            saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
+        else:
+            saved = _train_cf(settings, vectors, windows, options.seed, source, log)
+        records.append(_make_current_and_announce(settings, saved, log))
+    return records
+
+
+def _train_lstm(settings: Settings, histories: dict[str, History], options: TrainOptions, source: str,
+                log: Callable[[str], None]) -> dict:
     from models.store import ModelStore
     from salescast.forecasting import MODEL_NAME
 
-    if events:
-        log(f"reading {events}")
-        histories = histories_from_events(events, settings)
-        source = f"events file {Path(events).name}"
-    else:
-        log(f"reading the worker's windows ({settings.app_id}) from Kafka")
-        histories = histories_from_service(settings)
-        source = f"service windows of {settings.app_id}"
     features = FeatureConfig(options.input_length, settings.horizon, settings.season)
     evaluation = fit_and_backtest(histories, features, options, log=log)
     config = {**evaluation.model.config(), "bucket": settings.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
-    store = ModelStore(settings.model_store)
-    manifest = store.save(MODEL_NAME, config, evaluation.model.weights(), model_metrics(evaluation))
-    store.set_current(MODEL_NAME, manifest["version"])
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, evaluation.model.weights(),
+                                                 model_metrics(evaluation))
+
+
+def _train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
+              log: Callable[[str], None]) -> dict:
+    from models.store import ModelStore
+    from salescast import cf_training
+    from salescast.recommending import MODEL_NAME
+
+    categories = {sku: window["cat"] for sku, window in windows.items() if window.get("cat")}
+    data = cf_training.matrix_from_vectors(vectors, categories)
+    log(f"building the recommender from {data.matrix.nnz} interactions of {len(data.users)} users "
+        f"over {len(data.skus)} SKUs")
+    model, config, metrics = cf_training.fit(data, seed)
+    config["training"] = {"source": source, "seed": seed}
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, cf_training.artifact_arrays(model, data),
+                                                 metrics)
+
+
+def _make_current_and_announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
+    from models.store import ModelStore
+
+    ModelStore(settings.model_store).set_current(manifest["name"], manifest["version"])
     record = version_record(manifest)
     try:
         publish_model_version(settings, record)
     except KafkaUnavailable as exc:
-        log(f"{manifest['version']} is in the model store and current, but was not announced on "
-            f"{settings.topic('model_versions')}: {exc}")
+        log(f"{manifest['name']} {manifest['version']} is in the model store and current, but was not announced "
+            f"on {settings.topic('model_versions')}: {exc}")
     return record
 
 

@@ -16,14 +16,17 @@ import orjson
 from faust.types import TP
 
 from models import windows
+from models.cf import candidates
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
+from salescast.recommending import load_recommender
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
-from stream.tables import sku_windows, user_items
-from stream.topics import clicks, dead_letters, forecasts, inventory, orders, sku_events, user_events
+from stream.tables import sku_candidates, sku_windows, user_items
+from stream.topics import (clicks, dead_letters, forecasts, inventory, orders, sku_affinities, sku_events,
+                           user_events)
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
@@ -32,8 +35,10 @@ TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
 forecaster = load_forecaster(settings)
+recommender = load_recommender(settings)
 _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
+SKU_AFFINITIES = sku_affinities.get_topic_name()
 FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()
 
 
@@ -132,13 +137,16 @@ def _remember_changelog_offset(table):
     return on_sent
 
 
-_changelog_persisted = {table.name: _remember_changelog_offset(table) for table in (sku_windows, user_items)}
+_changelog_persisted = {table.name: _remember_changelog_offset(table)
+                        for table in (sku_windows, user_items, sku_candidates)}
 
 
 def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, list], tuple[dict, bool]],
-                out: Outbox) -> dict[bytes, tuple[dict, object]]:
+                out: Outbox, before_write: Callable[[dict, Outbox], None] | None = None
+                ) -> dict[bytes, tuple[dict, object]]:
     """Apply a batch of keyed updates to `table`, reading and writing each key once.
 
+    `before_write(touched, out)` may add to the new states before they are stored.
     Returns the keys written, with their new state and an event of their partition.
     """
     touched: dict[bytes, tuple[dict, object]] = {}
@@ -160,6 +168,8 @@ def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[di
             # and a worker that takes the partition over restores from the changelog.
             duplicates += 1
         touched[key] = (state, event)
+    if before_write is not None and touched:
+        before_write(touched, out)
     for key, (state, event) in touched.items():
         _write(stream, table, key, state, event, out)
     metrics.UPDATES_APPLIED.labels(label).inc(applied)
@@ -272,10 +282,62 @@ async def update_user_items(stream):
         started = time.perf_counter()
         out = Outbox()
         apply_batch(stream, user_items, "user-items", events,
-                    lambda vector, wire: apply_user_update(vector, UserUpdate.from_wire(wire), settings), out)
+                    lambda vector, wire: apply_user_update(vector, UserUpdate.from_wire(wire), settings), out,
+                    before_write=send_affinity_changes)
         await out.flush(_producer())
         if events:
             metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))
+
+
+def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
+    """Score the batch's users at once and send what changed in their top affinities to the SKUs' owners.
+
+    Each vector keeps, under "a", the scores last sent, so the next batch sends
+    only the difference (models.cf.candidates.affinity_changes).
+    """
+    if recommender.model is None:
+        return
+    started = time.perf_counter()
+    users = list(touched)
+    vectors = [touched[user][0] for user in users]
+    by_partition: dict[int, list] = {}
+    for user, vector, top in zip(users, vectors, recommender.affinities(vectors, settings.cf_affinity_top)):
+        previous = vector.get("a", {})
+        sent = dict(previous)
+        for sku, score in candidates.affinity_changes(previous, top):
+            key = sku.encode()
+            by_partition.setdefault(partition_for(key, settings.partitions), []).append(
+                [sku, user.decode(), score, vector["t"]])
+            if score is None:
+                sent.pop(sku, None)
+            else:
+                sent[sku] = score
+        vector["a"] = sent
+    for partition, entries in by_partition.items():
+        out.add(SKU_AFFINITIES, None, orjson.dumps(entries), partition=partition)
+    metrics.SCORING_LATENCY.labels(recommender.name).observe(time.perf_counter() - started)
+
+
+@app.agent(sku_affinities)
+async def update_sku_candidates(stream):
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        started = time.perf_counter()
+        out = Outbox()
+        changes: dict[bytes, tuple[list, object]] = {}
+        for event in events:
+            try:
+                for sku, user, score, ts in orjson.loads(event.message.value):
+                    changes.setdefault(sku.encode(), ([], event))[0].append((user, score, ts))
+            except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
+                _processing_error(out, event.message, exc)
+        for key, (sku_changes, event) in changes.items():
+            entry = candidates.apply_changes(_load(sku_candidates, key), sku_changes, settings.cf_candidates_per_sku,
+                                             settings.interaction_half_life_ms)
+            _write(stream, sku_candidates, key, entry, event, out)
+        metrics.UPDATES_APPLIED.labels("sku-candidates").inc(len(changes))
+        await out.flush(_producer())
+        if events:
+            metrics.PROCESSING_LATENCY.labels("candidates").observe((time.perf_counter() - started) / len(events))
 
 
 _rate = metrics.RateMeter()
@@ -294,3 +356,4 @@ async def report_rates() -> None:
 @app.task
 async def publish_model_info() -> None:
     metrics.MODEL_INFO.labels("forecast", forecaster.version).set(1)
+    metrics.MODEL_INFO.labels("recommend", recommender.version).set(1)

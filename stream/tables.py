@@ -1,6 +1,7 @@
 """RocksDB-backed tables, each with a changelog topic, partitioned like the topic that updates it.
 
-Values are one JSON document per key (see models.windows and models.useritem).
+Values are one JSON document per key (see models.windows, models.useritem and
+models.cf.candidates).
 `use_partitioner=True` sends each changelog record to the partition the
 default partitioner picks for its key, the same one the key's events arrive
 on, so writes can be batched outside Faust's one-event-at-a-time context.
@@ -8,7 +9,7 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.engine import SKU_WINDOWS_TABLE
+from salescast.engine import SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
 from stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
@@ -16,4 +17,6 @@ TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.
 
 sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clicks per bucket; latest inventory",
                         **TABLE_OPTIONS)
-user_items = app.Table("user-items", help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)
+user_items = app.Table(USER_ITEMS_TABLE, help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)
+sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the strongest affinity (bounded)",
+                           **TABLE_OPTIONS)

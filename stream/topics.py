@@ -1,4 +1,4 @@
-"""Topics: the contract's inputs and outputs, and two internal repartition topics.
+"""Topics: the contract's inputs and outputs, and three internal repartition topics.
 
 Values travel as raw bytes: the agents decode and validate them with the
 contract's compiled schemas, so a bad record becomes a dead letter instead of
@@ -21,3 +21,6 @@ dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
 sku_events = app.topic(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions, **RAW)
 user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions, **RAW)
+# A user's affinity changes, batched per SKU partition (one record per partition per batch,
+# no key): for the worker that owns each SKU's candidate index.
+sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions, **RAW)

@@ -10,15 +10,32 @@ import orjson
 from faust.web import Request, Response, View
 
 from salescast.engine import sales_view
+from salescast.recommending import recommendations_record
+from stream.agents import recommender
 from stream.app import app, settings
-from stream.tables import sku_windows
+from stream.tables import sku_candidates, sku_windows, user_items
 
 DEFAULT_BUCKETS = 28
 MAX_BUCKETS = 10_000
+DEFAULT_SKUS_FOR_USER = 10
+DEFAULT_USERS_FOR_SKU = 50
+MAX_ITEMS = 1_000
 
 
 def _error(web, status: int, message: str) -> Response:
     return web.json({"error": message}, status=status)
+
+
+def _count(request: Request, name: str, default: int, maximum: int) -> int | str:
+    """The query parameter as a whole number in 1..maximum, or the error message saying why not."""
+    raw = request.query.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        return f"{name} must be a whole number from 1 to {maximum}, got {raw!r}"
+    return int(raw)
+
+
+def _json_or_none(raw: bytes | None) -> dict | None:
+    return None if raw is None else orjson.loads(raw)
 
 
 def is_ready() -> bool:
@@ -43,10 +60,41 @@ class Health(View):
 class SkuSales(View):
     @app.table_route(table=sku_windows, match_info="sku")
     async def get(self, request: Request, sku: str) -> Response:
-        raw_count = request.query.get("buckets", str(DEFAULT_BUCKETS))
-        if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_BUCKETS:
-            return _error(self, 400, f"buckets must be a whole number from 1 to {MAX_BUCKETS}, got {raw_count!r}")
+        count = _count(request, "buckets", DEFAULT_BUCKETS, MAX_BUCKETS)
+        if isinstance(count, str):
+            return _error(self, 400, count)
         raw = sku_windows.get(sku.encode())
         if raw is None:
             return _error(self, 404, f"SKU {sku!r} has not been seen by this service")
-        return self.json(sales_view(sku, orjson.loads(raw), settings, int(raw_count)))
+        return self.json(sales_view(sku, orjson.loads(raw), settings, count))
+
+
+@app.page("/recommendations/users/{user_id}")
+class SkusForUser(View):
+    """The user's top-n SKUs, scored now from their live vector; an unknown user gets a fallback list."""
+
+    @app.table_route(table=user_items, match_info="user_id")
+    async def get(self, request: Request, user_id: str) -> Response:
+        count = _count(request, "n", DEFAULT_SKUS_FOR_USER, MAX_ITEMS)
+        if isinstance(count, str):
+            return _error(self, 400, count)
+        vector = _json_or_none(user_items.get(user_id.encode()))
+        answer = recommender.for_user(vector, count)
+        return self.json(recommendations_record(user_id, "skus_for_user", answer, recommender))
+
+
+@app.page("/recommendations/skus/{sku}/users")
+class UsersForSku(View):
+    """The SKU's top-n candidate users from its index; a SKU with none gets its category's audience."""
+
+    @app.table_route(table=sku_candidates, match_info="sku")
+    async def get(self, request: Request, sku: str) -> Response:
+        count = _count(request, "n", DEFAULT_USERS_FOR_SKU, MAX_ITEMS)
+        if isinstance(count, str):
+            return _error(self, 400, count)
+        key = sku.encode()
+        window = _json_or_none(sku_windows.get(key))
+        category = (window or {}).get("cat") or recommender.category_of(sku)
+        answer = recommender.for_sku(_json_or_none(sku_candidates.get(key)), category, count,
+                                     settings.interaction_half_life_ms)
+        return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))

@@ -66,7 +66,7 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
                           "--out", str(events))
     assert generated.returncode == 0, generated.stderr
 
-    trained = salescast(worker, "retrain", "--events", str(events), *TINY)
+    trained = salescast(worker, "retrain", "--model", "lstm", "--events", str(events), *TINY)
     assert trained.returncode == 0, trained.stderr
     manifest = json.loads(trained.stdout)
     assert_valid("model_versions", manifest)
@@ -107,7 +107,7 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
         return True
 
     wait_for(all_counted, timeout_s=120, message="every order line in the worker's windows")
-    retrained = salescast(worker, "retrain", *TINY, "--seed", "8")
+    retrained = salescast(worker, "retrain", "--model", "lstm", *TINY, "--seed", "8")
     assert retrained.returncode == 0, retrained.stderr
     second = json.loads(retrained.stdout)
     assert second["version"] != manifest["version"]

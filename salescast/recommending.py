@@ -1,0 +1,129 @@
+"""The worker's recommender: the current item-kNN model from the model store, scored on live vectors.
+
+A user's vector (models.useritem, the `user-items` table) is the input: their
+recent decayed interactions. From it the worker answers a user's top SKUs and
+computes the user's strongest affinities, which feed each SKU's candidate
+index (models.cf.candidates). Without a model (none trained yet, or a damaged
+one) every answer is a fallback list and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from models.cf import candidates
+from models.cf.itemknn import ItemKNN
+from models.store import ModelStore, ModelStoreError, StoredModel
+from salescast.settings import Settings
+
+log = logging.getLogger(__name__)
+MODEL_NAME = "cf"
+NO_MODEL_VERSION = "none"
+GLOBAL_AUDIENCE = ""  # the audience of the overall most popular items
+
+
+@dataclass
+class Recommendations:
+    items: list[tuple[str, float]]
+    fallback: bool
+
+
+class Recommender:
+    """Scores live user vectors with a stored ItemKNN; `model is None` until one is trained."""
+
+    def __init__(self, stored: StoredModel | None = None):
+        self.name = MODEL_NAME
+        self.model: ItemKNN | None = None
+        self.version = NO_MODEL_VERSION
+        self.skus: list[str] = []
+        self.index: dict[str, int] = {}
+        self.audiences: dict[str, list[tuple[str, float]]] = {}
+        if stored is not None:
+            self.version = stored.version
+            weights = stored.weights
+            self.model = ItemKNN.from_arrays(stored.config["params"], weights)
+            self.skus = weights["item_ids"].astype(str).tolist()
+            self.index = {sku: i for i, sku in enumerate(self.skus)}
+            for category, users, scores in zip(weights["audience_categories"].astype(str),
+                                               weights["audience_users"].astype(str), weights["audience_scores"]):
+                self.audiences[str(category)] = [(str(u), round(float(s), 6)) for u, s in zip(users, scores) if u]
+
+    def record_model(self) -> dict:
+        return {"name": self.name, "version": self.version}
+
+    def category_of(self, sku: str) -> str | None:
+        i = self.index.get(sku)
+        if i is None or self.model is None:
+            return None
+        return str(self.model.categories[i]) or None
+
+    def _rows(self, vectors: list[dict]) -> sparse.csr_matrix:
+        """Vectors as weight rows over the model's SKUs (SKUs the model does not know are left out)."""
+        rows, cols, values = [], [], []
+        for row, vector in enumerate(vectors):
+            for sku, weight in vector["w"].items():
+                i = self.index.get(sku)
+                if i is not None:
+                    rows.append(row)
+                    cols.append(i)
+                    values.append(weight)
+        return sparse.csr_matrix((values, (rows, cols)), shape=(len(vectors), len(self.skus)))
+
+    def for_user(self, vector: dict | None, n: int) -> Recommendations:
+        """The user's top-n SKUs they have not interacted with yet."""
+        if self.model is None:
+            return Recommendations([], True)
+        row = self._rows([vector]) if vector else sparse.csr_matrix((1, len(self.skus)))
+        items, scores, fallback = self.model.recommend(row.indices, row.data, n)
+        return Recommendations([(self.skus[i], round(float(s), 6)) for i, s in zip(items, scores)], fallback)
+
+    def affinities(self, vectors: list[dict], top: int) -> list[dict[str, float]]:
+        """Each user's `top` strongest affinities (their own interactions count), sku -> score."""
+        if self.model is None or not vectors:
+            return [{} for _ in vectors]
+        scores = self.model.score(self._rows(vectors), include_self=True)
+        result = []
+        for row in range(len(vectors)):
+            start, end = scores.indptr[row], scores.indptr[row + 1]
+            values, items = scores.data[start:end], scores.indices[start:end]
+            if len(values) > top:
+                keep = np.argpartition(-values, top - 1)[:top]
+                values, items = values[keep], items[keep]
+            result.append({self.skus[i]: round(float(v), 6) for i, v in zip(items, values)})
+        return result
+
+    def for_sku(self, entry: dict | None, category: str | None, n: int, half_life_ms: float) -> Recommendations:
+        """The SKU's top-n candidate users; with none yet, the audience of its category's popular SKUs."""
+        ranked = candidates.ranked(entry, n, half_life_ms)
+        if ranked:
+            return Recommendations([(user, round(score, 6)) for user, score in ranked], False)
+        audience = self.audiences.get(category or GLOBAL_AUDIENCE) or self.audiences.get(GLOBAL_AUDIENCE, [])
+        return Recommendations(audience[:n], True)
+
+
+def recommendations_record(key: str, kind: str, answer: Recommendations, recommender: Recommender) -> dict:
+    """The contract's `recommendations` record."""
+    return {"key": key, "kind": kind, "items": [{"id": item, "score": score} for item, score in answer.items],
+            "model": recommender.record_model(), "fallback": answer.fallback}
+
+
+def load_recommender(settings: Settings) -> Recommender:
+    """The current CF model if the store holds a usable one, else a recommender of fallbacks only."""
+    store = ModelStore(settings.model_store)
+    if store.current(MODEL_NAME) is None:
+        log.warning("no %s model in %s yet: recommendations are empty fallbacks until `salescast retrain` "
+                    "builds one", MODEL_NAME, settings.model_store)
+        return Recommender()
+    try:
+        stored = store.load(MODEL_NAME)
+        recommender = Recommender(stored)
+    except (ModelStoreError, KeyError, ValueError) as exc:
+        log.error("cannot serve the current %s model, so recommendations are empty fallbacks: %s", MODEL_NAME, exc)
+        return Recommender()
+    log.warning("serving %s %s (%d SKUs) from %s", MODEL_NAME, stored.version, len(recommender.skus),
+                settings.model_store)
+    return recommender
