@@ -52,7 +52,8 @@ def metrics_at_k(ranked: list[np.ndarray], relevant: list[set[int]], k: int = 10
         ideal = discounts[: min(len(truth), k)].sum()
         ndcg += float(hits @ discounts[: len(hits)]) / ideal
     users = max(1, len(ranked))
-    return {f"precision@{k}": precision / users, f"recall@{k}": recall / users, f"ndcg@{k}": ndcg / users}
+    return {f"precision@{k}": float(precision / users), f"recall@{k}": float(recall / users),
+            f"ndcg@{k}": float(ndcg / users)}
 
 
 def evaluate(score_rows: Callable[[np.ndarray], np.ndarray], train: sparse.csr_matrix,
