@@ -64,7 +64,8 @@ def main() -> None:
     histories = histories_from_events(events, settings)
     read_s = time.perf_counter() - started
     started = time.perf_counter()
-    manifest = retrain(settings, str(events), TrainOptions(verbose=0), log=lambda message: print(message, flush=True))
+    (manifest,) = retrain(settings, str(events), TrainOptions(verbose=0), models=("lstm",),
+                          log=lambda message: print(message, flush=True))
     retrain_s = time.perf_counter() - started
     fit_s = manifest["metrics"]["fit_seconds"]
     print(f"training: retrain --events {retrain_s:.1f}s in all (reading the file {read_s:.1f}s, "

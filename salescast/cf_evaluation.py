@@ -183,7 +183,7 @@ def evaluate(data: Interactions, settings: Settings, seed: int = 7, decayed: boo
     fit_seconds = time.perf_counter() - started
     methods: dict[str, Callable] = {
         "popularity": popularity_scorer(train),
-        "item-kNN (live: tf-idf, shrunk cosine, 100 neighbours)": knn_scorer(model, train),
+        "item-kNN (live: BM25, shrunk cosine, 100 neighbours)": knn_scorer(model, train),
         "item-kNN (plain cosine: no weighting, no shrinkage)": knn_scorer(ItemKNN(weighting="none", shrink=0.0).fit(train, data.categories),
                                               train),
     }

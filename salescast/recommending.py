@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import sparse
@@ -93,7 +94,8 @@ class Recommender:
             if len(values) > top:
                 keep = np.argpartition(-values, top - 1)[:top]
                 values, items = values[keep], items[keep]
-            result.append({self.skus[i]: round(float(v), 6) for i, v in zip(items, values)})
+            skus = self.skus
+            result.append(dict(zip([skus[i] for i in items.tolist()], np.round(values, 6).tolist())))
         return result
 
     def for_sku(self, entry: dict | None, category: str | None, n: int, half_life_ms: float) -> Recommendations:
@@ -103,6 +105,28 @@ class Recommender:
             return Recommendations([(user, round(score, 6)) for user, score in ranked], False)
         audience = self.audiences.get(category or GLOBAL_AUDIENCE) or self.audiences.get(GLOBAL_AUDIENCE, [])
         return Recommendations(audience[:n], True)
+
+
+def affinity_updates(recommender: Recommender, users: list[str], vectors: list[dict], top: int,
+                     partition_of: Callable[[str], int]) -> dict[int, list[list]]:
+    """What the user agent sends for one batch: the changes in each user's top affinities, by SKU partition.
+
+    Every user is scored in one call. Each vector keeps, under "a", the scores
+    last sent, so only the difference goes out (candidates.affinity_changes);
+    the entries are [sku, user, score or None to remove, the user's event time].
+    """
+    by_partition: dict[int, list[list]] = {}
+    for user, vector, current in zip(users, vectors, recommender.affinities(vectors, top)):
+        previous = vector.get("a", {})
+        sent = dict(previous)
+        for sku, score in candidates.affinity_changes(previous, current):
+            by_partition.setdefault(partition_of(sku), []).append([sku, user, score, vector["t"]])
+            if score is None:
+                del sent[sku]
+            else:
+                sent[sku] = score
+        vector["a"] = sent
+    return by_partition
 
 
 def recommendations_record(key: str, kind: str, answer: Recommendations, recommender: Recommender) -> dict:

@@ -20,7 +20,7 @@ from models.cf import candidates
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
-from salescast.recommending import load_recommender
+from salescast.recommending import affinity_updates, load_recommender
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
@@ -290,32 +290,20 @@ async def update_user_items(stream):
 
 
 def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
-    """Score the batch's users at once and send what changed in their top affinities to the SKUs' owners.
-
-    Each vector keeps, under "a", the scores last sent, so the next batch sends
-    only the difference (models.cf.candidates.affinity_changes).
-    """
+    """Score the batch's users at once; send what changed in their top affinities to the SKUs' owners."""
     if recommender.model is None:
         return
     started = time.perf_counter()
-    users = list(touched)
-    vectors = [touched[user][0] for user in users]
-    by_partition: dict[int, list] = {}
-    for user, vector, top in zip(users, vectors, recommender.affinities(vectors, settings.cf_affinity_top)):
-        previous = vector.get("a", {})
-        sent = dict(previous)
-        for sku, score in candidates.affinity_changes(previous, top):
-            key = sku.encode()
-            by_partition.setdefault(partition_for(key, settings.partitions), []).append(
-                [sku, user.decode(), score, vector["t"]])
-            if score is None:
-                sent.pop(sku, None)
-            else:
-                sent[sku] = score
-        vector["a"] = sent
-    for partition, entries in by_partition.items():
+    users = [user.decode() for user in touched]
+    vectors = [state for state, _ in touched.values()]
+    changes = affinity_updates(recommender, users, vectors, settings.cf_affinity_top, _sku_partition)
+    for partition, entries in changes.items():
         out.add(SKU_AFFINITIES, None, orjson.dumps(entries), partition=partition)
     metrics.SCORING_LATENCY.labels(recommender.name).observe(time.perf_counter() - started)
+
+
+def _sku_partition(sku: str) -> int:
+    return partition_for(sku.encode(), settings.partitions)
 
 
 @app.agent(sku_affinities)

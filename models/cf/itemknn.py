@@ -8,10 +8,12 @@ Fitting, from the users x items weight matrix X:
    log(1 + items / items of that user), so a user who touches everything says
    little about how two items relate. "tfidf" keeps the weights and applies the
    factor; "none" uses X as it is.
-2. Similarity: cosine with shrinkage,
-       s(i, j) = <x_i, x_j> / (|x_i| |x_j| + shrink),
+2. Similarity: cosine, shrunk by the number of users the two items share,
+       s(i, j) = <x_i, x_j> / (|x_i| |x_j|) * n_ij / (n_ij + shrink),
    a similarity (1 = same users, 0 = none shared), not sklearn's cosine
-   *distance*; shrinkage pulls pairs seen together by few users towards 0.
+   *distance*. A pair seen together by one user can have cosine 1 by chance;
+   the factor pulls such pairs towards 0 whatever the weights' scale
+   (Koren, "Factorization meets the neighborhood", KDD 2008, eq. 2).
    Computed as X'X a block of items at a time, so memory stays bounded.
 3. Only the `neighbours` most similar items of each item are kept (row i of
    `similarity` holds i's neighbours j with s(i, j)).
@@ -90,13 +92,19 @@ def cosine_top_k(X: sparse.csr_matrix, k: int, shrink: float, block: int = BLOCK
     """Items x items: each item's k nearest items by shrunk cosine similarity, self excluded."""
     items = X.shape[1]
     by_item = X.T.tocsr()
+    present = by_item.copy()
+    present.data = np.ones_like(present.data)
+    present_users = present.T.tocsr()
     norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1)).ravel())
     blocks = []
     for start in range(0, items, block):
         end = min(items, start + block)
-        dots = (by_item[start:end] @ X).tocsr()  # (block x items) co-occurrence dot products
+        dots = (by_item[start:end] @ X).tocsr()  # (block x items) dot products of the weighted vectors
+        common = (present[start:end] @ present_users).tocsr()  # users the two items share: same entries
+        dots.sort_indices()
+        common.sort_indices()
         rows = np.repeat(np.arange(start, end), np.diff(dots.indptr))
-        dots.data = dots.data / (norms[rows] * norms[dots.indices] + shrink)
+        dots.data = dots.data / (norms[rows] * norms[dots.indices]) * (common.data / (common.data + shrink))
         dots.data[rows == dots.indices] = 0.0  # an item is not its own neighbour
         dots.eliminate_zeros()
         blocks.append(top_k_rows(dots, k))
@@ -112,7 +120,7 @@ class ItemKNN:
     # defaults chosen by `salescast evaluate --cf` on the synthetic shop and MovieLens (docs/recommendations.md)
     neighbours: int = 100
     shrink: float = 10.0
-    weighting: str = "tfidf"
+    weighting: str = "bm25"
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     shrink_score: float = 30.0
@@ -156,6 +164,15 @@ class ItemKNN:
         extra = sparse.csr_matrix((np.full(len(rows), self.cold_similarity), (rows, cols)), shape=similarity.shape)
         return (similarity + extra).tocsr()
 
+    def _similarity_with_self(self) -> sparse.csr_matrix:
+        """`similarity` plus the identity (for affinity), built once per fitted model."""
+        cached = getattr(self, "_with_self", None)
+        if cached is None or cached[0] is not self.similarity:
+            identity = sparse.identity(self.similarity.shape[0], format="csr")
+            cached = (self.similarity, (self.similarity + identity).tocsr())
+            self._with_self = cached
+        return cached[1]
+
     def popular_items(self, category: str | None = None, n: int = 10) -> np.ndarray:
         """Most popular items with any users, overall or within one category."""
         candidates = np.flatnonzero(self.popularity > 0)
@@ -190,17 +207,17 @@ class ItemKNN:
         """Users x items scores for the users' weight rows W (see the module docstring)."""
         W = sparse.csr_matrix(W, dtype=np.float64)
         W.eliminate_zeros()
-        similarity = self.similarity
-        if include_self:
-            similarity = (similarity + sparse.identity(similarity.shape[0], format="csr")).tocsr()
+        similarity = self._similarity_with_self() if include_self else self.similarity
         present = W.copy()
         present.data = np.ones_like(present.data)
         numerator = (W @ similarity).tocsr()
         denominator = (present @ similarity).tocsr()
-        numerator.sort_indices()
-        denominator.sort_indices()
-        # all weights and similarities are positive, so both products have the same entries
-        assert numerator.nnz == denominator.nnz
+        # All weights and similarities are positive, so both products have the same entries; W and
+        # `present` share their pattern, so scipy lists them in the same order (sorted only if not).
+        if not (np.array_equal(numerator.indptr, denominator.indptr)
+                and np.array_equal(numerator.indices, denominator.indices)):
+            numerator.sort_indices()
+            denominator.sort_indices()
         scores = numerator.copy()
         scores.data = numerator.data / (self.shrink_score + denominator.data)
         return scores

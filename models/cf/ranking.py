@@ -57,9 +57,13 @@ def metrics_at_k(ranked: list[np.ndarray], relevant: list[set[int]], k: int = 10
 
 
 def evaluate(score_rows: Callable[[np.ndarray], np.ndarray], train: sparse.csr_matrix,
-             relevant: dict[int, set[int]], k: int = 10, batch: int = 512) -> dict[str, float]:
-    """Scores users in batches with `score_rows(user rows) -> dense (rows x items)`, training items excluded."""
+             relevant: dict[int, set[int]], k: int = 10, batch_cells: int = 2_000_000) -> dict[str, float]:
+    """Scores users in batches with `score_rows(user rows) -> dense (rows x items)`, training items excluded.
+
+    A batch holds at most `batch_cells` scores (16 MB), whatever the catalogue's size.
+    """
     users = sorted(relevant)
+    batch = max(1, batch_cells // max(1, train.shape[1]))
     ranked, truths = [], []
     for start in range(0, len(users), batch):
         rows = np.array(users[start:start + batch])

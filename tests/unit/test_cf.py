@@ -31,8 +31,8 @@ def test_cosine_is_a_similarity_with_shrinkage_and_no_self_pairs():
     assert np.all(np.diag(plain) == 0)
     assert np.all(plain[3] == 0) and np.all(plain[:, 3] == 0)  # item 3 has no users
     shrunk = dense(cosine_top_k(X, k=10, shrink=2.0))
-    assert shrunk[0, 1] == pytest.approx(2 / (2 + 2))  # dot 2 / (|a||b| 2 + shrink 2)
-    assert shrunk[0, 2] == pytest.approx(1 / (2 + 2))
+    assert shrunk[0, 1] == pytest.approx(1.0 * 2 / (2 + 2))  # cosine x shared users / (shared users + shrink)
+    assert shrunk[0, 2] == pytest.approx(0.5 * 1 / (1 + 2))
 
 
 def test_tfidf_and_bm25_weighting():
