@@ -1,6 +1,6 @@
 """Throughput and bucket-close latency of one worker process, end to end through the local broker.
 
-    python bench/throughput.py [--events 300000] [--runs 3] [--latency-seconds 60]
+    python bench/throughput.py [--events 300000] [--runs 3] [--latency-seconds 60] [--cf]
 
 1. Generates a shop's events (orders, clicks, inventory mixed as the generator makes them) and
    loads them into fresh topics (not timed).
@@ -13,13 +13,16 @@
    took it) minus the wall time the event that closed its bucket was sent. The worker's own
    histogram (tick consumed -> forecast handed to the producer) is reported beside it.
 
-Runs 2-3 alternate ceiling and worker and report medians; the ratio is worker / ceiling.
+Runs 2-3 alternate ceiling and worker and report medians; the ratio is worker / ceiling. With --cf
+each run also times a worker that serves a CF model built from the same events (`retrain --model
+cf`, not timed) right after the plain one: the ratio `cf_over_no_model` is its cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import statistics
@@ -54,12 +57,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def worker_env(bootstrap: str, prefix: str, app_id: str, data_dir: Path, partitions: int) -> dict:
+def worker_env(bootstrap: str, prefix: str, app_id: str, data_dir: Path, partitions: int,
+               model_store: Path | None = None) -> dict:
     topics = {k: f"{prefix}.{k.replace('_', '-')}" for k in ("orders", "clicks", "inventory", "forecasts",
                                                             "promo_triggers", "promo_outcomes", "model_versions",
                                                             "dead_letters")}
     return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SALESCAST_APP_ID": app_id,
             "SALESCAST_DATA_DIR": str(data_dir), "SALESCAST_PARTITIONS": str(partitions),
+            "SALESCAST_MODEL_STORE": str(model_store or data_dir / "models"),
             "SALESCAST_WEB_PORT": str(free_port()), "SALESCAST_METRICS_PORT": str(free_port()),
             **{f"SALESCAST_TOPIC_{k.upper()}": v for k, v in topics.items()}}
 
@@ -93,10 +98,11 @@ async def _ceiling(bootstrap: str, topics: list[str], total: int) -> float:
         await consumer.stop()
 
 
-def metric_sum(port: int, name: str) -> float:
+def metric_sum(port: int, name: str, label: str = "") -> float:
+    """The sum of a metric's samples, of those whose labels contain `label` if given."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return sum(float(line.split()[-1]) for line in response.read().decode().splitlines()
-                   if line.startswith(name + "{"))
+                   if line.startswith(name + "{") and label in line)
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
@@ -116,16 +122,19 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     raise RuntimeError("worker did not start")
 
 
-def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1) -> float:
-    """Seconds for `workers` processes of one app to apply every update (timed from all healthy)."""
+def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1,
+                model_store: Path | None = None) -> float:
+    """Seconds for `workers` processes of one app to apply every SKU and user update (timed from all healthy)."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    envs = [worker_env(bootstrap, prefix, app_id, work / f"{app_id}-{i}", partitions) for i in range(workers)]
+    envs = [worker_env(bootstrap, prefix, app_id, work / f"{app_id}-{i}", partitions,
+                       model_store or work / "no-models") for i in range(workers)]
     processes = [start_worker(env, work / f"{app_id}-{i}.log") for i, env in enumerate(envs)]
     started = time.perf_counter()
     ports = [int(env["SALESCAST_METRICS_PORT"]) for env in envs]
     try:
         while True:
-            applied = sum(metric_sum(port, "salescast_updates_applied_total") for port in ports)
+            applied = sum(metric_sum(port, "salescast_updates_applied_total", f'table="{table}"')
+                          for port in ports for table in ("sku-windows", "user-items"))
             if applied >= updates:
                 return time.perf_counter() - started
             if time.perf_counter() - started > 900:
@@ -202,6 +211,20 @@ def histogram_quantiles(port: int, name: str) -> dict:
     return {"count": total, "p50_le_s": upper(0.5), "p99_le_s": upper(0.99)}
 
 
+def build_cf_model(events: list[tuple[str, dict]], store: Path) -> None:
+    """`salescast retrain --model cf --events` on the benchmark's own events, into the workers' store."""
+    from salescast.training import TrainOptions, retrain
+
+    path = store.parent / "cf-events.jsonl"
+    with open(path, "wb") as out:
+        for topic, record in events:
+            out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
+    settings = dataclasses.replace(Settings(), model_store=store, bootstrap_servers="127.0.0.1:1")
+    (record,) = retrain(settings, str(path), TrainOptions(), models=("cf",), log=lambda m: None)
+    print(f"serving cf {record['version']}: {record['metrics']['skus']} SKUs, {record['metrics']['users']} users",
+          file=sys.stderr)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -218,6 +241,9 @@ def main() -> None:
                         help="seconds of the latency run not measured (broker and worker warm-up)")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the same app")
+    parser.add_argument("--cf", action="store_true",
+                        help="each run also times a worker serving a CF model built from the same events "
+                             "(live affinities and the candidate index); the ratio is with / without")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="salescast-bench-"))
@@ -244,13 +270,20 @@ def main() -> None:
         env = worker_env(bootstrap, prefix, "loader", work, args.partitions)
         if args.runs:
             load(bootstrap, env, events)
+        if args.cf:
+            build_cf_model(events, work / "models")
         topics = [env[f"SALESCAST_TOPIC_{t.upper()}"] for t in INPUT_KINDS]
-        ceilings, rates = [], []
+        ceilings, rates, cf_rates = [], [], []
         for run in range(args.runs):
             ceilings.append(asyncio.run(_ceiling(bootstrap, topics, len(events))))
             elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates, args.workers)
             rates.append(len(events) / elapsed)
             print(f"run {run + 1}: ceiling {ceilings[-1]:,.0f} ev/s, worker {rates[-1]:,.0f} ev/s", file=sys.stderr)
+            if args.cf:
+                elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates,
+                                      args.workers, work / "models")
+                cf_rates.append(len(events) / elapsed)
+                print(f"run {run + 1}: worker serving CF {cf_rates[-1]:,.0f} ev/s", file=sys.stderr)
         lat, internal = latency(bootstrap, work, args.partitions, args.rate, args.latency_seconds + args.latency_warmup,
                                 args.latency_warmup)
         result = {
@@ -260,6 +293,9 @@ def main() -> None:
             "worker_events_per_s_median": round(statistics.median(rates)) if rates else None,
             "worker_over_ceiling": round(statistics.median(rates) / statistics.median(ceilings), 3) if rates else None,
             "worker_events_per_s_runs": [round(r) for r in rates],
+            "worker_with_cf_events_per_s_median": round(statistics.median(cf_rates)) if cf_rates else None,
+            "worker_with_cf_events_per_s_runs": [round(r) for r in cf_rates],
+            "cf_over_no_model": round(statistics.median(cf_rates) / statistics.median(rates), 3) if cf_rates else None,
             "ceiling_events_per_s_runs": [round(c) for c in ceilings],
             "latency_rate_events_per_s": args.rate, "latency_forecasts": len(lat),
             "latency_warmup_s": args.latency_warmup,

@@ -1,10 +1,12 @@
-"""`salescast demo`: the local broker, a trained LSTM, a worker and the generator, with forecasts shown live.
+"""`salescast demo`: the local broker, trained models, a worker and the generator, with output shown live.
 
-Everything runs on this machine. When the model store has no LSTM yet, the
-demo first simulates the history of another shop of the same kind (a
-different seed, so the model is not shown the very days it will forecast) and
-trains on it with `salescast retrain --events`. Ctrl-C (or --seconds) stops
-the generator, the worker and the broker in that order.
+Everything runs on this machine. When the model store lacks the LSTM or the
+recommender, the demo first simulates the history of another shop of the
+same kind (a different seed, so the models are not shown the very days they
+will score) and trains on it with `salescast retrain --events`. Forecasts are
+printed as days close and, every few seconds, a user's live recommendations
+and a SKU's candidate users, from the worker's HTTP API. Ctrl-C (or
+--seconds) stops the generator, the worker and the broker in that order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 from salescast.localkafka import BrokerError, LocalBroker
+
+RECOMMEND_EVERY_S = 5.0
 
 
 def _wait_healthy(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
@@ -46,28 +50,50 @@ def _line(forecast: dict) -> str:
            f"{forecast['model']['name']}:{forecast['model']['version']}{flag}"
 
 
+def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
+    lines = []
+    for path, label in ((f"/recommendations/users/{user}?n=5", f"for {user}"),
+                        (f"/recommendations/skus/{sku}/users?n=5", f"candidates for {sku}")):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                body = json.loads(response.read())
+        except OSError:
+            continue
+        items = " ".join(f"{item['id']}({item['score']:.2f})" for item in body["items"]) or "-"
+        flag = " fallback" if body.get("fallback") else ""
+        lines.append(f"{'recommend ' + label:>30}: {items}  {body['model']['name']}:{body['model']['version']}{flag}")
+    return lines
+
+
 def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
     from models.store import ModelStore
-    from salescast.forecasting import MODEL_NAME
+    from salescast.forecasting import MODEL_NAME as LSTM
+    from salescast.recommending import MODEL_NAME as CF
     from salescast.settings import Settings
 
-    store = Settings.from_env(env).model_store
-    if ModelStore(store).current(MODEL_NAME) is not None:
-        print(f"using the {MODEL_NAME} model already current in {store}", flush=True)
+    store = ModelStore(Settings.from_env(env).model_store)
+    missing = [name for name in (LSTM, CF) if store.current(name) is None]
+    if not missing:
+        print(f"using the {LSTM} and {CF} models already current in {store.root}", flush=True)
         return
     history = demo_dir / "history.jsonl"
-    print(f"no {MODEL_NAME} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
+    names = " and ".join(missing)
+    print(f"no {names} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
           f"on it (about a minute; log: {demo_dir / 'retrain.log'}) ...", flush=True)
     with open(demo_dir / "retrain.log", "ab") as log:
         for command in (["generate", "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
                          "--seed", str(args.seed + 1000), "--out", str(history)],
-                        ["retrain", "--events", str(history), "--epochs", "15"]):
+                        ["retrain", "--events", str(history), "--epochs", "15",
+                         "--model", "all" if len(missing) == 2 else missing[0]]):
             done = subprocess.run([sys.executable, "-m", "salescast.cli", *command], env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
             if done.returncode != 0:
                 raise RuntimeError(f"`salescast {command[0]}` failed; see {demo_dir / 'retrain.log'}")
-    print(f"trained {MODEL_NAME} {ModelStore(store).current(MODEL_NAME)}; SKUs get it once they have 28 days of "
-          "history (until then: seasonal naive, marked cold)", flush=True)
+    for name in missing:
+        print(f"trained {name} {store.current(name)}", flush=True)
+    if LSTM in missing:
+        print("SKUs get the LSTM once they have 28 days of history (until then: seasonal naive, marked cold)",
+              flush=True)
 
 
 def run_demo(args) -> int:
@@ -107,11 +133,19 @@ def run_demo(args) -> int:
                                  bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
                                  consumer_timeout_ms=1000)
         deadline = time.monotonic() + args.seconds if args.seconds else None
+        shown_at, turn = time.monotonic(), 0
         while deadline is None or time.monotonic() < deadline:
             for message in consumer:
                 print(_line(json.loads(message.value)), flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
+                if time.monotonic() - shown_at >= RECOMMEND_EVERY_S:
+                    break
+            if time.monotonic() - shown_at >= RECOMMEND_EVERY_S:
+                turn += 1
+                for line in _recommendation_lines(web_port, f"u-{turn * 37 % args.users}", f"sku-{turn % args.skus}"):
+                    print(line, flush=True)
+                shown_at = time.monotonic()
             if worker.poll() is not None:
                 print("the worker stopped; see var/demo/worker.log", file=sys.stderr)
                 return 1

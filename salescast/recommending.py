@@ -117,15 +117,10 @@ def affinity_updates(recommender: Recommender, users: list[str], vectors: list[d
     """
     by_partition: dict[int, list[list]] = {}
     for user, vector, current in zip(users, vectors, recommender.affinities(vectors, top)):
-        previous = vector.get("a", {})
-        sent = dict(previous)
-        for sku, score in candidates.affinity_changes(previous, current):
-            by_partition.setdefault(partition_of(sku), []).append([sku, user, score, vector["t"]])
-            if score is None:
-                del sent[sku]
-            else:
-                sent[sku] = score
-        vector["a"] = sent
+        changes, vector["a"] = candidates.affinity_changes(vector.get("a", {}), current)
+        ts = vector["t"]
+        for sku, score in changes:
+            by_partition.setdefault(partition_of(sku), []).append([sku, user, score, ts])
     return by_partition
 
 

@@ -24,19 +24,30 @@ def new_entry() -> dict:
 
 
 def affinity_changes(previous: dict[str, float], current: dict[str, float],
-                     tolerance: float = 0.1) -> list[tuple[str, float | None]]:
-    """What to send when a user's top affinities go from `previous` to `current` (sku -> score).
+                     tolerance: float = 0.1) -> tuple[list[tuple[str, float | None]], dict[str, float]]:
+    """What to send when a user's top affinities go from `previous` (as last sent) to `current`.
 
     New SKUs and scores that moved by more than `tolerance` (relative) are sent
     with their score; SKUs that left the top are sent with None (remove).
+    Also returns the scores as sent now, to compare the next change against:
+    a score that moved less than `tolerance` keeps its last sent value, so
+    small drifts add up until they are worth sending.
     """
     changes: list[tuple[str, float | None]] = []
+    sent: dict[str, float] = {}
+    new = 0
     for sku, score in current.items():
         before = previous.get(sku)
-        if before is None or abs(score - before) > tolerance * max(abs(before), 1e-12):
+        if before is None:
+            new += 1
+        if before is None or abs(score - before) > tolerance * abs(before):
             changes.append((sku, score))
-    changes.extend((sku, None) for sku in previous if sku not in current)
-    return changes
+            sent[sku] = score
+        else:
+            sent[sku] = before
+    if len(previous) > len(current) - new:  # some SKUs left the top
+        changes.extend((sku, None) for sku in previous if sku not in current)
+    return changes, sent
 
 
 def apply_changes(entry: dict | None, changes: list[tuple[str, float | None, int]], cap: int,

@@ -164,15 +164,6 @@ class ItemKNN:
         extra = sparse.csr_matrix((np.full(len(rows), self.cold_similarity), (rows, cols)), shape=similarity.shape)
         return (similarity + extra).tocsr()
 
-    def _similarity_with_self(self) -> sparse.csr_matrix:
-        """`similarity` plus the identity (for affinity), built once per fitted model."""
-        cached = getattr(self, "_with_self", None)
-        if cached is None or cached[0] is not self.similarity:
-            identity = sparse.identity(self.similarity.shape[0], format="csr")
-            cached = (self.similarity, (self.similarity + identity).tocsr())
-            self._with_self = cached
-        return cached[1]
-
     def popular_items(self, category: str | None = None, n: int = 10) -> np.ndarray:
         """Most popular items with any users, overall or within one category."""
         candidates = np.flatnonzero(self.popularity > 0)
@@ -207,11 +198,13 @@ class ItemKNN:
         """Users x items scores for the users' weight rows W (see the module docstring)."""
         W = sparse.csr_matrix(W, dtype=np.float64)
         W.eliminate_zeros()
-        similarity = self._similarity_with_self() if include_self else self.similarity
         present = W.copy()
         present.data = np.ones_like(present.data)
-        numerator = (W @ similarity).tocsr()
-        denominator = (present @ similarity).tocsr()
+        numerator = (W @ self.similarity).tocsr()
+        denominator = (present @ self.similarity).tocsr()
+        if include_self:  # as if each item were its own neighbour at similarity 1, without a second matrix
+            numerator = (numerator + W).tocsr()
+            denominator = (denominator + present).tocsr()
         # All weights and similarities are positive, so both products have the same entries; W and
         # `present` share their pattern, so scipy lists them in the same order (sorted only if not).
         if not (np.array_equal(numerator.indptr, denominator.indptr)

@@ -108,8 +108,12 @@ def test_evaluate_never_counts_training_items():
 def test_affinity_changes_send_new_moved_and_removed():
     previous = {"a": 1.0, "b": 1.0, "c": 1.0}
     current = {"a": 1.05, "b": 2.0, "d": 0.5}
-    assert sorted(candidates.affinity_changes(previous, current, tolerance=0.1), key=str) == \
-        sorted([("b", 2.0), ("d", 0.5), ("c", None)], key=str)
+    changes, sent = candidates.affinity_changes(previous, current, tolerance=0.1)
+    assert sorted(changes, key=str) == sorted([("b", 2.0), ("d", 0.5), ("c", None)], key=str)
+    assert sent == {"a": 1.0, "b": 2.0, "d": 0.5}  # a's small move is not sent: its last sent score stays
+    changes, sent = candidates.affinity_changes(sent, {"a": 1.12, "b": 2.0, "d": 0.5}, tolerance=0.1)
+    assert changes == [("a", 1.12)]  # drifts add up until worth sending
+    assert candidates.affinity_changes(sent, sent) == ([], sent)
 
 
 def test_candidate_index_is_ordered_by_time_and_bounded():
