@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -47,7 +47,6 @@ class Interactions:
     categories: list[str]
     truth: np.ndarray | None = None  # users x items true preference, where known
     source: str = ""
-    facts: dict = field(default_factory=dict)
 
 
 def interactions_from_events(events: Iterable[tuple[str, dict]], settings: Settings,

@@ -87,16 +87,9 @@ class Recommender:
         if self.model is None or not vectors:
             return [{} for _ in vectors]
         scores = self.model.score(self._rows(vectors), include_self=True)
-        result = []
-        for row in range(len(vectors)):
-            start, end = scores.indptr[row], scores.indptr[row + 1]
-            values, items = scores.data[start:end], scores.indices[start:end]
-            if len(values) > top:
-                keep = np.argpartition(-values, top - 1)[:top]
-                values, items = values[keep], items[keep]
-            skus = self.skus
-            result.append(dict(zip([skus[i] for i in items.tolist()], np.round(values, 6).tolist())))
-        return result
+        items, values = top_per_row(scores, top)
+        skus = self.skus
+        return [dict(zip([skus[i] for i in row_items], row_values)) for row_items, row_values in zip(items, values)]
 
     def for_sku(self, entry: dict | None, category: str | None, n: int, half_life_ms: float) -> Recommendations:
         """The SKU's top-n candidate users; with none yet, the audience of its category's popular SKUs."""
@@ -105,6 +98,23 @@ class Recommender:
             return Recommendations([(user, round(score, 6)) for user, score in ranked], False)
         audience = self.audiences.get(category or GLOBAL_AUDIENCE) or self.audiences.get(GLOBAL_AUDIENCE, [])
         return Recommendations(audience[:n], True)
+
+
+def top_per_row(scores: sparse.csr_matrix, top: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Each row's `top` largest entries (column indices, values rounded to 6 places), in no set order.
+
+    One argpartition per row: laying the rows into one padded array and
+    ranking them in one call measured twice as slow (rows differ in length a lot).
+    """
+    data, indices, bounds = np.round(scores.data, 6), scores.indices, scores.indptr.tolist()
+    items, values = [], []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        chosen = slice(start, end)
+        if end - start > top:
+            chosen = np.argpartition(data[start:end], end - start - top)[end - start - top:] + start
+        items.append(indices[chosen].tolist())
+        values.append(data[chosen].tolist())
+    return items, values
 
 
 def affinity_updates(recommender: Recommender, users: list[str], vectors: list[dict], top: int,

@@ -38,3 +38,40 @@ def test_any_worker_answers_any_sku(make_worker):
              message="both workers answer for every SKU")
     status, sales = second.http("/skus/sku-5/sales")
     assert_valid("sales", sales)
+
+
+def test_any_worker_answers_recommendations_for_any_user_and_sku(make_worker, tmp_path):
+    from tests.integration.test_forecaster import produce, salescast
+
+    store = tmp_path / "shared-models"
+    first = make_worker(SALESCAST_MODEL_STORE=store)
+    events = tmp_path / "events.jsonl"
+    assert salescast(first, "generate", "--seed", "4", "--skus", "20", "--users", "120", "--days", "4",
+                     "--out", str(events)).returncode == 0
+    trained = salescast(first, "retrain", "--model", "cf", "--events", str(events))
+    assert trained.returncode == 0, trained.stderr
+    first.start()
+    second = make_worker(base=first).start()
+    internal = f"{first.id}-user-events"
+    wait_for(lambda: first.assigned(internal) | second.assigned(internal) == {0, 1, 2, 3}
+             and not first.assigned(internal) & second.assigned(internal), timeout_s=90,
+             message="the two workers share the 4 partitions")
+    lines = events.read_bytes().splitlines()
+    produce(first, lines)
+    records = [json.loads(line) for line in lines]
+    users = sorted({r["user_id"] for r in records if r["topic"] == "clicks"})[:12]
+    skus = sorted({r["sku"] for r in records if r["topic"] == "clicks"})[:12]
+    paths = [f"/recommendations/users/{u}?n=5" for u in users] + [f"/recommendations/skus/{s}/users?n=5"
+                                                                  for s in skus]
+
+    def same_live_answers() -> bool:
+        for path in paths:
+            (status_1, body_1), (status_2, body_2) = first.http(path), second.http(path)
+            if status_1 != 200 or body_1 != body_2 or body_1["fallback"]:
+                return False
+        return True
+
+    # a worker that answered from its own partitions only would give fallbacks for the other's keys
+    wait_for(same_live_answers, timeout_s=90, message="both workers give the owner's live answer for every key")
+    status, body = second.http(paths[0])
+    assert_valid("recommendations", body)

@@ -191,3 +191,36 @@ def test_item_knn_beats_popularity_on_a_small_shop():
     assert knn["ndcg@10"] > 1.3 * table["popularity"]["ndcg@10"]
     assert table["oracle: true preferences"]["ndcg@10"] > table["popularity"]["ndcg@10"]
     assert facts["users_scored"] > 500
+
+
+def test_affinities_are_each_users_top_scores():
+    rng = np.random.default_rng(3)
+    skus = [f"s{i}" for i in range(40)]
+    vectors = {f"u{u}": {"t": 0, "w": {skus[i]: float(rng.integers(1, 5)) for i in rng.choice(40, 6, replace=False)}}
+               for u in range(60)}
+    data = cf_training.matrix_from_vectors(vectors, {})
+    model, _, _ = cf_training.fit(data)
+    recommender = Recommender()
+    recommender.model, recommender.skus = model, data.skus
+    recommender.index = {sku: i for i, sku in enumerate(data.skus)}
+    batch = list(vectors.values())[:10]
+    scores = dense(model.score(recommender._rows(batch), include_self=True))
+    for row, top in enumerate(recommender.affinities(batch, top=5)):
+        expected = np.argsort(-scores[row], kind="stable")[:5]
+        assert sorted(top.values(), reverse=True) == pytest.approx(sorted(scores[row][expected], reverse=True),
+                                                                   abs=1e-6)
+        assert set(top) <= {data.skus[i] for i in np.flatnonzero(scores[row])}
+
+
+def test_top_per_row_handles_short_long_and_empty_rows():
+    from salescast import recommending
+
+    matrix = sparse.csr_matrix(np.array([
+        [0.0, 0.5, 0.0, 0.9, 0.1, 0.0],  # short: 3 entries
+        [0.2, 0.0, 0.0, 0.0, 0.0, 0.0],  # shorter than top
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # empty
+        [0.6, 0.1, 0.8, 0.3, 0.7, 0.2],
+    ]))
+    items, values = recommending.top_per_row(matrix, 2)
+    assert [sorted(zip(i, v)) for i, v in zip(items, values)] == [
+        [(1, 0.5), (3, 0.9)], [(0, 0.2)], [], [(2, 0.8), (4, 0.7)]]

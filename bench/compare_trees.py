@@ -1,0 +1,65 @@
+"""Worker throughput of two source trees, timed alternately on one broker and one load.
+
+    git worktree add /tmp/before <commit>
+    python bench/compare_trees.py /tmp/before [--runs 3] [--events 300000]
+
+For a regression check between commits with no model in the store: the machine's speed drifts
+through a day on a shared VM, so the two trees are run one after the other, --runs times, and
+the ratio of medians is reported. A worker runs the code of the tree it is started in (`python
+-m salescast.cli` from that directory); this bench's own helpers come from bench/throughput.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import throughput as tp  # noqa: E402
+
+from salescast.contract import INPUT_KINDS  # noqa: E402
+from salescast.localkafka import LocalBroker  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before", help="the other tree (e.g. a git worktree of an earlier commit)")
+    parser.add_argument("--after", default=str(Path(__file__).resolve().parents[1]), help="default: this tree")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--events", type=int, default=300_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="salescast-bench-trees-"))
+    broker = LocalBroker(directory=work / "kafka", port=tp.free_port())
+    broker.start(log=lambda m: print(m, file=sys.stderr))
+    try:
+        events = []
+        for item in tp.Shop(tp.ShopConfig(seed=1, skus=1000, users=20_000, days=365)).events():
+            events.append(item)
+            if len(events) >= args.events:
+                break
+        lines = sum(len(r["items"]) for t, r in events if t == "orders")
+        mix = {t: sum(1 for topic, _ in events if topic == t) for t in INPUT_KINDS}
+        updates = 2 * lines + 2 * mix["clicks"] + mix["inventory"]  # SKU and user updates
+        prefix = f"tr{uuid.uuid4().hex[:6]}"
+        tp.load(broker.bootstrap, tp.worker_env(broker.bootstrap, prefix, "loader", work, 8), events)
+        rates: dict[str, list[float]] = {"before": [], "after": []}
+        for run in range(args.runs):
+            for name, tree in (("before", args.before), ("after", args.after)):
+                os.chdir(tree)
+                rates[name].append(len(events) / tp.worker_rate(broker.bootstrap, prefix, work, 8, updates))
+                print(f"run {run + 1}: {name} {rates[name][-1]:,.0f} events/s", file=sys.stderr, flush=True)
+        medians = {name: statistics.median(values) for name, values in rates.items()}
+        print(f"before {medians['before']:,.0f} events/s, after {medians['after']:,.0f} events/s, "
+              f"ratio after/before {medians['after'] / medians['before']:.3f}")
+    finally:
+        broker.stop(log=lambda m: None)
+
+
+if __name__ == "__main__":
+    main()
