@@ -180,11 +180,11 @@ def evaluate(data: Interactions, settings: Settings, seed: int = 7, decayed: boo
     started = time.perf_counter()
     model = ItemKNN().fit(train, data.categories)
     fit_seconds = time.perf_counter() - started
+    plain = ItemKNN(weighting="none", shrink=0.0).fit(train, data.categories)
     methods: dict[str, Callable] = {
         "popularity": popularity_scorer(train),
         "item-kNN (live: BM25, shrunk cosine, 100 neighbours)": knn_scorer(model, train),
-        "item-kNN (plain cosine: no weighting, no shrinkage)": knn_scorer(ItemKNN(weighting="none", shrink=0.0).fit(train, data.categories),
-                                              train),
+        "item-kNN (plain cosine: no weighting, no shrinkage)": knn_scorer(plain, train),
     }
     if with_als:
         als = als_scorer(train, seed)

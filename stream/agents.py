@@ -107,7 +107,8 @@ async def ingest_inventory(stream):
         await ingest_batch("inventory", events)
 
 
-def _load(table, key: bytes) -> dict | None:
+def load_value(table, key: bytes) -> dict | None:
+    """A table value decoded, or None for a key never written."""
     raw = table.get(key)
     return None if raw is None else orjson.loads(raw)
 
@@ -155,7 +156,7 @@ def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[di
         message = event.message
         key = message.key
         try:
-            state = touched[key][0] if key in touched else _load(table, key)
+            state = touched[key][0] if key in touched else load_value(table, key)
             state, changed = apply(state, orjson.loads(message.value))
         except Exception as exc:  # noqa: BLE001
             _processing_error(out, message, exc)
@@ -250,7 +251,7 @@ async def _close_partition(stream, partition: int, bucket: int, ingested_at: flo
     """
     chunk = []
     for key in list(partition_index.keys_for(partition)):
-        window = _load(sku_windows, key)
+        window = load_value(sku_windows, key)
         if window is not None and windows.buckets_to_close(window, bucket):
             chunk.append((key.decode(), window))
         if len(chunk) >= CLOSE_CHUNK:
@@ -319,8 +320,8 @@ async def update_sku_candidates(stream):
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
                 _processing_error(out, event.message, exc)
         for key, (sku_changes, event) in changes.items():
-            entry = candidates.apply_changes(_load(sku_candidates, key), sku_changes, settings.cf_candidates_per_sku,
-                                             settings.interaction_half_life_ms)
+            entry = candidates.apply_changes(load_value(sku_candidates, key), sku_changes,
+                                             settings.cf_candidates_per_sku, settings.interaction_half_life_ms)
             _write(stream, sku_candidates, key, entry, event, out)
         metrics.UPDATES_APPLIED.labels("sku-candidates").inc(len(changes))
         await out.flush(_producer())

@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 
 from salescast.engine import sales_view
 from salescast.recommending import recommendations_record
-from stream.agents import recommender
+from stream.agents import load_value, recommender
 from stream.app import app, settings
 from stream.tables import sku_candidates, sku_windows, user_items
 
@@ -32,10 +32,6 @@ def _count(request: Request, name: str, default: int, maximum: int) -> int | str
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
         return f"{name} must be a whole number from 1 to {maximum}, got {raw!r}"
     return int(raw)
-
-
-def _json_or_none(raw: bytes | None) -> dict | None:
-    return None if raw is None else orjson.loads(raw)
 
 
 def is_ready() -> bool:
@@ -78,7 +74,7 @@ class SkusForUser(View):
         count = _count(request, "n", DEFAULT_SKUS_FOR_USER, MAX_ITEMS)
         if isinstance(count, str):
             return _error(self, 400, count)
-        vector = _json_or_none(user_items.get(user_id.encode()))
+        vector = load_value(user_items, user_id.encode())
         answer = recommender.for_user(vector, count)
         return self.json(recommendations_record(user_id, "skus_for_user", answer, recommender))
 
@@ -93,8 +89,8 @@ class UsersForSku(View):
         if isinstance(count, str):
             return _error(self, 400, count)
         key = sku.encode()
-        window = _json_or_none(sku_windows.get(key))
+        window = load_value(sku_windows, key)
         category = (window or {}).get("cat") or recommender.category_of(sku)
-        answer = recommender.for_sku(_json_or_none(sku_candidates.get(key)), category, count,
+        answer = recommender.for_sku(load_value(sku_candidates, key), category, count,
                                      settings.interaction_half_life_ms)
         return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))

@@ -80,7 +80,8 @@ def ranked(entry: dict | None, n: int, half_life_ms: float) -> list[tuple[str, f
     return scored[:n]
 
 
-def category_audiences(X, popular_by_category: dict[str, list[int]], n: int) -> dict[str, tuple[list[int], list[float]]]:
+def category_audiences(X, popular_by_category: dict[str, list[int]],
+                       n: int) -> dict[str, tuple[list[int], list[float]]]:
     """Per category, the n users (row indices) with the most weight on its popular items.
 
     The candidates offered for a SKU no user has shown affinity for yet: the
