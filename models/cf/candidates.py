@@ -16,6 +16,8 @@ weakest are dropped: the index stays bounded however many users a SKU draws.
 
 from __future__ import annotations
 
+import numpy as np
+
 from models.useritem import decay_factor
 
 
@@ -87,8 +89,6 @@ def category_audiences(X, popular_by_category: dict[str, list[int]],
     The candidates offered for a SKU no user has shown affinity for yet: the
     audience of its category's popular neighbours.
     """
-    import numpy as np
-
     audiences = {}
     for category, items in popular_by_category.items():
         weight = np.asarray(X[:, items].sum(axis=1)).ravel() if len(items) else np.zeros(X.shape[0])
