@@ -24,6 +24,7 @@ from pathlib import Path
 from salescast.localkafka import BrokerError, LocalBroker
 
 RECOMMEND_EVERY_S = 5.0
+RECOMMEND_TIMEOUT_S = 15.0
 
 
 def _wait_healthy(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
@@ -55,9 +56,11 @@ def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
     for path, label in ((f"/recommendations/users/{user}?n=5", f"for {user}"),
                         (f"/recommendations/skus/{sku}/users?n=5", f"candidates for {sku}")):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            # a worker saturated by the generator answers late, not never: wait for it
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=RECOMMEND_TIMEOUT_S) as response:
                 body = json.loads(response.read())
-        except OSError:
+        except OSError as exc:
+            lines.append(f"{'recommend ' + label:>30}: no answer from the worker ({exc})")
             continue
         items = " ".join(f"{item['id']}({item['score']:.2f})" for item in body["items"]) or "-"
         flag = " fallback" if body.get("fallback") else ""
