@@ -63,7 +63,10 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
         units, _ = counted(worker, expected_units)
         diff = {sku: (units.get(sku) if units else None, n) for sku, n in expected_units.items()
                 if not units or units.get(sku) != n}
-        raise AssertionError(f"(counted, produced) per SKU that differ: {diff}\n{worker.log_tail()}") from None
+        dead = {reason: worker.metric("salescast_dead_letters_total", reason=reason)
+                for reason in ("future", "late", "processing_error")}
+        raise AssertionError(f"(counted, produced) per SKU that differ: {diff}; dead letters since the restart: "
+                             f"{dead}\n{worker.log_tail()}") from None
     time.sleep(3)  # anything counted twice would show up now
     units, revenue = counted(worker, expected_units)
     assert units == expected_units
