@@ -147,15 +147,6 @@ def summed_matrix(data: Interactions, mask: np.ndarray) -> sparse.csr_matrix:
     return matrix
 
 
-def knn_scorer(model: ItemKNN, train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda rows: model.score(train[rows]).toarray()
-
-
-def popularity_scorer(train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
-    popularity = np.diff(train.tocsc().indptr).astype(float)
-    return lambda rows: np.tile(popularity, (len(rows), 1))
-
-
 def als_scorer(train: sparse.csr_matrix, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
     try:
         from implicit.als import AlternatingLeastSquares
@@ -182,9 +173,9 @@ def evaluate(data: Interactions, settings: Settings, seed: int = 7, decayed: boo
     fit_seconds = time.perf_counter() - started
     plain = ItemKNN(weighting="none", shrink=0.0).fit(train, data.categories)
     methods: dict[str, Callable] = {
-        "popularity": popularity_scorer(train),
-        "item-kNN (live: BM25, shrunk cosine, 100 neighbours)": knn_scorer(model, train),
-        "item-kNN (plain cosine: no weighting, no shrinkage)": knn_scorer(plain, train),
+        "popularity": ranking.popularity_scorer(train),
+        "item-kNN (live: BM25, shrunk cosine, 100 neighbours)": ranking.model_scorer(model, train),
+        "item-kNN (plain cosine: no weighting, no shrinkage)": ranking.model_scorer(plain, train),
     }
     if with_als:
         als = als_scorer(train, seed)

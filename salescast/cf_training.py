@@ -74,9 +74,8 @@ def holdout_metrics(data: UserItemMatrix, seed: int) -> dict:
     if not relevant:
         return {"holdout_users": 0}
     model = ItemKNN().fit(train, data.categories)
-    knn = ranking.evaluate(lambda rows: model.score(train[rows]).toarray(), train, relevant)
-    popularity = np.diff(train.tocsc().indptr).astype(float)
-    baseline = ranking.evaluate(lambda rows: np.tile(popularity, (len(rows), 1)), train, relevant)
+    knn = ranking.evaluate(ranking.model_scorer(model, train), train, relevant)
+    baseline = ranking.evaluate(ranking.popularity_scorer(train), train, relevant)
     return {"ndcg@10": round(knn["ndcg@10"], 4), "precision@10": round(knn["precision@10"], 4),
             "recall@10": round(knn["recall@10"], 4), "popularity_ndcg@10": round(baseline["ndcg@10"], 4),
             "holdout_users": knn["users"]}

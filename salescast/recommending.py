@@ -91,12 +91,16 @@ class Recommender:
         skus = self.skus
         return [dict(zip([skus[i] for i in row_items], row_values)) for row_items, row_values in zip(items, values)]
 
-    def for_sku(self, entry: dict | None, category: str | None, n: int, half_life_ms: float) -> Recommendations:
-        """The SKU's top-n candidate users; with none yet, the audience of its category's popular SKUs."""
+    def for_sku(self, entry: dict | None, category_of: Callable[[], str | None], n: int,
+                half_life_ms: float) -> Recommendations:
+        """The SKU's top-n candidate users; with none yet, the audience of its category's popular SKUs.
+
+        `category_of` is called only for that fallback (it may read the SKU's window).
+        """
         ranked = candidates.ranked(entry, n, half_life_ms)
         if ranked:
             return Recommendations([(user, round(score, 6)) for user, score in ranked], False)
-        audience = self.audiences.get(category or GLOBAL_AUDIENCE) or self.audiences.get(GLOBAL_AUDIENCE, [])
+        audience = self.audiences.get(category_of() or GLOBAL_AUDIENCE) or self.audiences.get(GLOBAL_AUDIENCE, [])
         return Recommendations(audience[:n], True)
 
 

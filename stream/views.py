@@ -65,6 +65,12 @@ class SkuSales(View):
         return self.json(sales_view(sku, orjson.loads(raw), settings, count))
 
 
+def _category(sku: str) -> str | None:
+    """From the SKU's latest inventory record if this worker holds its window, else from the model."""
+    window = load_value(sku_windows, sku.encode())
+    return (window or {}).get("cat") or recommender.category_of(sku)
+
+
 @app.page("/recommendations/users/{user_id}")
 class SkusForUser(View):
     """The user's top-n SKUs, scored now from their live vector; an unknown user gets a fallback list."""
@@ -88,9 +94,6 @@ class UsersForSku(View):
         count = _count(request, "n", DEFAULT_USERS_FOR_SKU, MAX_ITEMS)
         if isinstance(count, str):
             return _error(self, 400, count)
-        key = sku.encode()
-        window = load_value(sku_windows, key)
-        category = (window or {}).get("cat") or recommender.category_of(sku)
-        answer = recommender.for_sku(load_value(sku_candidates, key), category, count,
+        answer = recommender.for_sku(load_value(sku_candidates, sku.encode()), lambda: _category(sku), count,
                                      settings.interaction_half_life_ms)
         return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))

@@ -56,6 +56,17 @@ def metrics_at_k(ranked: list[np.ndarray], relevant: list[set[int]], k: int = 10
             f"ndcg@{k}": float(ndcg / users)}
 
 
+def popularity_scorer(train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
+    """The baseline: every user gets the SKUs by how many training users touched them."""
+    popularity = np.diff(train.tocsc().indptr).astype(float)
+    return lambda rows: np.tile(popularity, (len(rows), 1))
+
+
+def model_scorer(model, train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
+    """A fitted recommender with `score(weight rows) -> sparse scores` (models.cf.itemknn.ItemKNN)."""
+    return lambda rows: model.score(train[rows]).toarray()
+
+
 def evaluate(score_rows: Callable[[np.ndarray], np.ndarray], train: sparse.csr_matrix,
              relevant: dict[int, set[int]], k: int = 10, batch_cells: int = 2_000_000) -> dict[str, float]:
     """Scores users in batches with `score_rows(user rows) -> dense (rows x items)`, training items excluded.

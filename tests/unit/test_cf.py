@@ -153,8 +153,10 @@ def test_artifact_round_trip_through_the_store(tmp_path):
     unknown = recommender.for_user(None, 2)
     assert unknown.fallback and len(unknown.items) == 2
     # a SKU nobody is indexed for yet: its category's audience
-    audience = recommender.for_sku(None, "books", 10, 1e9)
+    audience = recommender.for_sku(None, lambda: "books", 10, 1e9)
     assert audience.fallback and {user for user, _ in audience.items} == {"u2", "u3", "u4"}
+    indexed = recommender.for_sku({"u": {"u9": [1.0, 0]}}, lambda: pytest.fail("category read needlessly"), 10, 1e9)
+    assert indexed.items == [("u9", 1.0)] and not indexed.fallback
     record = recommendations_record("new", "users_for_sku", audience, recommender)
     assert record["model"] == {"name": "cf", "version": manifest["version"]} and record["fallback"] is True
 
