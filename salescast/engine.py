@@ -96,6 +96,11 @@ class Ingestor:
     other (a worker catching up may read one topic days ahead of another), so
     only a record out of order within its own partition is truly late.
     Rejected records move no watermark.
+
+    Both must outlive a restart: the partitions resume at different event times
+    (one may be days behind another), so a worker that judged `future` against
+    the first record it reads after a start would reject good records. The
+    worker persists `progress()` and hands it back to `seed` when it starts.
     """
 
     def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None):
@@ -103,9 +108,38 @@ class Ingestor:
         self.watermark: int | None = None
         self.partition_watermarks: dict[tuple[str, int], int] = {}
         self.topic_names = topic_names or {kind: settings.topic(kind) for kind in SOURCE_PREFIX}
+        self._kinds = {name: kind for kind, name in self.topic_names.items()}
+        self._moved: set[tuple[str, int]] = set()
 
     def watermark_bucket(self) -> int | None:
         return None if self.watermark is None else self.watermark // self.settings.bucket_ms
+
+    def progress(self) -> dict[str, int]:
+        """The newest event time of each input partition that moved since the last call, keyed "topic/partition"."""
+        moved = {f"{self.topic_names[kind]}/{partition}": self.partition_watermarks[(kind, partition)]
+                 for kind, partition in self._moved}
+        self._moved.clear()
+        return moved
+
+    def seed(self, newest: dict[str, int]) -> int | None:
+        """Adopt newest event times persisted by `progress()` (this run's or another worker's).
+
+        Only ever moves watermarks forward. Returns the watermark's bucket when
+        it advanced, like `ingest`'s tick.
+        """
+        before = self.watermark_bucket()
+        for name, ts in newest.items():
+            topic, _, partition = name.rpartition("/")
+            kind = self._kinds.get(topic)
+            if kind is None or not partition.isdigit():
+                continue  # a topic since renamed by SALESCAST_TOPIC_*: nothing of this run's
+            key = (kind, int(partition))
+            if ts > self.partition_watermarks.get(key, -1):
+                self.partition_watermarks[key] = ts
+            if self.watermark is None or ts > self.watermark:
+                self.watermark = ts
+        after = self.watermark_bucket()
+        return after if after is not None and (before is None or after > before) else None
 
     def ingest(self, kind: str, raw: bytes | str, partition: int, offset: int,
                record: Any = None, dedup_offset: int | None = None) -> Ingested:
@@ -146,6 +180,7 @@ class Ingestor:
     def _advance(self, ts: int, partition_key: tuple[str, int]) -> int | None:
         if ts > self.partition_watermarks.get(partition_key, -1):
             self.partition_watermarks[partition_key] = ts
+            self._moved.add(partition_key)
         before = self.watermark_bucket()
         if self.watermark is None or ts > self.watermark:
             self.watermark = ts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -62,6 +64,39 @@ def reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def read_latest(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict[bytes, bytes] | None:
+    """The latest value of every key of a (compacted) topic, read from the beginning to its end now.
+
+    None when the topic does not exist; deleted keys (a null value) are left out.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
+                             **settings.kafka_client_options())
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        latest: dict[bytes, bytes | None] = {}
+        remaining = {tp for tp in assigned if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    latest[record.key] = record.value
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        if remaining:
+            raise TimeoutError(f"reading {topic} took over {timeout_s:.0f}s; is the broker overloaded?")
+    finally:
+        consumer.close()
+    return {key: value for key, value in latest.items() if key and value}
 
 
 def publish_model_version(settings: Settings, record: dict) -> None:

@@ -84,35 +84,15 @@ def histories_from_lines(lines: Iterable[bytes], settings: Settings) -> dict[str
 
 def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[str, dict]:
     """A worker table's latest value per key, read from its changelog topic."""
-    from kafka import KafkaConsumer, TopicPartition
+    from salescast.topics import read_latest
 
     topic = f"{settings.app_id}-{table}-changelog"
-    consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
-                             **settings.kafka_client_options())
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
-                             "kept any state yet. Start `salescast worker`, or train from a file with "
-                             "`salescast retrain --events FILE`")
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        ends = consumer.end_offsets(assigned)
-        latest: dict[bytes, bytes | None] = {}
-        remaining = {tp for tp in assigned if ends[tp] > 0}
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    latest[record.key] = record.value
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        if remaining:
-            raise TimeoutError(f"reading {topic} took over {timeout_s:.0f}s; is the broker overloaded?")
-    finally:
-        consumer.close()
-    return {key.decode(): orjson.loads(value) for key, value in latest.items() if key and value}
+    latest = read_latest(settings, topic, timeout_s)
+    if latest is None:
+        raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
+                         "kept any state yet. Start `salescast worker`, or train from a file with "
+                         "`salescast retrain --events FILE`")
+    return {key.decode(): orjson.loads(value) for key, value in latest.items()}
 
 
 def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,

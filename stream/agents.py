@@ -9,8 +9,10 @@ position (models.positions) and not counted twice.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 import orjson
 from faust.types import TP
@@ -21,12 +23,13 @@ from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
 from salescast.recommending import affinity_updates, load_recommender
+from salescast.topics import read_latest
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
 from stream.tables import sku_candidates, sku_windows, user_items
-from stream.topics import (clicks, dead_letters, forecasts, inventory, orders, sku_affinities, sku_events,
-                           user_events)
+from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, inventory, orders, sku_affinities,
+                           sku_events, user_events)
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
@@ -40,6 +43,8 @@ _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
 SKU_AFFINITIES = sku_affinities.get_topic_name()
 FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()
+INPUT_WATERMARKS = input_watermarks.get_topic_name()
+log = logging.getLogger(__name__)
 
 
 def _producer():
@@ -59,10 +64,55 @@ def _processing_error(out: Outbox, message, exc: Exception) -> None:
                                                message.value))
 
 
+class WatermarkSeeding:
+    """Hands the Ingestor the input partitions' newest event times persisted before this start or rebalance.
+
+    Done before the first batch after each (re)assignment: a partition taken
+    over from another worker, or resumed after a restart, must be judged
+    against where the service had got to, not against the first record read.
+    """
+
+    def __init__(self, read_persisted: Callable[[], Awaitable[dict[bytes, bytes]]]) -> None:
+        self.needed = True
+        self.read_persisted = read_persisted
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, out: Outbox) -> None:
+        if not self.needed:
+            return
+        async with self._lock:
+            if not self.needed:
+                return
+            persisted = await self.read_persisted()
+            ingestor.seed({key.decode(): orjson.loads(value) for key, value in persisted.items()})
+            bucket = ingestor.watermark_bucket()
+            if bucket is not None:
+                # closing is idempotent: this re-sends a tick a crash may have cut off
+                _send_tick(out, bucket)
+            log.info("input watermarks seeded from %d partitions: newest event %s", len(persisted),
+                     ingestor.watermark)
+            self.needed = False
+
+
+async def _read_input_watermarks() -> dict[bytes, bytes]:
+    await input_watermarks.maybe_declare()
+    return await asyncio.to_thread(read_latest, settings, INPUT_WATERMARKS) or {}
+
+
+watermark_seeding = WatermarkSeeding(_read_input_watermarks)
+
+
+def _send_tick(out: Outbox, bucket: int) -> None:
+    tick = orjson.dumps([TICK_MARK, bucket, time.time()])
+    for partition in _all_partitions:
+        out.add(SKU_EVENTS, None, tick, partition=partition)
+
+
 async def ingest_batch(kind: str, events: Iterable) -> None:
     """Validate, split and route one batch of input records (all input agents' one step)."""
     started = time.perf_counter()
     out = Outbox()
+    await watermark_seeding.ensure(out)
     count = 0
     for event in events:
         count += 1
@@ -80,9 +130,9 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
         for topic, key, value in routed:
             out.add(topic, key, value)
         if result.tick is not None:
-            tick = orjson.dumps([TICK_MARK, result.tick, time.time()])
-            for partition in _all_partitions:
-                out.add(SKU_EVENTS, None, tick, partition=partition)
+            _send_tick(out, result.tick)
+    for name, newest in ingestor.progress().items():
+        out.add(INPUT_WATERMARKS, name.encode(), orjson.dumps(newest), partition=0)
     await out.flush(_producer())
     metrics.EVENTS_CONSUMED.labels(kind).inc(count)
     if count:
@@ -210,6 +260,7 @@ partition_index = PartitionIndex()
 @app.on_rebalance_complete.connect
 async def _on_rebalance(sender, **kwargs) -> None:
     partition_index.reset()
+    watermark_seeding.needed = True
 
 
 def _is_tick(event) -> bool:

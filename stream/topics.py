@@ -1,4 +1,4 @@
-"""Topics: the contract's inputs and outputs, and three internal repartition topics.
+"""Topics: the contract's inputs and outputs, three internal repartition topics, and the input watermarks.
 
 Values travel as raw bytes: the agents decode and validate them with the
 contract's compiled schemas, so a bad record becomes a dead letter instead of
@@ -24,3 +24,7 @@ user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partiti
 # A user's affinity changes, batched per SKU partition (one record per partition per batch,
 # no key): for the worker that owns each SKU's candidate index.
 sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions, **RAW)
+# Each input partition's newest event time, key "topic/partition": what a restarted or
+# rebalanced worker judges `future` and `late` against (salescast.engine.Ingestor.seed).
+input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
+                             **RAW)

@@ -72,3 +72,30 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
     assert units == expected_units
     for sku, value in expected_revenue.items():
         assert revenue[sku] == pytest.approx(value, abs=1e-6)
+
+
+def test_after_a_restart_future_is_judged_against_where_the_service_had_got_to(make_worker):
+    """The first record a restarted worker reads may come from a partition days behind the others; a good
+    record of a partition further ahead must not then be dead-lettered as `future`."""
+    day = 86_400_000
+    t0 = 20_300 * day
+    worker = make_worker()
+    worker.start()
+    producer = worker.producer()
+
+    def order(order_id, ts):
+        record = {"order_id": order_id, "user_id": "u-1", "ts": ts, "items": [{"sku": "s-1", "qty": 1, "unit_price": 2.0}]}
+        producer.send(worker.topics["orders"], key=order_id.encode(), value=json.dumps(record).encode()).get(10)
+
+    order("o-1", t0 + 10 * day)
+    wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="orders") == 1, message="first order")
+    worker.stop(signal.SIGTERM)
+    worker.start()
+    click = {"user_id": "u-2", "sku": "s-1", "action": "view", "ts": t0 + 9 * day + day // 2}
+    producer.send(worker.topics["clicks"], key=b"u-2", value=json.dumps(click).encode()).get(10)
+    wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="clicks") == 1, message="the click")
+    order("o-2", t0 + 10 * day + day * 8 // 10)  # 1.3 days after the click, 0.8 after the newest event
+    wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="orders") == 1, message="second order")
+    assert worker.metric("salescast_dead_letters_total", reason="future") == 0, worker.log_tail()
+    wait_for(lambda: sum(b["units"] for b in (worker.http("/skus/s-1/sales")[1] or {"buckets": []})["buckets"]) == 2,
+             message="both orders counted")

@@ -56,7 +56,14 @@ def producer(monkeypatch):
         table.data.clear()
     fake = FakeProducer()
     monkeypatch.setattr(agents, "_producer", lambda: fake)
+    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", nothing_persisted)
+    monkeypatch.setattr(agents.watermark_seeding, "needed", True)
+    monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
     yield fake
+
+
+async def nothing_persisted():
+    return {}
 
 
 def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
@@ -111,3 +118,25 @@ async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
     assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["tick"] * 8  # one per partition
     assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
     assert [d["reason"] for d in dead()] == ["not_json"]
+
+
+async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_its_own(producer, monkeypatch):
+    orders_topic = agents.settings.topic("orders")
+
+    async def persisted():
+        return {f"{orders_topic}/1".encode(): orjson.dumps(T0 + 10 * DAY)}
+
+    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", persisted)
+    ahead = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + 10 * DAY + DAY // 2,
+                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    behind = orjson.dumps({"order_id": "p", "user_id": "u", "ts": T0 + 9 * DAY,
+                           "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(behind, key=b"p", partition=0)
+        await agent.put(ahead, key=b"o", partition=2)
+        await settled(lambda: producer.to(agents.INPUT_WATERMARKS))
+    assert producer.to(agents.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
+    ticks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
+    assert ticks[0][:2] == ["tick", T0 // DAY + 10]  # re-sent on seeding: a crash may have cut it off
+    assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
+        f"{orders_topic}/0".encode(): T0 + 9 * DAY, f"{orders_topic}/2".encode(): T0 + 10 * DAY + DAY // 2}

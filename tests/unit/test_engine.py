@@ -47,6 +47,31 @@ def test_lateness_is_per_partition_and_future_is_against_the_newest_event(settin
     validator("dead_letters")(late)
 
 
+def test_a_restarted_ingestor_seeded_with_the_persisted_progress_judges_as_before(settings):
+    """The restart defect: the first record read after a start came from a partition days behind, and a
+    good record of a partition further ahead was then dead-lettered as `future`."""
+    before = Ingestor(settings)
+    before.ingest("orders", order(T0 + 10 * DAY, ("a", 1, 1)), 0, 0)
+    before.ingest("orders", order(T0 + 5 * DAY, ("a", 1, 1)), 1, 0)
+    progress = before.progress()
+    assert progress == {"orders/0": T0 + 10 * DAY, "orders/1": T0 + 5 * DAY}
+    assert before.progress() == {}  # only what moved since the last call
+
+    naive = Ingestor(settings)
+    naive.ingest("orders", order(T0 + 5 * DAY + 1, ("a", 1, 1)), 1, 1)
+    assert naive.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 1).dead_letter["reason"] == "future"
+
+    after = Ingestor(settings)
+    assert after.seed(progress) == (T0 + 10 * DAY) // DAY
+    assert after.ingest("orders", order(T0 + 5 * DAY + 1, ("a", 1, 1)), 1, 1).dead_letter is None
+    assert after.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 1).dead_letter is None
+    # lateness, too, is judged against the partition's persisted newest event
+    assert after.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 2).dead_letter["reason"] == "late"
+    # seeding never moves a watermark back, and ignores partitions of topics this run does not read
+    assert after.seed({"orders/0": T0, "renamed.orders/0": T0 + 50 * DAY}) is None
+    assert after.watermark == T0 + 10 * DAY + 1 and after.partition_watermarks[("orders", 0)] == T0 + 10 * DAY + 1
+
+
 def test_ticks_only_when_the_watermark_enters_a_new_bucket(settings):
     ingestor = Ingestor(settings)
     ticks = [ingestor.ingest("orders", order(ts, ("a", 1, 1)), 0, i).tick
