@@ -5,7 +5,7 @@ changelogged table, and replay can keep it in memory):
 
     {"b": first bucket index, "u": [units], "r": [revenue], "c": [clicks],
      "d": [units sold on promotion], "s": [last on-hand reported, -1 if none],
-     "oh": on hand, "oh_ts": its ts, "lp": list price, "cat": category,
+     "oh": on hand, "oh_ts": its ts, "lp": list price, "uc": unit cost, "cat": category,
      "closed": last bucket index a forecast was emitted after,
      "seen": {source: [offset, line]}}
 
@@ -106,7 +106,7 @@ def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
 
 
 def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None, category: str | None,
-                  bucket: int, history: int) -> None:
+                  bucket: int, history: int, unit_cost: float | None = None) -> None:
     """Keep the latest stock level by event time; an older update never overwrites a newer one.
 
     The level is also noted in its bucket (`bucket` holds `ts`), so a sold-out
@@ -120,6 +120,8 @@ def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None,
     window["oh"], window["oh_ts"] = on_hand, ts
     if list_price is not None:
         window["lp"] = list_price
+    if unit_cost is not None:
+        window["uc"] = unit_cost
     if category is not None:
         window["cat"] = category
 

@@ -209,6 +209,7 @@ def run(args, settings: Settings) -> int:
         print("salescast evaluate --cf: wineind is a sales series with no users; use --public movielens, "
               "--events FILE or no data option (the synthetic shop)", file=sys.stderr)
         return 2
+    args.users, args.days = args.users or 5000, args.days or 365
     if args.public == "movielens":
         try:
             data = movielens_interactions()

@@ -81,11 +81,12 @@ def cmd_generate(args) -> int:
     from salescast.generator import Shop, ShopConfig, paced
 
     config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users, days=args.days,
-                        start_ms=_start_ms(args.start))
+                        start_ms=_start_ms(args.start),
+                        **({} if args.promo_rate is None else {"promo_rate": args.promo_rate}))
     shop = Shop(config)
-    events = shop.events()
     count = 0
     if args.out:
+        events = shop.events()
         import orjson
 
         with (sys.stdout.buffer if args.out == "-" else open(args.out, "wb")) as out:
@@ -93,11 +94,47 @@ def cmd_generate(args) -> int:
                 out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
                 count += 1
     else:
-        count = _publish(paced(events, args.rate, args.speedup), _settings(), args.limit)
+        settings = _settings()
+        inbox = None if args.ignore_promotions else _promo_inbox(settings)
+        count = _publish(paced(shop.events(inbox), args.rate, args.speedup), settings, args.limit)
     if args.truth:
         Path(args.truth).write_text(json.dumps(shop.ground_truth()))
     print(f"generated {count} events", file=sys.stderr)
     return 0
+
+
+def _promo_inbox(settings: Settings):
+    """The shop as a promo engine: promo-triggers from now on, collected by a background consumer and
+    handed to the shop a day at a time (its targets then see the discount)."""
+    import queue
+    import threading
+
+    import orjson
+    from kafka import KafkaConsumer
+
+    from salescast.topics import ensure_topics
+
+    ensure_topics(settings)
+    arrived: queue.Queue = queue.Queue()
+    consumer = KafkaConsumer(settings.topic("promo_triggers"), auto_offset_reset="latest",
+                             enable_auto_commit=False, **settings.kafka_client_options())
+
+    def listen() -> None:
+        for message in consumer:
+            try:
+                arrived.put(orjson.loads(message.value))
+            except orjson.JSONDecodeError:
+                continue
+
+    threading.Thread(target=listen, name="promo-inbox", daemon=True).start()
+
+    def drain() -> list[dict]:
+        triggers = []
+        while not arrived.empty():
+            triggers.append(arrived.get_nowait())
+        return triggers
+
+    return drain
 
 
 def _publish(events, settings: Settings, limit: int | None) -> int:
@@ -185,6 +222,13 @@ def _holdout_summary(record: dict) -> str:
     if record["name"] == "cf":
         return (f"holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} (popularity "
                 f"{metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
+    if record["name"] == "promo":
+        realised = ""
+        if "realised_incremental_units" in metrics:
+            realised = (f"; finished promotions: {metrics['predicted_incremental_units']:.1f} incremental units "
+                        f"predicted, {metrics['realised_incremental_units']:.1f} realised")
+        return (f"elasticities for {metrics['categories']} categories (median {metrics['median_elasticity']}) and "
+                f"{metrics['skus_with_own_elasticity']} SKUs of their own{realised}")
     return (f"holdout MASE {metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), "
             f"P10-P90 coverage {metrics['coverage_p10_p90']:.1%}")
 
@@ -214,6 +258,11 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--skus", type=int, default=200)
     generate.add_argument("--users", type=int, default=5000)
     generate.add_argument("--days", type=int, default=90)
+    generate.add_argument("--ignore-promotions", action="store_true",
+                          help="to Kafka, the shop acts on the promo triggers it reads (its targets see the "
+                               "discount); with this it does not")
+    generate.add_argument("--promo-rate", type=float, default=None,
+                          help="chance per SKU per day that the shop starts a promotion of its own (default 0.01)")
     generate.add_argument("--start", default="2025-10-09", help="first day (YYYY-MM-DD, UTC) or 'now'")
     generate.add_argument("--rate", type=float, default=None, help="events per second to Kafka (default: unpaced)")
     generate.add_argument("--speedup", type=float, default=None,
@@ -231,8 +280,9 @@ def parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser("retrain", help="train new model versions now and make them current")
     retrain.add_argument("--events", help="train from this events file (the replay format) instead of the "
                          "worker's tables in Kafka")
-    retrain.add_argument("--model", choices=("all", "lstm", "cf"), default="all",
-                         help="which model to train: the LSTM forecaster, the CF recommender, or both (default)")
+    retrain.add_argument("--model", choices=("all", "lstm", "cf", "promo"), default="all",
+                         help="which model to train: the LSTM forecaster, the CF recommender, the promotion "
+                              "model (elasticities), or all (default)")
     _training_options(retrain)
     retrain.add_argument("--units", type=int, nargs="+", default=[32, 32], help="LSTM layer sizes (default 32 32)")
     retrain.add_argument("--dense", type=int, default=32, help="dense layer size (default 32)")
@@ -242,20 +292,27 @@ def parser() -> argparse.ArgumentParser:
     retrain.set_defaults(func=cmd_retrain)
 
     evaluate = commands.add_parser("evaluate", help="backtest the LSTM (or, with --cf, the recommender) "
-                                   "against baselines on held-out time")
-    evaluate.add_argument("--cf", action="store_true",
-                          help="judge the recommender instead: precision/recall/NDCG@10 against popularity")
+                                   "against baselines on held-out time; --promo: promotions in a simulated shop")
+    mode = evaluate.add_mutually_exclusive_group()
+    mode.add_argument("--cf", action="store_true",
+                      help="judge the recommender instead: precision/recall/NDCG@10 against popularity")
+    mode.add_argument("--promo", action="store_true",
+                      help="judge promotions instead: a closed loop with the synthetic shop, against its truth")
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--events", help="an events file (the replay format)")
     source.add_argument("--public", choices=("wineind", "movielens"),
                         help="a real public data set instead: wineind (sales series) or movielens (ratings, --cf)")
-    evaluate.add_argument("--users", type=int, default=5000, help="synthetic shop users, with --cf (default 5000)")
+    evaluate.add_argument("--users", type=int, default=None,
+                          help="synthetic shop users (default 5000 with --cf, 20000 with --promo)")
     evaluate.add_argument("--skus", type=int, default=300, help="synthetic shop size when no data is given")
-    evaluate.add_argument("--days", type=int, default=365)
+    evaluate.add_argument("--days", type=int, default=None, help="simulated days (default 365; 90 with --promo)")
+    evaluate.add_argument("--warmup", type=int, default=45,
+                          help="with --promo: days of history before the first promotion (default 45)")
     evaluate.add_argument("--origins", type=int, default=4, help="rolling origins, one horizon apart (default 4)")
     _training_options(evaluate)
     evaluate.add_argument("--report", help="also write the Markdown table to FILE")
-    evaluate.add_argument("--plot", default="forecast-vs-actual.png", help="PNG of forecasts vs actuals")
+    evaluate.add_argument("--plot", default=None, help="PNG of forecasts vs actuals (default forecast-vs-actual.png"
+                          "), or with --promo of incremental units and uplift (default promo-evaluation.png)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka broker (KRaft)")

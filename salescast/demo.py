@@ -1,11 +1,14 @@
 """`salescast demo`: the local broker, trained models, a worker and the generator, with output shown live.
 
-Everything runs on this machine. When the model store lacks the LSTM or the
-recommender, the demo first simulates the history of another shop of the
-same kind (a different seed, so the models are not shown the very days they
-will score) and trains on it with `salescast retrain --events`. Forecasts are
-printed as days close and, every few seconds, a user's live recommendations
-and a SKU's candidate users, from the worker's HTTP API. Ctrl-C (or
+Everything runs on this machine. When the model store lacks the LSTM, the
+recommender or the promotion model, the demo first simulates the history of
+another shop of the same kind (a different seed, so the models are not shown
+the very days they will score) and trains on it with `salescast retrain
+--events`. Forecasts are
+printed as days close, promo triggers as they are decided and their outcomes
+when they end (the generator's shop acts on the triggers: its targets see
+the discount), and every few seconds a user's live recommendations and a
+SKU's candidate users, from the worker's HTTP API. Ctrl-C (or
 --seconds) stops the generator, the worker and the broker in that order.
 """
 
@@ -51,6 +54,20 @@ def _line(forecast: dict) -> str:
            f"{forecast['model']['name']}:{forecast['model']['version']}{flag}"
 
 
+def _promo_line(topic_kind: str, record: dict) -> str | None:
+    """A trigger as it is emitted, an outcome when it is final; interim outcomes are not shown."""
+    day = dt.datetime.fromtimestamp(record["ts"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+    if topic_kind == "promo_triggers":
+        return (f"{day} {'promo ' + record['sku']:>14}: {record['reason']}, {record['discount']:.0%} off to "
+                f"{len(record['targets'])} users ({len(record['holdout'])} held out), "
+                f"{record['expected_incremental_units']:+.1f} units expected, stock {record['on_hand']}")
+    if not record.get("final"):
+        return None
+    uplift = "n/a" if record["uplift"] is None else f"{record['uplift']:+.2%}"
+    return (f"{day} {'outcome ' + record['sku']:>14}: {record['target_buyers']}/{record['targets']} targets bought "
+            f"vs {record['holdout_buyers']}/{record['holdout']} held out: uplift {uplift}")
+
+
 def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
     lines = []
     for path, label in ((f"/recommendations/users/{user}?n=5", f"for {user}"),
@@ -71,23 +88,25 @@ def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
 def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
     from models.store import ModelStore
     from salescast.forecasting import MODEL_NAME as LSTM
+    from salescast.promoting import MODEL_NAME as PROMO
     from salescast.recommending import MODEL_NAME as CF
     from salescast.settings import Settings
 
     store = ModelStore(Settings.from_env(env).model_store)
-    missing = [name for name in (LSTM, CF) if store.current(name) is None]
+    missing = [name for name in (LSTM, CF, PROMO) if store.current(name) is None]
     if not missing:
-        print(f"using the {LSTM} and {CF} models already current in {store.root}", flush=True)
+        print(f"using the {LSTM}, {CF} and {PROMO} models already current in {store.root}", flush=True)
         return
     history = demo_dir / "history.jsonl"
-    names = " and ".join(missing)
+    names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
     print(f"no {names} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
           f"on it (about a minute; log: {demo_dir / 'retrain.log'}) ...", flush=True)
     with open(demo_dir / "retrain.log", "ab") as log:
-        for command in (["generate", "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
-                         "--seed", str(args.seed + 1000), "--out", str(history)],
-                        ["retrain", "--events", str(history), "--epochs", "15",
-                         "--model", "all" if len(missing) == 2 else missing[0]]):
+        # the other shop runs promotions of its own more often: the price variation elasticities are read from
+        commands = [["generate", "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
+                     "--seed", str(args.seed + 1000), "--promo-rate", "0.05", "--out", str(history)]]
+        commands += [["retrain", "--events", str(history), "--epochs", "15", "--model", name] for name in missing]
+        for command in commands:
             done = subprocess.run([sys.executable, "-m", "salescast.cli", *command], env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
             if done.returncode != 0:
@@ -101,6 +120,8 @@ def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
 
 def run_demo(args) -> int:
     from kafka import KafkaConsumer
+
+    from salescast.settings import Settings
 
     data_dir = Path(os.environ.get("SALESCAST_DATA_DIR", "./var")).resolve()
     demo_dir = data_dir / "demo"
@@ -132,14 +153,18 @@ def run_demo(args) -> int:
         processes.append(generator)
         print(f"generating a {args.skus}-SKU shop at {args.rate:.0f} events/s, event time x{args.speedup:.0f}; "
               f"forecasts follow as each day closes (Ctrl-C stops everything)\n", flush=True)
-        consumer = KafkaConsumer(env.get("SALESCAST_TOPIC_FORECASTS", "forecasts"),
-                                 bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
+        settings = Settings.from_env(env)
+        kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes")}
+        consumer = KafkaConsumer(*kinds, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
                                  consumer_timeout_ms=1000)
         deadline = time.monotonic() + args.seconds if args.seconds else None
         shown_at, turn = time.monotonic(), 0
         while deadline is None or time.monotonic() < deadline:
             for message in consumer:
-                print(_line(json.loads(message.value)), flush=True)
+                kind, record = kinds[message.topic], json.loads(message.value)
+                line = _line(record) if kind == "forecasts" else _promo_line(kind, record)
+                if line:
+                    print(line, flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if time.monotonic() - shown_at >= RECOMMEND_EVERY_S:

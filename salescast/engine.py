@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
 from models import useritem, windows
+from models.promo import attribution
 from models.positions import already_applied
 from models.baseline import Forecast, SeasonalNaive
 from models.forecast.features import History
@@ -30,13 +31,14 @@ SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
 SKU_WINDOWS_TABLE = "sku-windows"  # per-SKU windows (models.windows)
 USER_ITEMS_TABLE = "user-items"  # per-user decayed interactions (models.useritem)
 SKU_CANDIDATES_TABLE = "sku-candidates"  # per-SKU candidate users (models.cf.candidates)
+PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # one key: the promotion guardrails' state (models.promo.guardrails)
 
 
 @dataclass(slots=True)
 class SkuUpdate:
     """One thing that happened to a SKU, routed to the worker that owns the SKU."""
 
-    kind: str  # "sale" | "click" | "inventory"
+    kind: str  # "sale" | "click" | "inventory" | "promo"
     sku: str
     ts: int
     source: str  # e.g. "o3": orders partition 3
@@ -48,10 +50,15 @@ class SkuUpdate:
     list_price: float | None = None
     category: str | None = None
     promo_units: int = 0  # of `units`, sold on a promotion or discount
+    unit_cost: float | None = None
+    user: str | None = None  # the buyer, for promotion attribution
+    promo_id: str | None = None  # the order's promo_id
+    trigger: dict | None = None  # kind "promo": an admitted trigger whose outcome this SKU measures
 
     def to_wire(self) -> list:
         return [self.kind, self.sku, self.ts, self.source, self.offset, self.line, self.units,
-                self.revenue, self.on_hand, self.list_price, self.category, self.promo_units]
+                self.revenue, self.on_hand, self.list_price, self.category, self.promo_units, self.unit_cost,
+                self.user, self.promo_id, self.trigger]
 
     @classmethod
     def from_wire(cls, wire: list) -> "SkuUpdate":
@@ -198,7 +205,8 @@ class Ingestor:
                 qty = int(item["qty"])  # JSON Schema lets 2.0 pass as an integer
                 promo_units = qty if on_promo or item.get("discount", 0) > 0 else 0
                 out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line, units=qty,
-                                                 revenue=qty * item["unit_price"], promo_units=promo_units))
+                                                 revenue=qty * item["unit_price"], promo_units=promo_units,
+                                                 user=user, promo_id=record.get("promo_id")))
                 out.user_updates.append(UserUpdate(user, item["sku"], "purchase", ts, source, offset, line))
         elif kind == "clicks":
             out.sku_updates.append(SkuUpdate("click", record["sku"], ts, source, offset))
@@ -206,7 +214,7 @@ class Ingestor:
         else:
             out.sku_updates.append(SkuUpdate("inventory", record["sku"], ts, source, offset,
                                              on_hand=int(record["on_hand"]), list_price=record.get("list_price"),
-                                             category=record.get("category")))
+                                             category=record.get("category"), unit_cost=record.get("unit_cost")))
         return out
 
 
@@ -219,11 +227,19 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings)
         return window, False
     if update.kind == "sale":
         windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets, update.promo_units)
+        if update.user is not None:
+            for state in window.get("promos", ()):
+                attribution.attribute(state, update.user, update.units, update.ts, update.promo_id)
     elif update.kind == "click":
         windows.add_clicks(window, bucket, 1, settings.history_buckets)
+    elif update.kind == "promo":
+        t = update.trigger
+        window.setdefault("promos", []).append(attribution.open_attribution(
+            t["trigger_id"], t["ts"], t["valid_until"], [target["user_id"] for target in t["targets"]],
+            t["holdout"], t["reason"]))
     else:
         windows.set_inventory(window, update.ts, update.on_hand, update.list_price, update.category, bucket,
-                              settings.history_buckets)
+                              settings.history_buckets, update.unit_cost)
     return window, True
 
 
@@ -263,12 +279,32 @@ class BaselineForecaster:
         return results
 
 
+@dataclass
+class Closed:
+    """A SKU whose bucket closed: the window to store and what to emit."""
+
+    sku: str
+    window: dict
+    forecast: dict
+    proposal: dict | None = None  # a promotion to put to the guardrails (salescast.promoting)
+    outcomes: list[tuple[str, dict]] = field(default_factory=list)  # (reason, final outcome) of ended triggers
+
+
+class AtClose(Protocol):
+    """What else happens to a SKU when its bucket closes (salescast.promoting.Promoter)."""
+
+    def at_close(self, sku: str, window: dict, forecast: dict, now: int
+                 ) -> tuple[dict | None, list[tuple[str, dict]]]:
+        """(a promotion proposal or None, (reason, final outcome record) pairs); may change the window."""
+
+
 def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, settings: Settings,
-                  forecaster: Forecaster) -> list[tuple[str, dict, dict]]:
+                  forecaster: Forecaster, promoter: AtClose | None = None) -> list[Closed]:
     """For SKUs whose open bucket the watermark has passed: close it and forecast from the next.
 
-    Returns (sku, updated window, forecast record) for each SKU that closed; the
-    caller stores the windows (their `closed` moved) and emits the forecasts.
+    The caller stores each returned window (its `closed` moved) and emits the
+    forecasts, proposals and outcomes. The window keeps the P10 just forecast
+    for the next bucket (`fp`): when that bucket closes below it, its demand dropped.
     """
     closing = [(sku, window) for sku, window in items if windows.buckets_to_close(window, watermark_bucket)]
     if not closing:
@@ -277,9 +313,15 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
     histories = [windows.history(window, last_closed) for _, window in closing]
     results = forecaster.forecast_many(histories, settings.horizon)
     out = []
+    now = watermark_bucket * settings.bucket_ms
     for (sku, window), (forecast, name, version) in zip(closing, results):
+        record = forecast_record(sku, last_closed, forecast, name, version, settings)
+        closed = Closed(sku, window, record)
+        if promoter is not None:
+            closed.proposal, closed.outcomes = promoter.at_close(sku, window, record, now)
         window["closed"] = last_closed
-        out.append((sku, window, forecast_record(sku, last_closed, forecast, name, version, settings)))
+        window["fp"] = [last_closed + 1, record["horizon"][0]["p10"]]
+        out.append(closed)
     return out
 
 

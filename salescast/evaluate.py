@@ -52,6 +52,13 @@ def run(args, settings: Settings) -> int:
         from salescast import cf_evaluation
 
         return cf_evaluation.run(args, settings)
+    if args.promo:
+        from salescast import promo_evaluation
+
+        args.plot = args.plot or "promo-evaluation.png"
+        return promo_evaluation.run(args, settings)
+    args.days = args.days or 365
+    args.plot = args.plot or "forecast-vs-actual.png"
     if args.public == "movielens":
         print("salescast evaluate: movielens is a ratings data set; add --cf to judge the recommender on it",
               file=sys.stderr)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -75,6 +75,31 @@ class Shop:
         self.promo_discount = np.zeros(n)
         self.promotions: list[dict] = []
         self.order_seq = 0
+        self.sku_index = {sku: i for i, sku in enumerate(self.sku_ids)}
+        self.user_index = {user: j for j, user in enumerate(self.user_ids)}
+        self.offers: dict[int, list[Offer]] = {}  # sku index -> offers made to some users (promo triggers)
+        self._pending: list[tuple[int, str, dict]] = []  # events of a visit that ran past midnight
+
+    def offer(self, trigger: dict) -> None:
+        """A promo engine acting on a trigger: its targets, and no one else, get its discount until valid_until.
+
+        Its holdout is tracked too: for every member the shop keeps the exact
+        chance they buy the SKU in the window with and without the discount,
+        given the views they made, so the true uplift of the trigger is known.
+        """
+        i = self.sku_index.get(trigger["sku"])
+        if i is None:
+            return
+        targets = {self.user_index[t["user_id"]] for t in trigger["targets"] if t["user_id"] in self.user_index}
+        holdout = {self.user_index[u] for u in trigger["holdout"] if u in self.user_index}
+        self.offers.setdefault(i, []).append(Offer(trigger["trigger_id"], float(trigger["discount"]), trigger["ts"],
+                                                   trigger["valid_until"], targets, targets | holdout))
+
+    def _offer_for(self, sku_index: int, user: int, ts: int) -> "Offer | None":
+        for offer in self.offers.get(sku_index, ()):
+            if offer.start <= ts <= offer.until and user in offer.members:
+                return offer
+        return None
 
     def ground_truth(self) -> dict:
         top = np.argsort(-self.affinity, axis=1)[:, :10]
@@ -88,14 +113,36 @@ class Shop:
                              "top_skus": [self.sku_ids[k] for k in top[j]]}
                       for j, user in enumerate(self.user_ids)},
             "promotions": self.promotions,
+            "offers": {offer.trigger_id: offer.truth() for offers in self.offers.values() for offer in offers},
         }
 
-    def events(self) -> Iterator[tuple[str, dict]]:
-        """(topic, record) in ts order, one simulated day after another."""
-        for day in range(self.config.days):
-            yield from self._day(day)
+    def events(self, before_day: Callable[[], Iterable[dict]] | None = None) -> Iterator[tuple[str, dict]]:
+        """(topic, record) in ts order, one simulated day after another.
 
-    def _day(self, day: int) -> Iterator[tuple[str, dict]]:
+        `before_day` returns the promo triggers that arrived since it was last
+        called (a promo engine's inbox); the shop acts on them before each day.
+        """
+        for day in range(self.config.days):
+            for trigger in before_day() if before_day else ():
+                self.offer(trigger)
+            yield from self.day(day)
+
+    def day(self, day: int) -> list[tuple[str, dict]]:
+        """One simulated day's (topic, record) in ts order; call it for day 0, 1, ... in turn.
+
+        A visit that runs past midnight finishes in the next day's list.
+        """
+        events = self._pending + self._simulate(day)
+        events.sort(key=lambda e: e[0])
+        if day < self.config.days - 1:
+            end = self.config.start_ms + (day + 1) * DAY_MS
+            cut = next((k for k, e in enumerate(events) if e[0] >= end), len(events))
+            events, self._pending = events[:cut], events[cut:]
+        else:
+            self._pending = []
+        return [(topic, record) for _, topic, record in events]
+
+    def _simulate(self, day: int) -> list[tuple[int, str, dict]]:
         c, rng = self.config, self.rng
         n = c.skus
         day_start = c.start_ms + day * DAY_MS
@@ -114,7 +161,9 @@ class Shop:
         visitors = rng.integers(0, c.users, visits)
         hours = rng.choice(24, visits, p=HOURLY_PROFILE / HOURLY_PROFILE.sum())
         visit_ts = day_start + hours * 3_600_000 + rng.integers(0, 3_600_000, visits)
-        weights = self.affinity[visitors] * (demand * price_lift)[None, :]
+        # price works on the decision to buy (below), not on what is viewed: so a SKU's units move
+        # by exactly (1 - discount) ** elasticity, the truth an estimate is checked against
+        weights = self.affinity[visitors] * demand[None, :]
         cumulative = np.cumsum(weights, axis=1)
         cumulative /= cumulative[:, -1:]
         view_counts = 1 + rng.poisson(c.views_per_visit - 1, visits)
@@ -134,7 +183,18 @@ class Shop:
                     ts += int(rng.integers(1_000, 20_000))
                     events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "wishlist", "ts": ts,
                                                   "session_id": session}))
-                if rng.random() < min(0.95, c.cart_rate * price_lift[sku_index]):
+                line_discount, lift, promo = discount[sku_index], price_lift[sku_index], None
+                offer = self._offer_for(sku_index, int(visitors[v]), ts) if self.offers else None
+                if offer is not None:
+                    offered = max(line_discount, offer.discount)
+                    offered_lift = (1 - offered) ** self.elasticity[sku_index]
+                    offer.observe(int(visitors[v]), min(0.95, c.cart_rate * lift) * c.order_rate,
+                                  min(0.95, c.cart_rate * offered_lift) * c.order_rate)
+                    if int(visitors[v]) in offer.targets:
+                        line_discount, lift = offered, offered_lift
+                        if offer.discount >= discount[sku_index]:
+                            promo = offer.trigger_id
+                if rng.random() < min(0.95, c.cart_rate * lift):
                     ts += int(rng.integers(1_000, 30_000))
                     events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "cart", "ts": ts,
                                                   "session_id": session}))
@@ -142,22 +202,24 @@ class Shop:
                         qty = min(1 + int(rng.poisson(0.3)), int(self.on_hand[sku_index]))
                         if qty > 0:  # sold out: the sale is lost
                             self.on_hand[sku_index] -= qty
-                            line = {"sku": sku, "qty": qty, "unit_price": float(price[sku_index])}
-                            if discount[sku_index] > 0:
-                                line["discount"] = float(discount[sku_index])
-                            lines.append(line)
+                            unit_price = float(np.round(self.list_price[sku_index] * (1 - line_discount), 2))
+                            line = {"sku": sku, "qty": qty, "unit_price": unit_price}
+                            if line_discount > 0:
+                                line["discount"] = float(line_discount)
+                            if promo is None and discount[sku_index] > 0:
+                                promo = next((p["promo_id"] for p in reversed(self.promotions)
+                                              if p["sku"] == sku), None)
+                            lines.append((line, promo))
             if lines:
                 ts += int(rng.integers(10_000, 120_000))
                 self.order_seq += 1
-                promo = next((p["promo_id"] for p in reversed(self.promotions)
-                              if p["sku"] == lines[0]["sku"] and "discount" in lines[0]), None)
+                promo = lines[0][1]  # an order names one promotion: its first line's
+                lines = [line for line, _ in lines]
                 events.append((ts, "orders", {"order_id": f"o-{self.order_seq}", "user_id": user, "ts": ts,
                                               "items": lines, "promo_id": promo, "currency": "EUR",
                                               "channel": "web"}))
         self._reorder(day)
-        events.sort(key=lambda e: e[0])
-        for _, topic, record in events:
-            yield topic, record
+        return events
 
     def _inventory(self, i: int, ts: int) -> dict:
         return {"sku": self.sku_ids[i], "on_hand": int(self.on_hand[i]), "ts": ts,
@@ -186,6 +248,33 @@ class Shop:
             if arrival <= day:
                 self.on_hand[i] += qty
                 del self.incoming[i]
+
+
+@dataclass
+class Offer:
+    """A trigger as the shop acts on it, with what its members would buy with and without it."""
+
+    trigger_id: str
+    discount: float
+    start: int
+    until: int
+    targets: set[int]
+    members: set[int]  # targets and holdout
+
+    def __post_init__(self) -> None:
+        self._no_buy = {}  # member -> [P(no purchase) without the offer, P(no purchase) with it]
+
+    def observe(self, user: int, buy_without: float, buy_with: float) -> None:
+        """A member viewed the SKU: one more chance to buy, with and without the discount."""
+        odds = self._no_buy.setdefault(user, [1.0, 1.0])
+        odds[0] *= 1 - buy_without
+        odds[1] *= 1 - buy_with
+
+    def truth(self) -> dict:
+        """The true uplift: the mean over all members of P(buy with) - P(buy without), given their views."""
+        effect = sum(odds[0] - odds[1] for odds in self._no_buy.values())
+        return {"members": len(self.members), "targets": len(self.targets),
+                "uplift": effect / len(self.members) if self.members else None}
 
 
 def paced(events: Iterator[tuple[str, dict]], rate: float | None, speedup: float | None,

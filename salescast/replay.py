@@ -106,9 +106,9 @@ def build_state(lines: Iterable[bytes], settings: Settings, users: bool = False)
 
 
 def _close(state: ReplayState, watermark_bucket: int, settings: Settings, forecaster: Forecaster, topic: str):
-    for sku, window, forecast in close_buckets(state.windows.items(), watermark_bucket, settings, forecaster):
-        state.windows[sku] = window
-        yield {"topic": topic, **forecast}
+    for closed in close_buckets(state.windows.items(), watermark_bucket, settings, forecaster):
+        state.windows[closed.sku] = closed.window
+        yield {"topic": topic, **closed.forecast}
 
 
 def run(path: str, out: IO[bytes], settings: Settings, progress: IO[str] = sys.stderr) -> ReplayStats:

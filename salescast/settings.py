@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from models.promo.policy import PromoPolicy
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -91,6 +93,7 @@ class Settings:
     cf_candidates_per_sku: int = 200  # users kept per SKU in the candidate index
     replication_factor: int = 1
     advertised_url: str | None = None  # how other workers reach this one's HTTP API
+    promo: PromoPolicy = field(default_factory=PromoPolicy)  # SALESCAST_PROMO_*
 
     @property
     def web_url(self) -> str:
@@ -160,6 +163,15 @@ class Settings:
                 return default
             return value
 
+        def fraction(name: str, default: float, allow_zero: bool = False) -> float:
+            value = number(name, default)
+            if value > 1 or (value == 0 and not allow_zero):
+                low = "0" if allow_zero else "above 0"
+                errors.append(f"{name}={value} is not a fraction; set a number from {low} to 1 or unset it "
+                              f"(default {default})")
+                return default
+            return value
+
         def choice(name: str, default: str | None, allowed: tuple[str, ...]) -> str | None:
             value = text(name, default)
             if value is not None and value not in allowed:
@@ -212,6 +224,26 @@ class Settings:
             cart=number("SALESCAST_WEIGHT_CART", 3.0),
             purchase=number("SALESCAST_WEIGHT_PURCHASE", 5.0),
         )
+        defaults = PromoPolicy()
+        promo = PromoPolicy(
+            overstock_days=number("SALESCAST_PROMO_OVERSTOCK_DAYS", defaults.overstock_days),
+            affinity_min_users=integer("SALESCAST_PROMO_AFFINITY_MIN_USERS", defaults.affinity_min_users, minimum=1),
+            affinity_max_conversion=number("SALESCAST_PROMO_AFFINITY_MAX_CONVERSION",
+                                           defaults.affinity_max_conversion),
+            max_discount=fraction("SALESCAST_PROMO_MAX_DISCOUNT", defaults.max_discount),
+            min_margin=number("SALESCAST_PROMO_MIN_MARGIN", defaults.min_margin),
+            discount_step=fraction("SALESCAST_PROMO_DISCOUNT_STEP", defaults.discount_step),
+            validity_ms=duration("SALESCAST_PROMO_VALIDITY", "3d")[1],
+            holdout_fraction=fraction("SALESCAST_PROMO_HOLDOUT_FRACTION", defaults.holdout_fraction,
+                                      allow_zero=True),
+            max_targets=integer("SALESCAST_PROMO_MAX_TARGETS", defaults.max_targets, minimum=2),
+            cooldown_ms=duration("SALESCAST_PROMO_COOLDOWN", "7d")[1],
+            max_open=integer("SALESCAST_PROMO_MAX_OPEN", defaults.max_open, minimum=1),
+            daily_budget=number("SALESCAST_PROMO_DAILY_BUDGET", defaults.daily_budget),
+        )
+        if promo.discount_step > promo.max_discount:
+            errors.append(f"SALESCAST_PROMO_DISCOUNT_STEP={promo.discount_step} is above SALESCAST_PROMO_MAX_DISCOUNT="
+                          f"{promo.max_discount}: no discount could be offered; lower the step")
         settings = cls(
             bootstrap_servers=bootstrap,
             security_protocol=protocol,
@@ -242,6 +274,7 @@ class Settings:
             cf_candidates_per_sku=integer("SALESCAST_CF_CANDIDATES_PER_SKU", 200, minimum=1),
             replication_factor=integer("SALESCAST_REPLICATION_FACTOR", 1, minimum=1),
             advertised_url=text("SALESCAST_ADVERTISED_URL", None),
+            promo=promo,
         )
         del half_life_text
         if settings.advertised_url and not re.match(r"^https?://[^/\s]+(:\d+)?/?$", settings.advertised_url):

@@ -71,6 +71,18 @@ def read_latest(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict
 
     None when the topic does not exist; deleted keys (a null value) are left out.
     """
+    records = read_all(settings, topic, timeout_s)
+    if records is None:
+        return None
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in records:
+        latest[key] = value
+    return {key: value for key, value in latest.items() if key and value}
+
+
+def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]] | None:
+    """Every (key, value) of a topic from the beginning to its end now, partition by partition; None when
+    the topic does not exist."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
@@ -83,20 +95,19 @@ def read_latest(settings: Settings, topic: str, timeout_s: float = 30.0) -> dict
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
         ends = consumer.end_offsets(assigned)
-        latest: dict[bytes, bytes | None] = {}
+        records: list[tuple[bytes, bytes]] = []
         remaining = {tp for tp in assigned if ends[tp] > 0}
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    latest[record.key] = record.value
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records.extend((record.key, record.value) for record in batch)
                 if consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
         if remaining:
             raise TimeoutError(f"reading {topic} took over {timeout_s:.0f}s; is the broker overloaded?")
     finally:
         consumer.close()
-    return {key: value for key, value in latest.items() if key and value}
+    return records
 
 
 def publish_model_version(settings: Settings, record: dict) -> None:

@@ -169,7 +169,7 @@ def model_metrics(evaluation: Evaluation) -> dict:
             "coverage_p10_p90": round(lstm["coverage_p10_p90"], 4), **evaluation.facts}
 
 
-MODELS = ("lstm", "cf")
+MODELS = ("lstm", "cf", "promo")
 
 
 def retrain(settings: Settings, events: str | None, options: TrainOptions, models: Iterable[str] = MODELS,
@@ -178,7 +178,7 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
     announced on model-versions. Returns their model-version records.
     """
     models = [m for m in MODELS if m in set(models)]
-    wants_cf = "cf" in models
+    wants_cf = "cf" in models or "promo" in models
     if events:
         log(f"reading {events}")
         state, newest = state_from_events(events, settings, users=wants_cf)
@@ -196,8 +196,11 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
     for model in models:
         if model == "lstm":
             saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
-        else:
+        elif model == "cf":
             saved = _train_cf(settings, vectors, windows, options.seed, source, log)
+        else:
+            outcomes = [] if events else read_promo_outcomes(settings, log)
+            saved = train_promo(settings, windows, vectors, outcomes, source, log)
         records.append(_make_current_and_announce(settings, saved, log))
     return records
 
@@ -229,6 +232,39 @@ def _train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, d
     config["training"] = {"source": source, "seed": seed}
     return ModelStore(settings.model_store).save(MODEL_NAME, config, cf_training.artifact_arrays(model, data),
                                                  metrics)
+
+
+def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str, dict], outcomes: list[dict],
+                source: str, log: Callable[[str], None]) -> dict:
+    """Elasticities from the windows' prices and units, corrected by finished promotions; base rates."""
+    from models.store import ModelStore
+    from salescast import promo_training
+    from salescast.promoting import MODEL_NAME
+
+    model, base_rates, metrics = promo_training.fit(windows, vectors, outcomes, settings)
+    log(f"elasticities from {model.facts['rows']} SKU-buckets ({model.facts['discounted_rows']} at a cut price), "
+        f"{len(model.categories)} categories and {len(model.skus)} SKUs of their own, "
+        f"{model.facts.get('outcomes_used', 0)} finished promotions")
+    config = {"elasticity": model.to_config(), "base_rates": base_rates,
+              "training": {"source": source, "outcomes": len(outcomes)}}
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, model.sku_arrays(), metrics)
+
+
+def read_promo_outcomes(settings: Settings, log: Callable[[str], None]) -> list[dict]:
+    """Finished triggers, each its final outcome joined with its trigger (from promo-outcomes and promo-triggers)."""
+    from salescast.promo_training import join_outcomes
+    from salescast.topics import read_all, read_latest
+
+    final = {}
+    for value in (read_latest(settings, settings.topic("promo_outcomes")) or {}).values():
+        record = orjson.loads(value)
+        if record.get("final"):
+            final[record["trigger_id"]] = record
+    if not final:
+        log("no finished promotion yet: elasticities from sales history alone")
+        return []
+    triggers = read_all(settings, settings.topic("promo_triggers")) or []
+    return join_outcomes(final.values(), (orjson.loads(value) for _, value in triggers))
 
 
 def _make_current_and_announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:

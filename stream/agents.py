@@ -19,17 +19,19 @@ from faust.types import TP
 
 from models import windows
 from models.cf import candidates
+from models.promo import guardrails
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
+from salescast.promoting import Promoter, admit, load_promo_model, outcome_updates, registration
 from salescast.recommending import affinity_updates, load_recommender
 from salescast.topics import read_latest
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
-from stream.tables import sku_candidates, sku_windows, user_items
-from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, inventory, orders, sku_affinities,
-                           sku_events, user_events)
+from stream.tables import promo_guardrails, sku_candidates, sku_windows, user_items
+from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, inventory, orders, promo_outcomes,
+                           promo_proposals, promo_triggers, sku_affinities, sku_events, user_events)
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
@@ -39,11 +41,17 @@ TICK_MARK = "tick"
 ingestor = Ingestor(settings)
 forecaster = load_forecaster(settings)
 recommender = load_recommender(settings)
+promoter = Promoter(load_promo_model(settings), settings.promo, settings,
+                    candidates_of=lambda sku: load_value(sku_candidates, sku.encode()),
+                    model_versions=lambda: {recommender.name: recommender.version})
 _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
 SKU_AFFINITIES = sku_affinities.get_topic_name()
 FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()
 INPUT_WATERMARKS = input_watermarks.get_topic_name()
+PROMO_PROPOSALS, PROMO_TRIGGERS = promo_proposals.get_topic_name(), promo_triggers.get_topic_name()
+PROMO_OUTCOMES = promo_outcomes.get_topic_name()
+GUARDRAILS_KEY = b"state"
 log = logging.getLogger(__name__)
 
 
@@ -172,7 +180,7 @@ def _write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
     encoded = orjson.dumps(value)
     stream._set_current_event(event)
     table.data[key] = encoded
-    out.add(table.changelog_topic.get_topic_name(), key, encoded, partition_for(key, settings.partitions),
+    out.add(table.changelog_topic.get_topic_name(), key, encoded, partition_for(key, table.partitions),
             on_sent=_changelog_persisted[table.name])
 
 
@@ -189,7 +197,7 @@ def _remember_changelog_offset(table):
 
 
 _changelog_persisted = {table.name: _remember_changelog_offset(table)
-                        for table in (sku_windows, user_items, sku_candidates)}
+                        for table in (sku_windows, user_items, sku_candidates, promo_guardrails)}
 
 
 def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, list], tuple[dict, bool]],
@@ -283,7 +291,8 @@ async def update_sku_windows(stream):
             if known is None or bucket > known[0]:
                 ticks[event.message.partition] = (bucket, ingested_at, event)
         touched = apply_batch(stream, sku_windows, "sku-windows", updates,
-                              lambda window, wire: apply_sku_update(window, SkuUpdate.from_wire(wire), settings), out)
+                              lambda window, wire: apply_sku_update(window, SkuUpdate.from_wire(wire), settings), out,
+                              before_write=send_outcome_updates)
         for key, (_, event) in touched.items():
             partition_index.add(event.message.partition, key)
         for partition, (bucket, ingested_at, event) in ticks.items():
@@ -315,17 +324,67 @@ async def _close_partition(stream, partition: int, bucket: int, ingested_at: flo
 
 def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox) -> None:
     scoring_started = time.perf_counter()
-    closed = close_buckets(chunk, bucket, settings, forecaster)
+    closed = close_buckets(chunk, bucket, settings, forecaster, promoter)
     if closed:
         metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()
-    for sku, window, record in closed:
-        key = sku.encode()
-        _write(stream, sku_windows, key, window, event, out)
+    for sku_closed in closed:
+        key, record = sku_closed.sku.encode(), sku_closed.forecast
+        _write(stream, sku_windows, key, sku_closed.window, event, out)
         out.add(FORECASTS, key, dumps(record))
+        if sku_closed.proposal is not None:
+            out.add(PROMO_PROPOSALS, key, dumps(sku_closed.proposal), partition=0)
+            metrics.PROMO_PROPOSALS.labels(sku_closed.proposal["trigger"]["reason"]).inc()
+        for reason, outcome in sku_closed.outcomes:
+            _send_outcome(out, outcome)
+            metrics.record_final_outcome(reason, outcome)
         metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
         metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
         metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.bucket_ms / 1000))
+
+
+def _send_outcome(out: Outbox, outcome: dict) -> None:
+    out.add(PROMO_OUTCOMES, outcome["trigger_id"].encode(), dumps(outcome))
+    metrics.PROMO_OUTCOMES.labels(str(outcome["final"]).lower()).inc()
+
+
+def send_outcome_updates(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
+    """Interim outcomes of the triggers that the batch's sales were attributed to."""
+    for key, (window, _) in touched.items():
+        if window.get("promos"):
+            for outcome in outcome_updates(key.decode(), window):
+                _send_outcome(out, outcome)
+
+
+@app.agent(promo_proposals)
+async def decide_promotions(stream):
+    """The guardrails over all SKUs; an admitted trigger is emitted and registered with its SKU's window."""
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        out = Outbox()
+        state = load_value(promo_guardrails, GUARDRAILS_KEY) or guardrails.new_state()
+        last_event = None
+        for event in events:
+            message = event.message
+            try:
+                proposal = orjson.loads(message.value)
+                verdict = admit(state, proposal, settings.promo)
+                trigger = proposal["trigger"]
+                update = registration(trigger, f"p{message.partition}", message.offset).to_wire()
+            except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
+                _processing_error(out, message, exc)
+                continue
+            last_event = event
+            if verdict != guardrails.ADMITTED:
+                metrics.PROMO_REFUSED.labels(verdict).inc()
+                continue
+            key = trigger["sku"].encode()
+            # re-sent as it was after a crash re-read (same id): the SKU's window ignores the re-registration
+            out.add(PROMO_TRIGGERS, key, dumps(trigger))
+            out.add(SKU_EVENTS, key, orjson.dumps(update))
+            metrics.TRIGGERS_EMITTED.labels(trigger["reason"]).inc()
+        if last_event is not None:
+            _write(stream, promo_guardrails, GUARDRAILS_KEY, state, last_event, out)
+        await out.flush(_producer())
 
 
 @app.agent(user_events)

@@ -19,7 +19,14 @@ EVENTS_CONSUMED = Counter("salescast_events_consumed_total", "Input records cons
 EVENTS_PER_SECOND = Gauge("salescast_events_per_second", "Input records consumed per second, last interval")
 DEAD_LETTERS = Counter("salescast_dead_letters_total", "Input records sent to the dead-letter topic", ["reason"])
 FORECASTS_EMITTED = Counter("salescast_forecasts_emitted_total", "Forecast records emitted", ["model"])
-TRIGGERS_EMITTED = Counter("salescast_promo_triggers_emitted_total", "Promo-trigger records emitted")
+TRIGGERS_EMITTED = Counter("salescast_promo_triggers_emitted_total", "Promo-trigger records emitted", ["reason"])
+PROMO_PROPOSALS = Counter("salescast_promo_proposals_total", "Promotions proposed at bucket close", ["reason"])
+PROMO_REFUSED = Counter("salescast_promo_refused_total", "Proposals a guardrail refused", ["guardrail"])
+PROMO_OUTCOMES = Counter("salescast_promo_outcomes_total", "Promo-outcome records emitted", ["final"])
+PROMO_MEMBERS = Counter("salescast_promo_members_total", "Users of finished triggers, by group",
+                        ["reason", "group"])
+PROMO_BUYERS = Counter("salescast_promo_buyers_total", "Users of finished triggers who bought, by group",
+                       ["reason", "group"])
 PROCESSING_LATENCY = Histogram("salescast_processing_latency_seconds",
                                "Time to process one batch of records, per record", ["stage"],
                                buckets=LATENCY_BUCKETS)
@@ -33,7 +40,9 @@ EVENT_TIME_LAG = Histogram("salescast_event_time_lag_seconds", "Wall clock minus
 MODEL_INFO = Gauge("salescast_model_info", "The live version of each model (value 1)", ["model", "version"])
 CONSUMER_LAG = Gauge("salescast_consumer_lag", "Records behind the end of each assigned partition",
                      ["topic", "partition"])
-PROMO_UPLIFT = Gauge("salescast_promo_uplift", "Latest measured uplift per promotion reason", ["reason"])
+PROMO_UPLIFT = Gauge("salescast_promo_uplift",
+                     "Uplift (target minus holdout conversion) pooled over the triggers this worker finished, "
+                     "per reason; service-wide from the members and buyers counters", ["reason"])
 UPDATES_APPLIED = Counter("salescast_updates_applied_total", "Updates applied to a table (after repartitioning)",
                           ["table"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
@@ -62,3 +71,16 @@ def consumed_total() -> float:
 
 def serve(port: int) -> None:
     start_http_server(port)
+
+
+def record_final_outcome(reason: str, outcome: dict) -> None:
+    """Counts a finished trigger's members and buyers, and moves this worker's pooled uplift gauge."""
+    for group in ("targets", "holdout"):
+        PROMO_MEMBERS.labels(reason, group).inc(outcome[group])
+    PROMO_BUYERS.labels(reason, "targets").inc(outcome["target_buyers"])
+    PROMO_BUYERS.labels(reason, "holdout").inc(outcome["holdout_buyers"])
+    members = {group: PROMO_MEMBERS.labels(reason, group)._value.get() for group in ("targets", "holdout")}
+    buyers = {group: PROMO_BUYERS.labels(reason, group)._value.get() for group in ("targets", "holdout")}
+    if members["targets"] and members["holdout"]:
+        PROMO_UPLIFT.labels(reason).set(buyers["targets"] / members["targets"]
+                                        - buyers["holdout"] / members["holdout"])

@@ -9,7 +9,7 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.engine import SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.engine import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
 from stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
@@ -20,3 +20,6 @@ sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clic
 user_items = app.Table(USER_ITEMS_TABLE, help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)
 sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the strongest affinity (bounded)",
                            **TABLE_OPTIONS)
+# one key, the guardrails' state (models.promo.guardrails), beside the one-partition proposals topic
+promo_guardrails = app.Table(PROMO_GUARDRAILS_TABLE, help="cooldowns, open triggers and budget spent",
+                             **{**TABLE_OPTIONS, "partitions": 1})

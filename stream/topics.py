@@ -16,6 +16,8 @@ clicks = app.topic(settings.topic("clicks"), **RAW)
 inventory = app.topic(settings.topic("inventory"), **RAW)
 forecasts = app.topic(settings.topic("forecasts"), **RAW)
 dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
+promo_triggers = app.topic(settings.topic("promo_triggers"), **RAW)
+promo_outcomes = app.topic(settings.topic("promo_outcomes"), **RAW)
 
 # Keyed by SKU / by user: what makes each table's partitions line up with the stream
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
@@ -28,3 +30,6 @@ sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, p
 # rebalanced worker judges `future` and `late` against (salescast.engine.Ingestor.seed).
 input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
+# Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
+# triggers, daily budget) hold over every SKU, so one worker at a time decides them.
+promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **RAW)

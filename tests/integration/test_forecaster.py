@@ -115,7 +115,7 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
     worker.stop()
     worker.start()
     last_ts = max(json.loads(line)["ts"] for line in lines)
-    next_day = (last_ts // DAY_MS + 2) * DAY_MS + 60_000
+    next_day = (last_ts // DAY_MS + 1) * DAY_MS + 60_000  # within SALESCAST_MAX_FUTURE_MS of the newest event
     produce(worker, [json.dumps({"topic": "clicks", "user_id": "u-1", "sku": "sku-0", "action": "view",
                                  "ts": next_day})])
     switched, _ = lstm_forecasts(worker, second["version"], after_ts=(last_ts // DAY_MS) * DAY_MS)

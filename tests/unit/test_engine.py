@@ -97,9 +97,10 @@ def test_closing_a_bucket_forecasts_from_the_next_one_once(settings):
     window, _ = apply_sku_update(None, SkuUpdate("sale", "a", T0, "o0", 1, units=3, revenue=3.0), settings)
     closed = close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(settings.season))
     assert len(closed) == 1
-    sku, window, record = closed[0]
+    window, record = closed[0].window, closed[0].forecast
     validator("forecasts")(record)
     assert record["ts"] == T0 and [h["start"] for h in record["horizon"]] == [T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY]
     assert record["cold_start"] is True and record["model"]["name"] == "seasonal_naive"
     assert all(h["p10"] <= h["p50"] <= h["p90"] for h in record["horizon"])
+    assert window["fp"] == [T0 // DAY + 1, record["horizon"][0]["p10"]]  # what the next close checks demand against
     assert close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(7)) == []

@@ -1,0 +1,310 @@
+"""`salescast evaluate --promo`: promotions in a closed loop with the synthetic shop, against its truth.
+
+The shop (salescast.generator) runs day by day; every event goes through the
+worker's own code (Ingestor, windows, user vectors, candidate index). After a
+warm-up the recommender and the promotion model are trained as `salescast
+retrain` trains them, and again every week on everything so far, finished
+promotions included (the feedback). Each day's close runs the promotion step
+and the guardrails; the shop acts on every admitted trigger: its targets see
+the discount, its holdout does not, and the shop keeps each member's exact
+chance to buy with and without it, so each trigger's true uplift is known.
+
+The report: triggers by reason, predicted vs realised incremental units,
+the measured uplift with its 95% interval against the true uplift, the
+elasticities against the shop's, and a check that no trigger met short stock.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import orjson
+
+from models.cf import candidates
+from models.promo import guardrails
+from models.promo.attribution import uplift_interval
+from models.store import ModelStore
+from salescast.engine import BaselineForecaster, Ingestor, apply_sku_update, apply_user_update, close_buckets
+from salescast.generator import CATEGORIES, Shop, ShopConfig
+from salescast.promoting import Promoter, admit, load_promo_model, registration
+from salescast.recommending import affinity_updates, load_recommender
+from salescast.settings import Settings
+
+TOPIC_KINDS = ("orders", "clicks", "inventory")
+DAY_MS = 86_400_000
+RETRAIN_EVERY_DAYS = 7
+ENOUGH_CUT_PRICE_BUCKETS = 40  # a category with at least this many is held to the +-20% elasticity target
+
+
+@dataclass
+class Simulation:
+    shop: Shop
+    triggers: list[dict] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, dict] = field(default_factory=dict)  # trigger id -> final outcome
+    short_stock: int = 0  # triggers whose SKU had less true stock than its forecast demand
+    models: list[dict] = field(default_factory=list)  # promo model facts after each training
+    elasticity_before_feedback: dict = field(default_factory=dict)
+    elasticity_after_feedback: dict = field(default_factory=dict)
+    cut_price: dict = field(default_factory=dict)  # category -> cut-price buckets the last training saw
+    sku_elasticities: dict = field(default_factory=dict)  # SKU -> its own elasticity at the last training
+
+
+def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
+    from salescast import training
+
+    store_dir = tempfile.mkdtemp(prefix="salescast-promo-eval-")
+    settings = replace(settings, model_store=Path(store_dir), history_buckets=max(settings.history_buckets,
+                                                                                  config.days + 1))
+    shop = Shop(config)
+    sim = Simulation(shop)
+    ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
+    windows: dict[str, dict] = {}
+    vectors: dict[str, dict] = {}
+    entries: dict[str, dict] = {}
+    guard_state = guardrails.new_state()
+    forecaster = BaselineForecaster(settings.season)
+    recommender = load_recommender(settings)
+    promoter = Promoter(None, settings.promo, settings, entries.get, lambda: {recommender.name: recommender.version})
+    sequence = 0
+    last_offer_day = config.days - settings.promo.validity_ms // DAY_MS
+
+    def train(day: int) -> None:
+        nonlocal recommender
+        store = ModelStore(settings.model_store)
+        finished = _joined_outcomes(sim)
+        for saved in (training._train_cf(settings, vectors, windows, config.seed, "simulation", log),
+                      training.train_promo(settings, windows, vectors, finished, "simulation", log)):
+            store.set_current(saved["name"], saved["version"])
+        recommender = load_recommender(settings)
+        promoter.model = load_promo_model(settings)
+        sim.models.append({"day": day, "outcomes": len(finished), **promoter.model.elasticity.facts})
+        sim.cut_price = promoter.model.elasticity.facts.get("discounted_rows_by_category", {})
+        sim.sku_elasticities = {sku: e.elasticity for sku, e in promoter.model.elasticity.skus.items()}
+        if not sim.elasticity_before_feedback:
+            sim.elasticity_before_feedback = _elasticities(promoter.model)
+        sim.elasticity_after_feedback = _elasticities(promoter.model)
+        _refresh_candidates(list(vectors), vectors, entries, recommender, settings)
+
+    started = time.monotonic()
+    for day in range(config.days):
+        if day >= warmup_days and (day - warmup_days) % RETRAIN_EVERY_DAYS == 0 and day < last_offer_day:
+            train(day)
+        if day == last_offer_day:
+            promoter.model = None  # no offer the simulation cannot follow to its end
+        touched_users = set()
+        for topic, record in shop.day(day):
+            raw = orjson.dumps(record)
+            result = ingestor.ingest(topic, raw, 0, sequence, record=record, dedup_offset=sequence)
+            sequence += 1
+            for update in result.sku_updates:
+                windows[update.sku], _ = apply_sku_update(windows.get(update.sku), update, settings)
+            for update in result.user_updates:
+                vectors[update.user], _ = apply_user_update(vectors.get(update.user), update, settings)
+                touched_users.add(update.user)
+        if recommender.model is not None:
+            _refresh_candidates(list(touched_users), vectors, entries, recommender, settings)
+        close_bucket = (config.start_ms + (day + 1) * DAY_MS) // settings.bucket_ms
+        for closed in close_buckets(windows.items(), close_bucket, settings, forecaster, promoter):
+            windows[closed.sku] = closed.window
+            for _, outcome in closed.outcomes:
+                sim.outcomes[outcome["trigger_id"]] = outcome
+            if closed.proposal is None:
+                continue
+            verdict = admit(guard_state, closed.proposal, settings.promo)
+            if verdict != guardrails.ADMITTED:
+                sim.refused[verdict] = sim.refused.get(verdict, 0) + 1
+                continue
+            trigger = closed.proposal["trigger"]
+            sequence += 1
+            windows[trigger["sku"]], _ = apply_sku_update(windows[trigger["sku"]],
+                                                          registration(trigger, "p0", sequence), settings)
+            sku_index = shop.sku_index[trigger["sku"]]
+            if shop.on_hand[sku_index] < trigger["forecast_units"]:
+                sim.short_stock += 1
+            sim.triggers.append({**trigger, "elasticity": closed.proposal["elasticity"],
+                                 "category": closed.proposal["category"]})
+            shop.offer(trigger)
+        if day % 10 == 9:
+            log(f"day {day + 1}/{config.days}: {len(sim.triggers)} triggers, {len(sim.outcomes)} finished "
+                f"({time.monotonic() - started:.0f}s)")
+    for window in windows.values():
+        for state in window.get("promos", ()):
+            log(f"trigger {state['id']} still open at the end; left out")
+    return sim
+
+
+def _refresh_candidates(users: list[str], vectors: dict[str, dict], entries: dict[str, dict], recommender,
+                        settings: Settings) -> None:
+    """What the user agent and the candidate agent do for a batch: score the users, fold the changes in."""
+    changes = affinity_updates(recommender, users, [vectors[u] for u in users], settings.cf_affinity_top,
+                               lambda sku: 0).get(0, [])
+    by_sku: dict[str, list] = {}
+    for sku, user, score, ts in changes:
+        by_sku.setdefault(sku, []).append((user, score, ts))
+    for sku, sku_changes in by_sku.items():
+        entries[sku] = candidates.apply_changes(entries.get(sku), sku_changes, settings.cf_candidates_per_sku,
+                                                settings.interaction_half_life_ms)
+
+
+def _joined_outcomes(sim: Simulation) -> list[dict]:
+    from salescast.promo_training import join_outcomes
+
+    return join_outcomes(sim.outcomes.values(), sim.triggers)
+
+
+def _elasticities(model) -> dict:
+    """category -> (served estimate, its se, the category's own fit or None)."""
+    raw = model.elasticity.raw_categories
+    return {category: (estimate.elasticity, estimate.se, raw.get(category))
+            for category, estimate in model.elasticity.categories.items()}
+
+
+def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, dict]:
+    truth = sim.shop.ground_truth()
+    lines = [f"Shop: {config.skus} SKUs, {config.users} users, {config.days} days (seed {config.seed}); "
+             f"warm-up {warmup_days} days, then promotions decided at every daily close, the models retrained "
+             f"every {RETRAIN_EVERY_DAYS} days.", ""]
+    finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
+    figures: dict = {"triggers": len(sim.triggers), "finished": len(finished), "refused": dict(sim.refused),
+                     "short_stock": sim.short_stock}
+    lines += ["| reason | triggers | targets | holdout | target conv. | holdout conv. | uplift [95% CI] | "
+              "true uplift | predicted incr. units | realised incr. units |",
+              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    rows = {}
+    for reason in ("overstock", "demand_drop", "affinity", "all"):
+        group = [(t, o) for t, o in finished if reason == "all" or t["reason"] == reason]
+        if not group:
+            continue
+        nt = sum(o["targets"] for _, o in group)
+        nh = sum(o["holdout"] for _, o in group)
+        bt = sum(o["target_buyers"] for _, o in group)
+        bh = sum(o["holdout_buyers"] for _, o in group)
+        interval = uplift_interval(bt, nt, bh, nh)
+        offers = [truth["offers"][t["trigger_id"]] for t, _ in group]
+        true_uplift = (sum(o["uplift"] * o["members"] for o in offers if o["uplift"] is not None)
+                       / max(1, sum(o["members"] for o in offers if o["uplift"] is not None)))
+        predicted = sum(t["expected_incremental_units"] for t, _ in group)
+        realised = sum(o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"]
+                       for _, o in group if o["holdout"])
+        rows[reason] = {"triggers": len(group), "targets": nt, "holdout": nh, "uplift": interval,
+                        "true_uplift": true_uplift, "predicted_units": predicted, "realised_units": realised}
+        uplift_text = "n/a" if interval is None else f"{interval[0]:+.4f} [{interval[1]:+.4f}, {interval[2]:+.4f}]"
+        lines.append(f"| {reason} | {len(group)} | {nt} | {nh} | {bt / nt:.4f} | {bh / max(nh, 1):.4f} | "
+                     f"{uplift_text} | {true_uplift:+.4f} | {predicted:.1f} | {realised:.1f} |")
+    figures["by_reason"] = rows
+    overall = rows.get("all")
+    if overall and overall["uplift"]:
+        value, low, high = overall["uplift"]
+        figures["uplift_positive"] = value > 0
+        figures["truth_within_interval"] = low <= overall["true_uplift"] <= high
+        lines += ["", f"Measured uplift {value:+.4f} (95% CI {low:+.4f} to {high:+.4f}); true uplift "
+                      f"{overall['true_uplift']:+.4f}: {'inside' if figures['truth_within_interval'] else 'OUTSIDE'} "
+                      f"the interval. Triggers on SKUs with less stock than their forecast demand: {sim.short_stock}."]
+    lines += ["", f"Refused by the guardrails: {sim.refused or 'none'}.", "",
+              "Elasticities: the shop's truth is the mean over the category's SKUs that it promoted. Each "
+              "category's own fit is shrunk toward the fit of all categories by how much the categories "
+              "really differ (empirical Bayes), and finished promotions are merged in: that is what serves.", "",
+              "| category | true elasticity | own fit, history only | own fit, last training | served "
+              "(shrunk, with feedback) | served error | cut-price buckets | within 20% |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    promoted = {p["sku"] for p in truth["promotions"]}
+    elasticity_rows = {}
+
+    def fit_text(entry) -> str:
+        return "n/a" if entry is None or entry[2] is None else f"{entry[2].elasticity:.3f} ± {entry[2].se:.3f}"
+
+    for category in CATEGORIES:
+        skus = [s for s, v in truth["skus"].items() if v["category"] == category and s in promoted]
+        after = sim.elasticity_after_feedback.get(category)
+        before = sim.elasticity_before_feedback.get(category)
+        if not skus or after is None:
+            continue
+        true_value = float(np.mean([truth["skus"][s]["elasticity"] for s in skus]))
+        error = after[0] / true_value - 1
+        own = after[2]
+        cut = int(sim.cut_price.get(category, 0))
+        elasticity_rows[category] = {"truth": true_value, "served": after[0], "se": after[1], "error": error,
+                                     "own_fit": None if own is None else own.elasticity,
+                                     "own_fit_error": None if own is None else own.elasticity / true_value - 1,
+                                     "cut_price_buckets": cut, "held_to_target": cut >= ENOUGH_CUT_PRICE_BUCKETS}
+        lines.append(f"| {category} | {true_value:.3f} | {fit_text(before)} | {fit_text(after)} | "
+                     f"{after[0]:.3f} ± {after[1]:.3f} | {error:+.1%} | {cut} | "
+                     f"{'yes' if abs(error) <= 0.2 else 'NO'}{'' if cut >= ENOUGH_CUT_PRICE_BUCKETS else ' (few)'} |")
+    sku_errors = [(sim.sku_elasticities[s] / truth["skus"][s]["elasticity"] - 1) for s in sim.sku_elasticities]
+    if sku_errors:
+        figures["sku_elasticity_median_abs_error"] = float(np.median(np.abs(sku_errors)))
+        lines += ["", f"SKUs with an elasticity of their own: {len(sku_errors)}; median absolute error against "
+                      f"their true elasticity {figures['sku_elasticity_median_abs_error']:.1%}."]
+    figures["elasticities"] = elasticity_rows
+    figures["models"] = sim.models
+    return "\n".join(lines) + "\n", figures
+
+
+def plot(sim: Simulation, figures: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = {"overstock": "tab:blue", "demand_drop": "tab:orange", "affinity": "tab:green"}
+    for reason, colour in colours.items():
+        points = [(t["expected_incremental_units"],
+                   o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"])
+                  for t, o in finished if t["reason"] == reason and o["holdout"]]
+        if points:
+            x, y = zip(*points)
+            left.scatter(x, y, s=14, alpha=0.7, color=colour, label=f"{reason} ({len(points)})")
+    limit = max([1.0] + [abs(t["expected_incremental_units"]) for t, _ in finished])
+    left.plot([0, limit], [0, limit], color="0.4", lw=1, ls="--", label="predicted = realised")
+    left.set_xlabel("predicted incremental units per trigger")
+    left.set_ylabel("realised (targets minus holdout-rate x targets)")
+    left.legend(fontsize=8)
+    left.set_title("Incremental units")
+    reasons = [r for r in ("overstock", "demand_drop", "affinity", "all") if r in figures["by_reason"]]
+    for k, reason in enumerate(reasons):
+        row = figures["by_reason"][reason]
+        if row["uplift"] is None:
+            continue
+        value, low, high = row["uplift"]
+        right.errorbar([k], [value], yerr=[[value - low], [high - value]], fmt="o", color="black", capsize=4,
+                       label="measured, 95% CI" if k == 0 else None)
+        right.scatter([k], [row["true_uplift"]], marker="x", s=60, color="tab:red",
+                      label="truth" if k == 0 else None)
+    right.axhline(0, color="0.6", lw=1)
+    right.set_xticks(range(len(reasons)), reasons)
+    right.set_ylabel("conversion uplift (targets - holdout)")
+    right.set_title("Uplift by reason")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(args, settings: Settings) -> int:
+    config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users or 20_000, days=args.days or 90)
+    warmup = args.warmup
+    if not 14 <= warmup < config.days - 7:
+        print(f"salescast evaluate --promo: --warmup {warmup} must be at least 14 and leave a week of the "
+              f"{config.days} days", file=sys.stderr)
+        return 2
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"simulating {config.days} days of a shop of {config.skus} SKUs and {config.users} users (seed "
+        f"{config.seed}), promotions from day {warmup}")
+    sim = simulate(config, warmup, settings, log)
+    text, figures = report(sim, config, warmup)
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text)
+    if args.plot:
+        plot(sim, figures, args.plot)
+        log(f"plot written to {args.plot}")
+    return 0
