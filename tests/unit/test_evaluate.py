@@ -70,3 +70,20 @@ def test_movielens_is_real_ratings():
     assert (len(data.user_ids), len(data.item_ids), len(data.users)) == (671, 6170, 51_568)
     assert set(data.weights.tolist()) == {1.0}
     assert data.categories[data.item_ids.index("1")] == "Adventure"  # Toy Story (1995): Adventure|Animation|...
+
+
+def test_evaluate_promo_runs_the_closed_loop_and_reports_against_the_truth(tmp_path, capsys):
+    report, plot = tmp_path / "promo.md", tmp_path / "promo.png"
+    code = main(["evaluate", "--promo", "--skus", "40", "--users", "1500", "--days", "30", "--warmup", "16",
+                 "--report", str(report), "--plot", str(plot)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| all |" in text and "true uplift" in text and "Triggers on SKUs with less stock" in text
+    assert "| category | true elasticity |" in text
+    assert report.read_text().strip() == text.strip()
+    assert plot.stat().st_size > 10_000
+
+
+def test_evaluate_promo_refuses_a_warmup_that_leaves_no_time(capsys):
+    assert main(["evaluate", "--promo", "--days", "20", "--warmup", "15"]) == 2
+    assert "--warmup 15" in capsys.readouterr().err
