@@ -151,7 +151,6 @@ class Shop:
         self._start_promotions(day, day_start)
         on_promo = self.promo_until >= day
         discount = np.where(on_promo, self.promo_discount, 0.0)
-        price = np.round(self.list_price * (1 - discount), 2)
         price_lift = (1 - discount) ** self.elasticity
         dow = (day_start // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
         demand = self.base_demand * np.exp(self.trend * day) * self.weekly[self.category, dow]

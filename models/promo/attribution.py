@@ -91,9 +91,25 @@ def outcome_record(state: dict, sku: str, ts: int, final: bool) -> dict:
 
 def uplift_interval(target_buyers: int, targets: int, holdout_buyers: int, holdout: int,
                     z: float = Z95) -> tuple[float, float, float] | None:
-    """(uplift, low, high): the difference of two conversion rates with its normal-approximation interval."""
+    """(uplift, low, high): the difference of two conversion rates with Newcombe's hybrid score interval.
+
+    Built from each rate's Wilson interval (Newcombe 1998, Statistics in
+    Medicine 17:873, method 10): unlike the plain normal approximation it
+    keeps its coverage when a holdout has only a handful of buyers, which is
+    the common case (10% of a few hundred users converting at 1%).
+    """
     if not targets or not holdout:
         return None
     pt, ph = target_buyers / targets, holdout_buyers / holdout
-    se = math.sqrt(pt * (1 - pt) / targets + ph * (1 - ph) / holdout)
-    return pt - ph, pt - ph - z * se, pt - ph + z * se
+    lt, ut = wilson(target_buyers, targets, z)
+    lh, uh = wilson(holdout_buyers, holdout, z)
+    d = pt - ph
+    return d, d - math.sqrt((pt - lt) ** 2 + (uh - ph) ** 2), d + math.sqrt((ut - pt) ** 2 + (ph - lh) ** 2)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half

@@ -187,31 +187,27 @@ class ElasticityModel:
         return self.skus.get(sku) or self.categories.get(category or "") or self.overall
 
     def with_outcomes(self, outcomes: list[dict]) -> "ElasticityModel":
-        """Merge realised promotions into the category estimates.
+        """Merge realised promotions in, then shrink the categories again.
 
         outcomes: {"category", "discount", "targets", "target_buyers", "holdout", "holdout_buyers"} per
-        finished trigger. Per category, the pooled conversion ratio gives an implied elasticity whose
-        variance comes from the binomial counts (delta method).
+        finished trigger. Pooled target and holdout conversions give an implied elasticity whose
+        variance comes from the binomial counts (delta method): all outcomes together move the
+        overall estimate, a category's own (when both its sides have buyers) move the category's
+        own fit, and the categories are shrunk toward the new overall as in `fit`.
         """
         by_category: dict[str, list[dict]] = {}
         for outcome in outcomes:
             by_category.setdefault(outcome.get("category") or "", []).append(outcome)
-        used = 0
+        evidence = dict(self.raw_categories)
         for category, group in by_category.items():
             implied = implied_elasticity(group)
-            if implied is None:
-                continue
-            value, variance = implied
-            current = self.categories.get(category) or self.overall
-            if current is None:
-                merged = Estimate(value, math.sqrt(variance), "outcomes")
-            else:
-                w_model, w_outcomes = 1 / current.se ** 2, 1 / variance
-                merged = Estimate((w_model * current.elasticity + w_outcomes * value) / (w_model + w_outcomes),
-                                  math.sqrt(1 / (w_model + w_outcomes)), f"{current.source}+outcomes")
-            self.categories[category] = merged
-            used += len(group)
-        self.facts["outcomes_used"] = used
+            if implied is not None:
+                evidence[category] = _merged(evidence.get(category), implied)
+        pooled = implied_elasticity(outcomes)
+        if pooled is not None:
+            self.overall = _merged(self.overall, pooled)
+        self.categories = _shrunk(evidence, self.overall) if self.overall else evidence
+        self.facts["outcomes_used"] = len(outcomes) if pooled is not None else 0
         return self
 
     def to_config(self) -> dict:
@@ -239,6 +235,16 @@ class ElasticityModel:
         model.skus = {str(s): Estimate(float(e), float(se), "sku")
                       for s, e, se in zip(arrays["sku_ids"], arrays["sku_elasticity"], arrays["sku_se"])}
         return model
+
+
+def _merged(estimate: Estimate | None, implied: tuple[float, float]) -> Estimate:
+    """An estimate and an outcome-implied (value, variance), weighted by inverse variance."""
+    value, variance = implied
+    if estimate is None:
+        return Estimate(value, math.sqrt(variance), "outcomes")
+    w_model, w_outcomes = 1 / estimate.se ** 2, 1 / variance
+    return Estimate((w_model * estimate.elasticity + w_outcomes * value) / (w_model + w_outcomes),
+                    math.sqrt(1 / (w_model + w_outcomes)), f"{estimate.source}+outcomes")
 
 
 def _shrunk(raw: dict[str, Estimate], toward: Estimate) -> dict[str, Estimate]:
