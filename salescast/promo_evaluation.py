@@ -54,6 +54,7 @@ class Simulation:
     elasticity_after_feedback: dict = field(default_factory=dict)
     cut_price: dict = field(default_factory=dict)  # category -> cut-price buckets the last training saw
     sku_elasticities: dict = field(default_factory=dict)  # SKU -> its own elasticity at the last training
+    information: dict = field(default_factory=dict)  # SKU -> how much its prices say about its elasticity
 
 
 def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
@@ -80,7 +81,7 @@ def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Call
         store = ModelStore(settings.model_store)
         finished = _joined_outcomes(sim)
         for saved in (training._train_cf(settings, vectors, windows, config.seed, "simulation", log),
-                      training.train_promo(settings, windows, vectors, finished, "simulation", log)):
+                      training.train_promo(settings, windows, vectors, sim.triggers, finished, "simulation", log)):
             store.set_current(saved["name"], saved["version"])
         recommender = load_recommender(settings)
         promoter.model = load_promo_model(settings)
@@ -137,7 +138,26 @@ def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Call
     for window in windows.values():
         for state in window.get("promos", ()):
             log(f"trigger {state['id']} still open at the end; left out")
+    sim.information = _price_information(windows, sim.triggers, settings)
     return sim
+
+
+def _price_information(windows: dict[str, dict], triggers: list[dict], settings: Settings) -> dict[str, float]:
+    """What each SKU's prices tell the regression about its elasticity: the sum over its buckets of
+    units x (log price ratio - the SKU's mean)^2, as the fit sees them (same rows, same price inference).
+    A pooled estimate is an average of the SKUs' elasticities weighted about so."""
+    from models.promo.elasticity import panel_from_series
+    from salescast.promo_training import targeted_buckets
+
+    targeted = targeted_buckets(windows, triggers, settings.bucket_ms)
+    information = {}
+    for sku, window in windows.items():
+        panel = panel_from_series([(sku, "", window["b"], window["u"], window["r"], window.get("s", [-1] * len(
+            window["u"])), window.get("lp"), targeted.get(sku))])
+        if len(panel.units):
+            x = np.log(panel.price_ratio)
+            information[sku] = float(np.sum(panel.units * (x - np.average(x, weights=panel.units + 1e-9)) ** 2))
+    return information
 
 
 def _refresh_candidates(users: list[str], vectors: dict[str, dict], entries: dict[str, dict], recommender,
@@ -211,9 +231,10 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
               "Elasticities: the shop's truth is the mean over the category's SKUs that it promoted. Each "
               "category's own fit is shrunk toward the fit of all categories by how much the categories "
               "really differ (empirical Bayes), and finished promotions are merged in: that is what serves.", "",
-              "| category | true elasticity | own fit, history only | own fit, last training | served "
-              "(shrunk, with feedback) | served error | cut-price buckets | within 20% |",
-              "|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| category | true elasticity | true, weighted as the fit weighs SKUs | own fit, history only | "
+              "own fit, last training | served (shrunk, with feedback) | served error | cut-price buckets | "
+              "within 20% |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     promoted = {p["sku"] for p in truth["promotions"]}
     elasticity_rows = {}
 
@@ -227,14 +248,18 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
         if not skus or after is None:
             continue
         true_value = float(np.mean([truth["skus"][s]["elasticity"] for s in skus]))
+        weights = [sim.information.get(s, 0.0) for s in skus]
+        weighted = float(np.average([truth["skus"][s]["elasticity"] for s in skus], weights=weights)) \
+            if sum(weights) > 0 else true_value
         error = after[0] / true_value - 1
         own = after[2]
         cut = int(sim.cut_price.get(category, 0))
-        elasticity_rows[category] = {"truth": true_value, "served": after[0], "se": after[1], "error": error,
+        elasticity_rows[category] = {"truth": true_value, "truth_weighted": weighted, "served": after[0],
+                                     "se": after[1], "error": error, "error_weighted": after[0] / weighted - 1,
                                      "own_fit": None if own is None else own.elasticity,
                                      "own_fit_error": None if own is None else own.elasticity / true_value - 1,
                                      "cut_price_buckets": cut, "held_to_target": cut >= ENOUGH_CUT_PRICE_BUCKETS}
-        lines.append(f"| {category} | {true_value:.3f} | {fit_text(before)} | {fit_text(after)} | "
+        lines.append(f"| {category} | {true_value:.3f} | {weighted:.3f} | {fit_text(before)} | {fit_text(after)} | "
                      f"{after[0]:.3f} ± {after[1]:.3f} | {error:+.1%} | {cut} | "
                      f"{'yes' if abs(error) <= 0.2 else 'NO'}{'' if cut >= ENOUGH_CUT_PRICE_BUCKETS else ' (few)'} |")
     sku_errors = [(sim.sku_elasticities[s] / truth["skus"][s]["elasticity"] - 1) for s in sim.sku_elasticities]

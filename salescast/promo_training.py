@@ -37,15 +37,32 @@ def join_outcomes(finals: Iterable[dict], triggers: Iterable[dict]) -> list[dict
     return joined
 
 
-def fit(windows: dict[str, dict], vectors: dict[str, dict], outcomes: list[dict], settings: Settings
-        ) -> tuple[ElasticityModel, dict[str, float], dict]:
+def fit(windows: dict[str, dict], vectors: dict[str, dict], triggers: list[dict], outcomes: list[dict],
+        settings: Settings) -> tuple[ElasticityModel, dict[str, float], dict]:
+    """`triggers`: every trigger emitted (their buckets leave the price regression); `outcomes`: the
+    finished ones joined with their triggers (join_outcomes)."""
     categories = {sku: window.get("cat") or "" for sku, window in windows.items()}
     outcomes = [{**outcome, "category": categories.get(outcome["sku"], "")} for outcome in outcomes]
+    targeted = targeted_buckets(windows, triggers, settings.bucket_ms)
     series = [(sku, categories[sku], window["b"], window["u"], window["r"], window.get("s", [-1] * len(window["u"])),
-               window.get("lp")) for sku, window in windows.items()]
+               window.get("lp"), targeted.get(sku)) for sku, window in windows.items()]
     model = ElasticityModel(season=settings.season).fit(panel_from_series(series)).with_outcomes(outcomes)
     rates = base_rates(windows, categories, vectors, outcomes, settings)
     return model, rates, metrics(model, outcomes)
+
+
+def targeted_buckets(windows: dict[str, dict], triggers: list[dict], bucket_ms: int) -> dict[str, np.ndarray]:
+    """Per SKU, a mask over its window's buckets: True where one of its triggers ran."""
+    masks: dict[str, np.ndarray] = {}
+    for trigger in triggers:
+        window = windows.get(trigger["sku"])
+        if window is None:
+            continue
+        mask = masks.setdefault(trigger["sku"], np.zeros(len(window["u"]), dtype=bool))
+        first = trigger["ts"] // bucket_ms - window["b"]
+        last = (trigger["valid_until"] - 1) // bucket_ms - window["b"]
+        mask[max(0, first):max(0, last + 1)] = True
+    return masks
 
 
 def base_rates(windows: dict[str, dict], categories: dict[str, str], vectors: dict[str, dict],

@@ -64,7 +64,8 @@ def load_promo_model(settings: Settings) -> PromoModel | None:
     return model
 
 
-def signals(window: dict, forecast: dict, entry: dict | None, settings: Settings) -> Signals:
+def signals(window: dict, forecast: dict, entry: Callable[[], dict | None], settings: Settings) -> Signals:
+    """`entry` gives the SKU's candidate entry when a rule needs it (reading it costs a table read)."""
     last_closed = forecast["ts"] // settings.bucket_ms
     index = last_closed - window["b"]
     inside = 0 <= index < len(window["u"])
@@ -80,7 +81,7 @@ def signals(window: dict, forecast: dict, entry: dict | None, settings: Settings
         last_in_stock=(window["s"][index] != 0) if inside and "s" in window else True,
         recent_units=float(sum(window["u"][start:index + 1])) if index >= 0 else 0.0,
         recent_clicks=float(sum(window["c"][start:index + 1])) if index >= 0 else 0.0,
-        candidates=len(entry["u"]) if entry else 0,
+        candidates=lambda: len((entry() or {"u": ()})["u"]),
     )
 
 
@@ -122,14 +123,20 @@ class Promoter:
     def propose(self, sku: str, window: dict, forecast: dict, now: int) -> dict | None:
         """A proposal: the trigger record and what the guardrails weigh; None when no rule or no depth holds."""
         policy = self.policy
-        entry = self.candidates_of(sku)
+        read: list[dict | None] = []
+
+        def entry() -> dict | None:
+            if not read:
+                read.append(self.candidates_of(sku))
+            return read[0]
+
         reason = reason_for(signals(window, forecast, entry, self.settings), policy)
         if reason is None:
             return None
         category = window.get("cat")
         estimate = self.model.elasticity.elasticity(sku, category)
         rate = self.model.base_rate(category)
-        ranked = candidates.ranked(entry, policy.max_targets, self.settings.interaction_half_life_ms)
+        ranked = candidates.ranked(entry(), policy.max_targets, self.settings.interaction_half_life_ms)
         if estimate is None or rate is None or len(ranked) < 2 or not window.get("lp"):
             return None
         identity = trigger_id(sku, now)

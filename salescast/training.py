@@ -199,8 +199,8 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         elif model == "cf":
             saved = _train_cf(settings, vectors, windows, options.seed, source, log)
         else:
-            outcomes = [] if events else read_promo_outcomes(settings, log)
-            saved = train_promo(settings, windows, vectors, outcomes, source, log)
+            triggers, outcomes = ([], []) if events else read_promotions(settings, log)
+            saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
         records.append(_make_current_and_announce(settings, saved, log))
     return records
 
@@ -234,14 +234,14 @@ def _train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, d
                                                  metrics)
 
 
-def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str, dict], outcomes: list[dict],
-                source: str, log: Callable[[str], None]) -> dict:
+def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str, dict], triggers: list[dict],
+                outcomes: list[dict], source: str, log: Callable[[str], None]) -> dict:
     """Elasticities from the windows' prices and units, corrected by finished promotions; base rates."""
     from models.store import ModelStore
     from salescast import promo_training
     from salescast.promoting import MODEL_NAME
 
-    model, base_rates, metrics = promo_training.fit(windows, vectors, outcomes, settings)
+    model, base_rates, metrics = promo_training.fit(windows, vectors, triggers, outcomes, settings)
     log(f"elasticities from {model.facts['rows']} SKU-buckets ({model.facts['discounted_rows']} at a cut price), "
         f"{len(model.categories)} categories and {len(model.skus)} SKUs of their own, "
         f"{model.facts.get('outcomes_used', 0)} finished promotions")
@@ -250,11 +250,13 @@ def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str,
     return ModelStore(settings.model_store).save(MODEL_NAME, config, model.sku_arrays(), metrics)
 
 
-def read_promo_outcomes(settings: Settings, log: Callable[[str], None]) -> list[dict]:
-    """Finished triggers, each its final outcome joined with its trigger (from promo-outcomes and promo-triggers)."""
+def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Every trigger emitted (promo-triggers), and the finished ones joined with their final outcomes
+    (promo-outcomes)."""
     from salescast.promo_training import join_outcomes
     from salescast.topics import read_all, read_latest
 
+    triggers = [orjson.loads(value) for _, value in read_all(settings, settings.topic("promo_triggers")) or []]
     final = {}
     for value in (read_latest(settings, settings.topic("promo_outcomes")) or {}).values():
         record = orjson.loads(value)
@@ -262,9 +264,7 @@ def read_promo_outcomes(settings: Settings, log: Callable[[str], None]) -> list[
             final[record["trigger_id"]] = record
     if not final:
         log("no finished promotion yet: elasticities from sales history alone")
-        return []
-    triggers = read_all(settings, settings.topic("promo_triggers")) or []
-    return join_outcomes(final.values(), (orjson.loads(value) for _, value in triggers))
+    return triggers, join_outcomes(final.values(), triggers)
 
 
 def _make_current_and_announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:

@@ -37,7 +37,6 @@ from scipy import sparse
 from sklearn.linear_model import PoissonRegressor
 
 DISCOUNTED = 0.98  # a bucket whose price ratio is below this sold at a cut price
-LEVEL_BUCKETS = 14  # each side, for the local level
 
 
 @dataclass
@@ -49,7 +48,6 @@ class PricePanel:
     bucket: np.ndarray  # int
     units: np.ndarray  # float
     price_ratio: np.ndarray  # price paid / list price, in (0, 1]
-    level: np.ndarray  # the SKU's mean units around the bucket (not counting it)
 
 
 def price_ratios(units: np.ndarray, revenue: np.ndarray, list_price: float) -> np.ndarray:
@@ -86,42 +84,28 @@ def price_ratios(units: np.ndarray, revenue: np.ndarray, list_price: float) -> n
     return ratio
 
 
-def local_level(units: np.ndarray, discounted: np.ndarray, in_stock: np.ndarray, width: int = LEVEL_BUCKETS
-                ) -> np.ndarray:
-    """Mean units of the regular-price, in-stock buckets within `width` each side, the bucket itself excluded."""
-    usable = (~discounted & in_stock).astype(float)
-    values = np.asarray(units, dtype=float) * usable
-
-    def around(x: np.ndarray) -> np.ndarray:
-        cumulative = np.concatenate([[0.0], np.cumsum(x)])
-        index = np.arange(len(x))
-        return cumulative[np.minimum(index + width + 1, len(x))] - cumulative[np.maximum(index - width, 0)] - x
-
-    total, count = around(values), around(usable)
-    mean_all = values.sum() / max(usable.sum(), 1.0)
-    return np.where(count > 0, total / np.maximum(count, 1.0), mean_all)
-
-
-def panel_from_series(series: list[tuple[str, str, int, np.ndarray, np.ndarray, np.ndarray, float]]) -> PricePanel:
-    """series: (sku, category, first bucket, units, revenue, stock reported (-1 none, 0 sold out), list price)."""
-    columns: dict[str, list] = {name: [] for name in ("sku", "category", "bucket", "units", "price_ratio", "level")}
-    for sku, category, first, units, revenue, stock, list_price in series:
+def panel_from_series(series: list[tuple]) -> PricePanel:
+    """series: (sku, category, first bucket, units, revenue, stock reported (-1 none, 0 sold out), list price,
+    targeted or None), `targeted` marking the buckets a targeted promotion ran in: left out, since a
+    discount to a few users moves the day's mean price and units in no constant-elasticity way (what such
+    a promotion did is measured against its holdout and comes in through `with_outcomes`)."""
+    columns: dict[str, list] = {name: [] for name in ("sku", "category", "bucket", "units", "price_ratio")}
+    for sku, category, first, units, revenue, stock, list_price, targeted in series:
         units = np.asarray(units, dtype=float)
         if not list_price or list_price <= 0 or len(units) == 0 or units.sum() <= 0:
             continue
         ratio = price_ratios(units, revenue, list_price)
-        in_stock = np.asarray(stock) != 0
-        level = local_level(units, ~(ratio >= DISCOUNTED), in_stock)
-        keep = in_stock & (level > 0) & ~np.isnan(ratio)
+        keep = (np.asarray(stock) != 0) & ~np.isnan(ratio)
+        if targeted is not None:
+            keep &= ~np.asarray(targeted, dtype=bool)
         n = int(keep.sum())
         columns["sku"].append(np.full(n, sku, dtype=object))
         columns["category"].append(np.full(n, category or "", dtype=object))
         columns["bucket"].append(first + np.flatnonzero(keep))
         columns["units"].append(units[keep])
         columns["price_ratio"].append(ratio[keep])
-        columns["level"].append(level[keep])
     if not columns["sku"]:
-        return PricePanel(*(np.array([]) for _ in range(6)))
+        return PricePanel(*(np.array([]) for _ in range(5)))
     return PricePanel(*(np.concatenate(columns[name]) for name in columns))
 
 
@@ -309,20 +293,36 @@ def _poisson_slopes(panel: PricePanel, slope_group: np.ndarray, season: int
     model = PoissonRegressor(alpha=1e-8, fit_intercept=False, solver=solver, max_iter=1000, tol=1e-9)
     model.fit(design, panel.units)
     mu = model.predict(design)
-    information = _profile_information(shared.toarray(), mu, sku_index, len(sku_names))
     p = design.shape[1]
     dispersion = max(1.0, float(np.sum((panel.units - mu) ** 2 / mu)) / max(1, n - p))
-    covariance = np.linalg.pinv(information) * dispersion
-    se = np.sqrt(np.maximum(np.diag(covariance)[:groups], 0.0))
+    if groups == 1:
+        covariance = np.linalg.pinv(_profile_information(shared, mu, intercepts)) * dispersion
+        se = np.sqrt(np.maximum(np.diag(covariance)[:1], 0.0))
+    else:
+        se = np.sqrt(dispersion / np.maximum(_own_slope_information(x, mu, sku_index, slope_group, groups), 1e-12))
     return model.coef_[:groups], se, model
 
 
-def _profile_information(shared: np.ndarray, mu: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+def _profile_information(shared: sparse.csr_matrix, mu: np.ndarray, intercepts: sparse.csr_matrix) -> np.ndarray:
     """Fisher information of the shared coefficients with the per-SKU intercepts profiled out:
-    sum_i [sum_t mu x x' - (sum_t mu x)(sum_t mu x)' / sum_t mu] (the Schur complement)."""
-    weighted = shared * mu[:, None]
-    full = shared.T @ weighted
-    totals = np.zeros((groups, shared.shape[1]))
-    np.add.at(totals, group, weighted)
-    mass = np.bincount(group, weights=mu, minlength=groups)
+    sum_i [sum_t mu x x' - (sum_t mu x)(sum_t mu x)' / sum_t mu] (the Schur complement). Sparse all the
+    way to the few shared columns, so a category of many SKUs costs O(rows)."""
+    weighted = shared.multiply(mu[:, None]).tocsr()
+    full = (shared.T @ weighted).toarray()
+    totals = (intercepts.T @ weighted).toarray()
+    mass = np.asarray(intercepts.T @ mu).ravel()
     return full - (totals / np.maximum(mass, 1e-12)[:, None]).T @ totals
+
+
+def _own_slope_information(x: np.ndarray, mu: np.ndarray, sku_index: np.ndarray, slope_group: np.ndarray,
+                           groups: int) -> np.ndarray:
+    """Per slope group, the information of its slope with each SKU's intercept profiled out (the
+    covariance with the day-of-week and drift terms left aside: small, and it keeps many per-SKU
+    slopes O(rows))."""
+    skus = int(sku_index.max()) + 1
+    a = np.bincount(sku_index, weights=mu * x * x, minlength=skus)
+    b = np.bincount(sku_index, weights=mu * x, minlength=skus)
+    c = np.bincount(sku_index, weights=mu, minlength=skus)
+    group_of_sku = np.zeros(skus, dtype=int)
+    group_of_sku[sku_index] = slope_group
+    return np.bincount(group_of_sku, weights=a - b * b / np.maximum(c, 1e-12), minlength=groups)

@@ -16,6 +16,7 @@ anyway. No depth with a positive gain, no promotion.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Signals:
     last_in_stock: bool  # the bucket just closed was not sold out
     recent_units: float  # units over the last week
     recent_clicks: float  # clicks over the last week
-    candidates: int  # users in the SKU's candidate index
+    candidates: Callable[[], int]  # users in the SKU's candidate index; asked only by the last rule (a read)
 
 
 def days_of_cover(signals: Signals) -> float:
@@ -68,8 +69,8 @@ def reason_for(signals: Signals, policy: PromoPolicy) -> str | None:
         return "overstock"
     if signals.last_p10 is not None and signals.last_in_stock and signals.last_units < signals.last_p10:
         return "demand_drop"
-    if (signals.candidates >= policy.affinity_min_users and signals.recent_clicks > 0
-            and signals.recent_units / signals.recent_clicks < policy.affinity_max_conversion):
+    if (signals.recent_clicks > 0 and signals.recent_units / signals.recent_clicks < policy.affinity_max_conversion
+            and signals.candidates() >= policy.affinity_min_users):
         return "affinity"
     return None
 

@@ -20,7 +20,10 @@ POLICY = PromoPolicy()
 def signals(**changes):
     base = dict(on_hand=100, horizon_p50=[1.0] * 7, bucket_days=1.0, last_units=1, last_p10=0.5,
                 last_in_stock=True, recent_units=7, recent_clicks=70, candidates=10)
-    return Signals(**{**base, **changes})
+    merged = {**base, **changes}
+    count = merged["candidates"]
+    merged["candidates"] = lambda: count
+    return Signals(**merged)
 
 
 def test_overstock_when_stock_covers_more_days_than_the_threshold():
@@ -144,7 +147,7 @@ def simulated_panel(elasticities: dict[str, float], skus_per_category=60, days=1
             for start in rng.choice(days - 7, 3, replace=False):
                 ratio[start:start + rng.integers(3, 7)] = 1 - rng.uniform(0.1, 0.3)
             units = rng.poisson(base * weekly[np.arange(days) % 7] * ratio ** elasticity)
-            series.append((f"{category}-{k}", category, 0, units, units * 10.0 * ratio, np.full(days, 50), 10.0))
+            series.append((f"{category}-{k}", category, 0, units, units * 10.0 * ratio, np.full(days, 50), 10.0, None))
     return panel_from_series(series)
 
 
@@ -201,7 +204,9 @@ def test_the_promoter_proposes_a_valid_trigger_and_the_window_measures_it(settin
     model = PromoModel(ElasticityModel().fit(simulated_panel({"toys": -2.0}, skus_per_category=10)),
                        {"": 0.01}, "promo-v1")
     entry = {"u": {f"c{i}": [1.0 - i / 100, T0] for i in range(40)}}
-    promoter = Promoter(model, settings.promo, settings, lambda sku: entry, lambda: {"cf": "cf-v1"})
+    reads = []
+    promoter = Promoter(model, settings.promo, settings, lambda sku: reads.append(sku) or entry,
+                        lambda: {"cf": "cf-v1"})
     window = window_with_stock(settings)
     now = T0 + 14 * DAY
     proposal, outcomes = promoter.at_close("s", window, forecast_for(now - DAY), now)
@@ -213,8 +218,10 @@ def test_the_promoter_proposes_a_valid_trigger_and_the_window_measures_it(settin
     assert 10.0 * (1 - trigger["discount"]) >= 4.0 * 1.1 and trigger["discount"] <= 0.3
     assert trigger["expected_incremental_units"] > 0 and proposal["cost"] > 0
     assert trigger["models"] == {"seasonal_naive": "v", "cf": "cf-v1", "promo": "promo-v1"}
+    assert reads == ["s"]  # read once, for the targets
     short = window_with_stock(settings, on_hand=5)
     assert promoter.at_close("s", short, forecast_for(now - DAY), now) == (None, [])
+    assert reads == ["s"]  # no rule could hold: the candidate entry was not read
 
     target, held = trigger["targets"][0]["user_id"], trigger["holdout"][0]
     window, changed = apply_sku_update(window, registration(trigger, "p0", 7), settings)
@@ -237,3 +244,15 @@ def test_the_promoter_proposes_a_valid_trigger_and_the_window_measures_it(settin
     assert (final["target_units"], final["holdout_units"]) == (2.0, 1.0)
     assert final["uplift"] == pytest.approx(1 / 36 - 1 / 4)
     assert "promos" in window and window["promos"] == [] and finish("s", window, now + 9 * DAY) == []
+
+
+def test_buckets_under_a_targeted_promotion_leave_the_price_regression(settings):
+    from salescast.promo_training import targeted_buckets
+
+    window = {"b": T0 // DAY, "u": [1] * 10}
+    trigger = {"sku": "s", "ts": T0 + 3 * DAY, "valid_until": T0 + 6 * DAY}
+    mask = targeted_buckets({"s": window}, [trigger, {**trigger, "sku": "unknown"}], DAY)["s"]
+    assert mask.tolist() == [False] * 3 + [True] * 3 + [False] * 4
+    units = np.array([2, 2, 2, 5, 5, 5, 2, 2, 2, 2])
+    panel = panel_from_series([("s", "toys", 0, units, units * 10.0, np.full(10, 9), 10.0, mask)])
+    assert panel.bucket.tolist() == [0, 1, 2, 6, 7, 8, 9]
