@@ -270,10 +270,14 @@ class Offer:
         odds[1] *= 1 - buy_with
 
     def truth(self) -> dict:
-        """The true uplift: the mean over all members of P(buy with) - P(buy without), given their views."""
+        """The true uplift: the mean over all members of P(buy with) - P(buy without), given their views;
+        and the conversions a measurement should expect: the targets' with the offer, the holdout's without."""
         effect = sum(odds[0] - odds[1] for odds in self._no_buy.values())
+        holdout = self.members - self.targets
         return {"members": len(self.members), "targets": len(self.targets),
-                "uplift": effect / len(self.members) if self.members else None}
+                "uplift": effect / len(self.members) if self.members else None,
+                "targets_buying": sum(1 - self._no_buy[u][1] for u in self.targets if u in self._no_buy),
+                "holdout_buying": sum(1 - self._no_buy[u][0] for u in holdout if u in self._no_buy)}
 
 
 def paced(events: Iterator[tuple[str, dict]], rate: float | None, speedup: float | None,

@@ -190,12 +190,14 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
     truth = sim.shop.ground_truth()
     lines = [f"Shop: {config.skus} SKUs, {config.users} users, {config.days} days (seed {config.seed}); "
              f"warm-up {warmup_days} days, then promotions decided at every daily close, the models retrained "
-             f"every {RETRAIN_EVERY_DAYS} days.", ""]
+             f"every {RETRAIN_EVERY_DAYS} days. Expected conversions are the shop's exact chances to buy given "
+             "the views each member made (with the offer for targets, without for the holdout); the true "
+             "uplift is their mean difference with and without the offer over all members.", ""]
     finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
     figures: dict = {"triggers": len(sim.triggers), "finished": len(finished), "refused": dict(sim.refused),
                      "short_stock": sim.short_stock}
-    lines += ["| reason | triggers | targets | holdout | target conv. | holdout conv. | uplift [95% CI] | "
-              "true uplift | predicted incr. units | realised incr. units |",
+    lines += ["| reason | triggers | targets | holdout | target conv. (expected) | holdout conv. (expected) | "
+              "uplift [95% CI] | true uplift | predicted incr. units | realised incr. units |",
               "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     rows = {}
     for reason in ("overstock", "demand_drop", "affinity", "all"):
@@ -216,7 +218,10 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
         rows[reason] = {"triggers": len(group), "targets": nt, "holdout": nh, "uplift": interval,
                         "true_uplift": true_uplift, "predicted_units": predicted, "realised_units": realised}
         uplift_text = "n/a" if interval is None else f"{interval[0]:+.4f} [{interval[1]:+.4f}, {interval[2]:+.4f}]"
-        lines.append(f"| {reason} | {len(group)} | {nt} | {nh} | {bt / nt:.4f} | {bh / max(nh, 1):.4f} | "
+        expected_t = sum(o["targets_buying"] for o in offers) / nt
+        expected_h = sum(o["holdout_buying"] for o in offers) / max(nh, 1)
+        lines.append(f"| {reason} | {len(group)} | {nt} | {nh} | {bt / nt:.4f} ({expected_t:.4f}) | "
+                     f"{bh / max(nh, 1):.4f} ({expected_h:.4f}) | "
                      f"{uplift_text} | {true_uplift:+.4f} | {predicted:.1f} | {realised:.1f} |")
     figures["by_reason"] = rows
     overall = rows.get("all")
@@ -231,10 +236,10 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
               "Elasticities: the shop's truth is the mean over the category's SKUs that it promoted. Each "
               "category's own fit is shrunk toward the fit of all categories by how much the categories "
               "really differ (empirical Bayes), and finished promotions are merged in: that is what serves.", "",
-              "| category | true elasticity | true, weighted as the fit weighs SKUs | own fit, history only | "
-              "own fit, last training | served (shrunk, with feedback) | served error | cut-price buckets | "
-              "within 20% |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| category | true: mean | true: weighted as the fit weighs SKUs | own fit, history only | "
+              "own fit, last training | served (shrunk, with feedback) | error vs mean | error vs weighted | "
+              "cut-price buckets |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     promoted = {p["sku"] for p in truth["promotions"]}
     elasticity_rows = {}
 
@@ -259,9 +264,18 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
                                      "own_fit": None if own is None else own.elasticity,
                                      "own_fit_error": None if own is None else own.elasticity / true_value - 1,
                                      "cut_price_buckets": cut, "held_to_target": cut >= ENOUGH_CUT_PRICE_BUCKETS}
+        few = "" if cut >= ENOUGH_CUT_PRICE_BUCKETS else " (few)"
         lines.append(f"| {category} | {true_value:.3f} | {weighted:.3f} | {fit_text(before)} | {fit_text(after)} | "
-                     f"{after[0]:.3f} ± {after[1]:.3f} | {error:+.1%} | {cut} | "
-                     f"{'yes' if abs(error) <= 0.2 else 'NO'}{'' if cut >= ENOUGH_CUT_PRICE_BUCKETS else ' (few)'} |")
+                     f"{after[0]:.3f} ± {after[1]:.3f} | {_flagged(error)} | {_flagged(after[0] / weighted - 1)} | "
+                     f"{cut}{few} |")
+    held = [row for row in elasticity_rows.values() if row["held_to_target"]]
+    if held:
+        figures["within_20pct_of_mean"] = sum(abs(row["error"]) <= 0.2 for row in held)
+        figures["within_20pct_of_weighted"] = sum(abs(row["error_weighted"]) <= 0.2 for row in held)
+        lines += ["", f"Within 20% of the truth, of the {len(held)} categories with at least "
+                      f"{ENOUGH_CUT_PRICE_BUCKETS} cut-price buckets: {figures['within_20pct_of_mean']} against the "
+                      f"plain mean, {figures['within_20pct_of_weighted']} against the weighted one (errors over 20% "
+                      "are marked *)."]
     sku_errors = [(sim.sku_elasticities[s] / truth["skus"][s]["elasticity"] - 1) for s in sim.sku_elasticities]
     if sku_errors:
         figures["sku_elasticity_median_abs_error"] = float(np.median(np.abs(sku_errors)))
@@ -272,6 +286,10 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
     return "\n".join(lines) + "\n", figures
 
 
+def _flagged(error: float) -> str:
+    return f"{error:+.1%}{' *' if abs(error) > 0.2 else ''}"
+
+
 def plot(sim: Simulation, figures: dict, path: str) -> None:
     import matplotlib
 
@@ -280,20 +298,21 @@ def plot(sim: Simulation, figures: dict, path: str) -> None:
 
     finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = {"overstock": "tab:blue", "demand_drop": "tab:orange", "affinity": "tab:green"}
-    for reason, colour in colours.items():
-        points = [(t["expected_incremental_units"],
-                   o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"])
-                  for t, o in finished if t["reason"] == reason and o["holdout"]]
-        if points:
-            x, y = zip(*points)
-            left.scatter(x, y, s=14, alpha=0.7, color=colour, label=f"{reason} ({len(points)})")
-    limit = max([1.0] + [abs(t["expected_incremental_units"]) for t, _ in finished])
+    pairs = sorted((t["expected_incremental_units"],
+                    o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"])
+                   for t, o in finished if o["holdout"])
+    bins = np.array_split(np.array(pairs), min(8, max(1, len(pairs) // 20))) if pairs else []
+    x = [b[:, 0].mean() for b in bins]
+    y = [b[:, 1].mean() for b in bins]
+    err = [1.96 * b[:, 1].std(ddof=1) / np.sqrt(len(b)) if len(b) > 1 else 0.0 for b in bins]
+    left.errorbar(x, y, yerr=err, fmt="o", color="tab:blue", capsize=3,
+                  label=f"mean realised per bin of ~{len(pairs) // max(1, len(bins))} triggers, 95% CI")
+    limit = max([1.0] + x)
     left.plot([0, limit], [0, limit], color="0.4", lw=1, ls="--", label="predicted = realised")
-    left.set_xlabel("predicted incremental units per trigger")
-    left.set_ylabel("realised (targets minus holdout-rate x targets)")
+    left.set_xlabel("predicted incremental units per trigger (bin mean)")
+    left.set_ylabel("realised: targets' units - holdout's rate x targets")
     left.legend(fontsize=8)
-    left.set_title("Incremental units")
+    left.set_title("Incremental units: predicted vs realised")
     reasons = [r for r in ("overstock", "demand_drop", "affinity", "all") if r in figures["by_reason"]]
     for k, reason in enumerate(reasons):
         row = figures["by_reason"][reason]
