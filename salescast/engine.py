@@ -107,42 +107,53 @@ class Ingestor:
     Both must outlive a restart: the partitions resume at different event times
     (one may be days behind another), so a worker that judged `future` against
     the first record it reads after a start would reject good records. The
-    worker persists `progress()` and hands it back to `seed` when it starts.
+    worker persists `progress()` (each partition's newest event time and the
+    last offset read) and hands it back to `seed` when it starts. Records up
+    to that offset are re-reads of records judged before the restart (the
+    offsets committed lag what was read): lateness against the persisted time
+    applies only past it, or a re-read record would be `late` against records
+    that came after it in its own partition.
     """
 
     def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None):
         self.settings = settings
         self.watermark: int | None = None
-        self.partition_watermarks: dict[tuple[str, int], int] = {}
+        self.partition_watermarks: dict[tuple[str, int], int] = {}  # newest event per partition, this run
         self.topic_names = topic_names or {kind: settings.topic(kind) for kind in SOURCE_PREFIX}
         self._kinds = {name: kind for kind, name in self.topic_names.items()}
+        self._read_up_to: dict[tuple[str, int], int] = {}  # last offset ingested per partition, this run
+        self._persisted: dict[tuple[str, int], tuple[int, int]] = {}  # (newest ts, last offset) from `seed`
         self._moved: set[tuple[str, int]] = set()
 
     def watermark_bucket(self) -> int | None:
         return None if self.watermark is None else self.watermark // self.settings.bucket_ms
 
-    def progress(self) -> dict[str, int]:
-        """The newest event time of each input partition that moved since the last call, keyed "topic/partition"."""
-        moved = {f"{self.topic_names[kind]}/{partition}": self.partition_watermarks[(kind, partition)]
-                 for kind, partition in self._moved}
+    def progress(self) -> dict[str, list[int]]:
+        """[newest event time, last offset read] of each input partition read since the last call,
+        keyed "topic/partition"."""
+        moved = {}
+        for key in self._moved:
+            before = self._persisted.get(key, (-1, -1))
+            newest = max(self.partition_watermarks.get(key, -1), before[0])
+            if newest >= 0:
+                moved[f"{self.topic_names[key[0]]}/{key[1]}"] = [newest, max(self._read_up_to[key], before[1])]
         self._moved.clear()
         return moved
 
-    def seed(self, newest: dict[str, int]) -> int | None:
-        """Adopt newest event times persisted by `progress()` (this run's or another worker's).
+    def seed(self, persisted: dict[str, list[int]]) -> int | None:
+        """Adopt what `progress()` persisted (this run's or another worker's); only ever moves forward.
 
-        Only ever moves watermarks forward. Returns the watermark's bucket when
-        it advanced, like `ingest`'s tick.
+        Returns the watermark's bucket when it advanced, like `ingest`'s tick.
         """
         before = self.watermark_bucket()
-        for name, ts in newest.items():
+        for name, (ts, offset) in persisted.items():
             topic, _, partition = name.rpartition("/")
             kind = self._kinds.get(topic)
             if kind is None or not partition.isdigit():
                 continue  # a topic since renamed by SALESCAST_TOPIC_*: nothing of this run's
             key = (kind, int(partition))
-            if ts > self.partition_watermarks.get(key, -1):
-                self.partition_watermarks[key] = ts
+            known = self._persisted.get(key, (-1, -1))
+            self._persisted[key] = (max(ts, known[0]), max(offset, known[1]))
             if self.watermark is None or ts > self.watermark:
                 self.watermark = ts
         after = self.watermark_bucket()
@@ -156,6 +167,10 @@ class Ingestor:
         not the Kafka offset (replay numbers records in ts order).
         """
         source = Source(self.topic_names[kind], partition, offset)
+        partition_key = (kind, partition)
+        if offset > self._read_up_to.get(partition_key, -1):
+            self._read_up_to[partition_key] = offset
+        self._moved.add(partition_key)
         try:
             if record is None:
                 record = decode(kind, raw, self.settings.max_record_bytes)
@@ -165,7 +180,7 @@ class Ingestor:
                                    f"{self.settings.max_record_bytes}-byte limit (SALESCAST_MAX_RECORD_BYTES)")
                 validate(kind, record)
             record["ts"] = int(record["ts"])  # JSON Schema lets 1.7e12 pass as an integer
-            self._check_time(record["ts"], (kind, partition))
+            self._check_time(record["ts"], (kind, partition), offset)
             out = self._split(kind, record, f"{SOURCE_PREFIX[kind]}{partition}",
                               offset if dedup_offset is None else dedup_offset)
         except Rejected as exc:
@@ -175,8 +190,11 @@ class Ingestor:
         out.tick = self._advance(record["ts"], (kind, partition))
         return out
 
-    def _check_time(self, ts: int, partition_key: tuple[str, int]) -> None:
+    def _check_time(self, ts: int, partition_key: tuple[str, int], offset: int) -> None:
         newest_here = self.partition_watermarks.get(partition_key)
+        persisted = self._persisted.get(partition_key)
+        if persisted is not None and offset > persisted[1]:
+            newest_here = max(persisted[0], newest_here if newest_here is not None else -1)
         if newest_here is not None and ts < newest_here - self.settings.allowed_lateness_ms:
             raise Rejected("late", f"ts {ts} is {newest_here - ts} ms behind the newest event of its partition "
                            f"({newest_here}); the allowed lateness is {self.settings.allowed_lateness_ms} ms")
@@ -187,7 +205,6 @@ class Ingestor:
     def _advance(self, ts: int, partition_key: tuple[str, int]) -> int | None:
         if ts > self.partition_watermarks.get(partition_key, -1):
             self.partition_watermarks[partition_key] = ts
-            self._moved.add(partition_key)
         before = self.watermark_bucket()
         if self.watermark is None or ts > self.watermark:
             self.watermark = ts

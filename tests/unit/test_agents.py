@@ -124,7 +124,7 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
     orders_topic = agents.settings.topic("orders")
 
     async def persisted():
-        return {f"{orders_topic}/1".encode(): orjson.dumps(T0 + 10 * DAY)}
+        return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41])}
 
     monkeypatch.setattr(agents.watermark_seeding, "read_persisted", persisted)
     ahead = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + 10 * DAY + DAY // 2,
@@ -139,4 +139,4 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
     ticks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
     assert ticks[0][:2] == ["tick", T0 // DAY + 10]  # re-sent on seeding: a crash may have cut it off
     assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
-        f"{orders_topic}/0".encode(): T0 + 9 * DAY, f"{orders_topic}/2".encode(): T0 + 10 * DAY + DAY // 2}
+        f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}

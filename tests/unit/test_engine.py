@@ -51,25 +51,39 @@ def test_a_restarted_ingestor_seeded_with_the_persisted_progress_judges_as_befor
     """The restart defect: the first record read after a start came from a partition days behind, and a
     good record of a partition further ahead was then dead-lettered as `future`."""
     before = Ingestor(settings)
-    before.ingest("orders", order(T0 + 10 * DAY, ("a", 1, 1)), 0, 0)
-    before.ingest("orders", order(T0 + 5 * DAY, ("a", 1, 1)), 1, 0)
+    for offset, day in enumerate((5, 6, 7, 8, 9)):  # partition 1 walks event time up a day at a time
+        assert before.ingest("orders", order(T0 + day * DAY, ("a", 1, 1)), 1, offset).dead_letter is None
+    before.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 0)
+    before.ingest("orders", order(T0 + 10 * DAY, ("a", 1, 1)), 0, 1)
     progress = before.progress()
-    assert progress == {"orders/0": T0 + 10 * DAY, "orders/1": T0 + 5 * DAY}
-    assert before.progress() == {}  # only what moved since the last call
+    assert progress == {"orders/0": [T0 + 10 * DAY, 1], "orders/1": [T0 + 9 * DAY, 4]}
+    assert before.progress() == {}  # only what was read since the last call
 
+    # the crash came before partition 1's offsets 2-4 were committed: they are read again, first
     naive = Ingestor(settings)
-    naive.ingest("orders", order(T0 + 5 * DAY + 1, ("a", 1, 1)), 1, 1)
-    assert naive.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 1).dead_letter["reason"] == "future"
+    naive.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 1, 2)
+    assert naive.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 2).dead_letter["reason"] == "future"
 
     after = Ingestor(settings)
     assert after.seed(progress) == (T0 + 10 * DAY) // DAY
-    assert after.ingest("orders", order(T0 + 5 * DAY + 1, ("a", 1, 1)), 1, 1).dead_letter is None
-    assert after.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 1).dead_letter is None
-    # lateness, too, is judged against the partition's persisted newest event
-    assert after.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 2).dead_letter["reason"] == "late"
+    assert after.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 1, 2).dead_letter is None
+    assert after.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 2).dead_letter is None
     # seeding never moves a watermark back, and ignores partitions of topics this run does not read
-    assert after.seed({"orders/0": T0, "renamed.orders/0": T0 + 50 * DAY}) is None
-    assert after.watermark == T0 + 10 * DAY + 1 and after.partition_watermarks[("orders", 0)] == T0 + 10 * DAY + 1
+    assert after.seed({"orders/0": [T0, 0], "renamed.orders/0": [T0 + 50 * DAY, 9]}) is None
+    assert after.watermark == T0 + 10 * DAY + 1
+
+
+def test_after_a_restart_lateness_uses_the_persisted_time_only_past_the_offsets_read_before(settings):
+    progress = {"orders/0": [T0 + 10 * DAY, 1]}  # offsets 0 (7 days) and 1 (10 days) were read
+    resumed_at_zero = Ingestor(settings)
+    resumed_at_zero.seed(progress)
+    # offset 0 is a re-read (its offset was not committed before the crash): judged as the first time
+    assert resumed_at_zero.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 0).dead_letter is None
+    resumed_at_two = Ingestor(settings)
+    resumed_at_two.seed(progress)
+    late = resumed_at_two.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 2).dead_letter
+    assert late["reason"] == "late"  # a new record, 3 days behind its partition's newest before the restart
+    assert resumed_at_two.progress() == {"orders/0": [T0 + 10 * DAY, 2]}
 
 
 def test_ticks_only_when_the_watermark_enters_a_new_bucket(settings):
