@@ -73,7 +73,8 @@ def _processing_error(out: Outbox, message, exc: Exception) -> None:
 
 
 class WatermarkSeeding:
-    """Hands the Ingestor the input partitions' newest event times persisted before this start or rebalance.
+    """Hands the Ingestor what it persisted before this start or rebalance: per input partition, the
+    newest event time and the last offset read.
 
     Done before the first batch after each (re)assignment: a partition taken
     over from another worker, or resumed after a restart, must be judged
@@ -92,7 +93,14 @@ class WatermarkSeeding:
             if not self.needed:
                 return
             persisted = await self.read_persisted()
-            ingestor.seed({key.decode(): orjson.loads(value) for key, value in persisted.items()})
+            usable = {}
+            for key, value in persisted.items():
+                try:
+                    ts, offset = orjson.loads(value)
+                    usable[key.decode()] = [int(ts), int(offset)]
+                except (ValueError, TypeError, UnicodeDecodeError):  # not ours to stop on: judged afresh
+                    log.warning("ignoring an unreadable input watermark %r: %r", key, value)
+            ingestor.seed(usable)
             bucket = ingestor.watermark_bucket()
             if bucket is not None:
                 # closing is idempotent: this re-sends a tick a crash may have cut off

@@ -124,7 +124,8 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
     orders_topic = agents.settings.topic("orders")
 
     async def persisted():
-        return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41])}
+        return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41]),
+                f"{orders_topic}/3".encode(): b"not what we write"}  # skipped, never fatal
 
     monkeypatch.setattr(agents.watermark_seeding, "read_persisted", persisted)
     ahead = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + 10 * DAY + DAY // 2,
