@@ -448,16 +448,24 @@ async def update_sku_candidates(stream):
 
 
 _rate = metrics.RateMeter()
+_lag_reported: set[tuple[str, str]] = set()
 
 
 @app.timer(5.0)
 async def report_rates() -> None:
     _rate.tick(metrics.consumed_total())
     consumer = app.consumer
+    reported = set()
     for tp in consumer.assignment():
         highwater, position = consumer.highwater(tp), await consumer.position(tp)
         if highwater is not None and highwater >= 0 and position is not None:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            labels = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+            reported.add(labels)
+    for labels in _lag_reported - reported:  # partitions since moved to another worker: not ours to report
+        metrics.CONSUMER_LAG.remove(*labels)
+    _lag_reported.clear()
+    _lag_reported.update(reported)
 
 
 @app.task

@@ -13,8 +13,10 @@ T0 = 20_500 * DAY
 
 def test_any_worker_answers_any_sku(make_worker):
     first = make_worker().start()
-    second = make_worker(base=first).start()
     internal = f"{first.id}-sku-events"
+    # the first reports all 4 first: after the rebalance it must stop reporting the 2 it gave away
+    wait_for(lambda: first.assigned(internal) == {0, 1, 2, 3}, timeout_s=30, message="the first owns all")
+    second = make_worker(base=first).start()
     wait_for(lambda: first.assigned(internal) and second.assigned(internal)
              and first.assigned(internal) | second.assigned(internal) == {0, 1, 2, 3}
              and not first.assigned(internal) & second.assigned(internal), timeout_s=90,
