@@ -58,11 +58,16 @@ class Simulation:
 
 
 def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
+    """The closed loop, with its models in a model store of its own that is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="salescast-promo-eval-") as store_dir:
+        settings = replace(settings, model_store=Path(store_dir),
+                           history_buckets=max(settings.history_buckets, config.days + 1))
+        return _simulate(config, warmup_days, settings, log)
+
+
+def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
     from salescast import training
 
-    store_dir = tempfile.mkdtemp(prefix="salescast-promo-eval-")
-    settings = replace(settings, model_store=Path(store_dir), history_buckets=max(settings.history_buckets,
-                                                                                  config.days + 1))
     shop = Shop(config)
     sim = Simulation(shop)
     ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
@@ -80,7 +85,7 @@ def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Call
         nonlocal recommender
         store = ModelStore(settings.model_store)
         finished = _joined_outcomes(sim)
-        for saved in (training._train_cf(settings, vectors, windows, config.seed, "simulation", log),
+        for saved in (training.train_cf(settings, vectors, windows, config.seed, "simulation", log),
                       training.train_promo(settings, windows, vectors, sim.triggers, finished, "simulation", log)):
             store.set_current(saved["name"], saved["version"])
         recommender = load_recommender(settings)

@@ -197,7 +197,7 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         if model == "lstm":
             saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
         elif model == "cf":
-            saved = _train_cf(settings, vectors, windows, options.seed, source, log)
+            saved = train_cf(settings, vectors, windows, options.seed, source, log)
         else:
             triggers, outcomes = ([], []) if events else read_promotions(settings, log)
             saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
@@ -218,7 +218,7 @@ def _train_lstm(settings: Settings, histories: dict[str, History], options: Trai
                                                  model_metrics(evaluation))
 
 
-def _train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
+def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
               log: Callable[[str], None]) -> dict:
     from models.store import ModelStore
     from salescast import cf_training
