@@ -4,6 +4,7 @@
     <root>/<name>/<version>/weights.npz    named float arrays, read with allow_pickle=False
     <root>/<name>/<version>/manifest.json  the contract's model-version record, with each file's sha256
     <root>/<name>/CURRENT                  the version workers load
+    <root>/<name>/HISTORY                  versions made current, oldest first (for rollback)
 
 Nothing here unpickles or executes stored content: a model is JSON plus plain
 arrays. The version's `sha256` is the digest of the sorted "file sha256" lines
@@ -61,7 +62,7 @@ class ModelStore:
         self.root = Path(root)
 
     def save(self, name: str, config: dict, weights: dict[str, np.ndarray], metrics: dict,
-             status: str = "live", now: dt.datetime | None = None) -> dict:
+             status: str = "candidate", now: dt.datetime | None = None) -> dict:
         """Writes a new version and returns its manifest (the contract's model-version record)."""
         for array_name, array in weights.items():
             if np.asarray(array).dtype == object:
@@ -90,10 +91,77 @@ class ModelStore:
         return manifest
 
     def set_current(self, name: str, version: str) -> None:
+        """Make `version` the one workers load; it goes live, the one it replaces is retired."""
         self.load(name, version)  # never point workers at a damaged version
-        pointer = self.root / name / "CURRENT"
-        temporary = pointer.with_name(f".CURRENT.{os.getpid()}")
-        temporary.write_text(version + "\n")
+        before = self.current(name)
+        self._write_pointer(name, "CURRENT", version + "\n")
+        history = self.history(name)
+        if not history or history[-1] != version:
+            self._write_pointer(name, "HISTORY", "".join(f"{v}\n" for v in [*history, version]))
+        self.set_status(name, version, "live")
+        if before is not None and before != version and (self.root / name / before).is_dir():
+            self.set_status(name, before, "retired")
+
+    def history(self, name: str) -> list[str]:
+        """Versions made current, oldest first."""
+        path = self.root / name / "HISTORY"
+        return path.read_text().split() if path.exists() else []
+
+    def rollback(self, name: str) -> str:
+        """Make the version that was current before this one current again; returns it.
+
+        The version rolled back from is retired and leaves the history, so a
+        second rollback goes one further back.
+        """
+        history = self.history(name)
+        current = self.current(name)
+        while history and history[-1] == current:
+            history.pop()
+        earlier = [v for v in history if (self.root / name / v).is_dir()]
+        if not earlier:
+            raise ModelStoreError(f"no earlier {name} version to roll back to in {self.root / name}")
+        previous = earlier[-1]
+        self.load(name, previous)
+        self._write_pointer(name, "CURRENT", previous + "\n")
+        self._write_pointer(name, "HISTORY", "".join(f"{v}\n" for v in earlier))
+        self.set_status(name, previous, "live")
+        if current is not None and (self.root / name / current).is_dir():
+            self.set_status(name, current, "retired")
+        return previous
+
+    def set_status(self, name: str, version: str, status: str) -> dict:
+        """Record a version's lifecycle status (candidate, live, rejected, retired) in its manifest.
+
+        The manifest is not among the digested files: the status changes, the artifact does not.
+        """
+        path = self.root / name / version / "manifest.json"
+        manifest = json.loads(path.read_bytes())
+        manifest["status"] = status
+        temporary = path.with_name(f".manifest.{os.getpid()}")
+        temporary.write_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode())
+        os.replace(temporary, path)
+        return manifest
+
+    def manifest(self, name: str, version: str) -> dict:
+        return json.loads((self.root / name / version / "manifest.json").read_bytes())
+
+    def retain(self, name: str, keep: int) -> list[str]:
+        """Delete all but the newest `keep` versions, never the current one nor the one a rollback would
+        restore; returns the versions deleted."""
+        protected = set(self.history(name)[-2:]) | {self.current(name)}
+        versions = self.versions(name)
+        doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protected]
+        for version in doomed:
+            directory = self.root / name / version
+            for file in directory.iterdir():
+                file.unlink()
+            directory.rmdir()
+        return doomed
+
+    def _write_pointer(self, name: str, file: str, text: str) -> None:
+        pointer = self.root / name / file
+        temporary = pointer.with_name(f".{file}.{os.getpid()}")
+        temporary.write_text(text)
         os.replace(temporary, pointer)
 
     def current(self, name: str) -> str | None:

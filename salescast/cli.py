@@ -229,8 +229,53 @@ def _holdout_summary(record: dict) -> str:
                         f"predicted, {metrics['realised_incremental_units']:.1f} realised")
         return (f"elasticities for {metrics['categories']} categories (median {metrics['median_elasticity']}) and "
                 f"{metrics['skus_with_own_elasticity']} SKUs of their own{realised}")
+    if not {"mase", "baseline_mase", "coverage_p10_p90"} <= set(metrics):
+        return json.dumps(metrics)
     return (f"holdout MASE {metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), "
             f"P10-P90 coverage {metrics['coverage_p10_p90']:.1%}")
+
+
+def cmd_models(args) -> int:
+    """`salescast models list|promote|rollback`: the model store, for people."""
+    from models.store import ModelStore, ModelStoreError
+    from salescast.training import MODELS, announce
+
+    settings = _settings()
+    store = ModelStore(settings.model_store)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if args.action == "list":
+        names = [args.name] if args.name else MODELS
+        shown = 0
+        for name in names:
+            current = store.current(name)
+            for version in store.versions(name):
+                manifest = store.manifest(name, version)
+                created = dt.datetime.fromtimestamp(manifest["created_at"] / 1000, dt.timezone.utc)
+                marker = "*" if version == current else " "
+                print(f"{marker} {name:<5} {version}  {manifest['status']:<9} {created:%Y-%m-%d %H:%M}  "
+                      f"{_holdout_summary(manifest)}")
+                shown += 1
+        if not shown:
+            print(f"no model versions in {store.root} yet: `salescast retrain` trains them", file=sys.stderr)
+        return 0
+    try:
+        if args.action == "promote":
+            if args.version not in store.versions(args.name):
+                raise ModelStoreError(f"no {args.name} version {args.version} in {store.root / args.name}; "
+                                      f"`salescast models list {args.name}` shows the versions there")
+            store.set_current(args.name, args.version)
+            version = args.version
+        else:
+            version = store.rollback(args.name)
+    except ModelStoreError as exc:
+        print(f"salescast models {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} {version} is now current in {store.root}", file=sys.stderr)
+    print(json.dumps(announce(settings, store.manifest(args.name, version), log)), flush=True)
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -314,6 +359,17 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", default=None, help="PNG of forecasts vs actuals (default forecast-vs-actual.png"
                           "), or with --promo of incremental units and uplift (default promo-evaluation.png)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    models = commands.add_parser("models", help="the model store: list the versions, promote one, roll back")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every version kept, newest last; * marks the current one")
+    listing.add_argument("name", nargs="?", choices=("lstm", "cf", "promo"))
+    promote = actions.add_parser("promote", help="make VERSION current (live) and announce it")
+    promote.add_argument("name", choices=("lstm", "cf", "promo"))
+    promote.add_argument("version")
+    rollback = actions.add_parser("rollback", help="make the version current before this one current again")
+    rollback.add_argument("name", choices=("lstm", "cf", "promo"))
+    models.set_defaults(func=cmd_models)
 
     kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka broker (KRaft)")
     kafka.add_argument("action", choices=("start", "stop", "status"))

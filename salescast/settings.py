@@ -94,6 +94,7 @@ class Settings:
     replication_factor: int = 1
     advertised_url: str | None = None  # how other workers reach this one's HTTP API
     promo: PromoPolicy = field(default_factory=PromoPolicy)  # SALESCAST_PROMO_*
+    model_keep: int = 10  # versions kept per model in the store (the current one and its predecessor always)
 
     @property
     def web_url(self) -> str:
@@ -275,6 +276,7 @@ class Settings:
             replication_factor=integer("SALESCAST_REPLICATION_FACTOR", 1, minimum=1),
             advertised_url=text("SALESCAST_ADVERTISED_URL", None),
             promo=promo,
+            model_keep=integer("SALESCAST_MODEL_KEEP", 10, minimum=2),
         )
         del half_life_text
         if settings.advertised_url and not re.match(r"^https?://[^/\s]+(:\d+)?/?$", settings.advertised_url):

@@ -270,13 +270,24 @@ def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[lis
 def _make_current_and_announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
     from models.store import ModelStore
 
-    ModelStore(settings.model_store).set_current(manifest["name"], manifest["version"])
+    store = ModelStore(settings.model_store)
+    name, version = manifest["name"], manifest["version"]
+    store.set_current(name, version)
+    removed = store.retain(name, settings.model_keep)
+    if removed:
+        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.model_keep})")
+    return announce(settings, store.manifest(name, version), log)
+
+
+def announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
+    """The version's model-version record on the model-versions topic (skipped, with a message, without a
+    broker); returns the record."""
     record = version_record(manifest)
     try:
         publish_model_version(settings, record)
     except KafkaUnavailable as exc:
-        log(f"{manifest['name']} {manifest['version']} is in the model store and current, but was not announced "
-            f"on {settings.topic('model_versions')}: {exc}")
+        log(f"{manifest['name']} {manifest['version']} is {manifest['status']} in the model store, but was not "
+            f"announced on {settings.topic('model_versions')}: {exc}")
     return record
 
 
