@@ -73,14 +73,17 @@ def serve(port: int) -> None:
     start_http_server(port)
 
 
+_finished: dict[str, dict[str, list[float]]] = {}  # reason -> group -> [members, buyers], this process
+
+
 def record_final_outcome(reason: str, outcome: dict) -> None:
     """Counts a finished trigger's members and buyers, and moves this worker's pooled uplift gauge."""
-    for group in ("targets", "holdout"):
+    sums = _finished.setdefault(reason, {"targets": [0.0, 0.0], "holdout": [0.0, 0.0]})
+    for group, buyers in (("targets", outcome["target_buyers"]), ("holdout", outcome["holdout_buyers"])):
         PROMO_MEMBERS.labels(reason, group).inc(outcome[group])
-    PROMO_BUYERS.labels(reason, "targets").inc(outcome["target_buyers"])
-    PROMO_BUYERS.labels(reason, "holdout").inc(outcome["holdout_buyers"])
-    members = {group: PROMO_MEMBERS.labels(reason, group)._value.get() for group in ("targets", "holdout")}
-    buyers = {group: PROMO_BUYERS.labels(reason, group)._value.get() for group in ("targets", "holdout")}
-    if members["targets"] and members["holdout"]:
-        PROMO_UPLIFT.labels(reason).set(buyers["targets"] / members["targets"]
-                                        - buyers["holdout"] / members["holdout"])
+        PROMO_BUYERS.labels(reason, group).inc(buyers)
+        sums[group][0] += outcome[group]
+        sums[group][1] += buyers
+    (targets, target_buyers), (holdout, holdout_buyers) = sums["targets"], sums["holdout"]
+    if targets and holdout:
+        PROMO_UPLIFT.labels(reason).set(target_buyers / targets - holdout_buyers / holdout)

@@ -256,3 +256,13 @@ def test_buckets_under_a_targeted_promotion_leave_the_price_regression(settings)
     units = np.array([2, 2, 2, 5, 5, 5, 2, 2, 2, 2])
     panel = panel_from_series([("s", "toys", 0, units, units * 10.0, np.full(10, 9), 10.0, mask)])
     assert panel.bucket.tolist() == [0, 1, 2, 6, 7, 8, 9]
+
+
+def test_the_uplift_gauge_pools_the_finished_triggers_of_a_reason():
+    from stream import metrics
+
+    for outcome in ({"targets": 4, "holdout": 2, "target_buyers": 1, "holdout_buyers": 1},
+                    {"targets": 6, "holdout": 2, "target_buyers": 3, "holdout_buyers": 0}):
+        metrics.record_final_outcome("unit-test", outcome)
+    value = [s.value for m in metrics.PROMO_UPLIFT.collect() for s in m.samples if s.labels["reason"] == "unit-test"]
+    assert value == [pytest.approx(4 / 10 - 1 / 4)]
