@@ -65,8 +65,14 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
                 if not units or units.get(sku) != n}
         dead = {reason: worker.metric("salescast_dead_letters_total", reason=reason)
                 for reason in ("future", "late", "processing_error")}
+        # consumed, applied and skipped since the restart: a stalled worker and a dropped line look different
+        progress = {f"consumed {t}": worker.metric("salescast_events_consumed_total", topic=t)
+                    for t in ("orders", "clicks", "inventory")}
+        progress.update({f"{what} {table}": worker.metric(f"salescast_{what}_total", table=table)
+                         for what in ("updates_applied", "duplicates_skipped") for table in ("sku-windows",)})
         raise AssertionError(f"(counted, produced) per SKU that differ: {diff}; dead letters since the restart: "
-                             f"{dead}\n{worker.log_tail()}") from None
+                             f"{dead}; progress since the restart: {progress} (produced {total}, consumed "
+                             f"{consumed_before} before the stop)\n{worker.log_tail()}") from None
     time.sleep(3)  # anything counted twice would show up now
     units, revenue = counted(worker, expected_units)
     assert units == expected_units
