@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from kafka import KafkaAdminClient
@@ -108,6 +109,64 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[tu
     finally:
         consumer.close()
     return records
+
+
+def committed_offsets(settings: Settings, group: str) -> dict:
+    """The consumer group's committed offsets (the next offset to read), keyed by (topic, partition); a
+    partition never committed is absent."""
+    admin = admin_client(settings)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+class RangeReader:
+    """Reads given offset ranges of topic partitions straight from the broker, with one kafka-python
+    consumer kept open (a range is usually read in one fetch round trip).
+
+    Thread-safe: calls are serialised, since a KafkaConsumer is not.
+    """
+
+    def __init__(self, settings: Settings, poll_ms: int = 200):
+        self.settings = settings
+        self.poll_ms = poll_ms
+        self._consumer = None
+        self._lock = threading.Lock()
+
+    def read(self, topic: str, partition: int, start: int | None, end: int, timeout_s: float = 30.0) -> list:
+        """The records of `topic`/`partition` with offsets in [start, end), in offset order (kafka-python
+        ConsumerRecords); start None reads from the beginning of the log. Offsets with no record (compacted
+        away, transaction markers) are simply absent. Raises TimeoutError when the broker does not answer."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        with self._lock:
+            if self._consumer is None:
+                self._consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                               **self.settings.kafka_client_options())
+            consumer = self._consumer
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            if start is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+            records = []
+            deadline = time.monotonic() + timeout_s
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic}/{partition} offsets {start}..{end - 1} took over "
+                                       f"{timeout_s:.0f}s; is the broker reachable?")
+                for batch in consumer.poll(timeout_ms=self.poll_ms).values():
+                    records.extend(record for record in batch if record.offset < end)
+            return records
+
+    def close(self) -> None:
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 def publish_model_version(settings: Settings, record: dict) -> None:

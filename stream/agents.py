@@ -25,10 +25,11 @@ from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, 
 from salescast.forecasting import load_forecaster
 from salescast.promoting import Promoter, admit, load_promo_model, outcome_updates, registration
 from salescast.recommending import affinity_updates, load_recommender
-from salescast.topics import read_latest
+from salescast.topics import RangeReader, committed_offsets, read_latest
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
+from stream.continuity import OffsetContinuity, retrying
 from stream.tables import promo_guardrails, sku_candidates, sku_windows, user_items
 from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, inventory, orders, promo_outcomes,
                            promo_proposals, promo_triggers, sku_affinities, sku_events, user_events)
@@ -92,7 +93,8 @@ class WatermarkSeeding:
         async with self._lock:
             if not self.needed:
                 return
-            persisted = await self.read_persisted()
+            # raising here would lose the batch (take_events acks it all the same): wait for the broker
+            persisted = await retrying(self.read_persisted, "read the persisted input watermarks")
             usable = {}
             for key, value in persisted.items():
                 try:
@@ -116,6 +118,30 @@ async def _read_input_watermarks() -> dict[bytes, bytes]:
 
 
 watermark_seeding = WatermarkSeeding(_read_input_watermarks)
+
+
+_range_reader = RangeReader(settings)
+
+
+async def _read_range(topic: str, partition: int, start: int | None, end: int):
+    return await asyncio.to_thread(_range_reader.read, topic, partition, start, end)
+
+
+async def _committed_offsets() -> dict[tuple[str, int], int]:
+    """Where each partition resumes after an assignment: asked of the broker, since Faust hands records
+    over during recovery, before its own record of them is filled in."""
+    return await asyncio.to_thread(committed_offsets, settings, settings.app_id)
+
+
+continuity = OffsetContinuity(_committed_offsets, _read_range,
+                              lambda topic, count: metrics.RECORDS_REFETCHED.labels(topic).inc(count))
+
+
+async def batches(stream):
+    """Every agent's batches: `take_events`, with any records Faust skipped read back in front
+    (stream.continuity)."""
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        yield await continuity.complete(events)
 
 
 def _send_tick(out: Outbox, bucket: int) -> None:
@@ -157,19 +183,19 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
 
 @app.agent(orders)
 async def ingest_orders(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         await ingest_batch("orders", events)
 
 
 @app.agent(clicks)
 async def ingest_clicks(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         await ingest_batch("clicks", events)
 
 
 @app.agent(inventory)
 async def ingest_inventory(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         await ingest_batch("inventory", events)
 
 
@@ -186,8 +212,13 @@ def _write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
     inside a batch that must be an event of the key's own partition.
     """
     encoded = orjson.dumps(value)
+    # the stream's own current event is restored: take_events reads it when it buffers the next
+    # record, and a record buffered while this batch ran was otherwise filed as this older event
+    # (and never processed)
+    buffering = stream.current_event
     stream._set_current_event(event)
     table.data[key] = encoded
+    stream.current_event = buffering
     out.add(table.changelog_topic.get_topic_name(), key, encoded, partition_for(key, table.partitions),
             on_sent=_changelog_persisted[table.name])
 
@@ -277,6 +308,7 @@ partition_index = PartitionIndex()
 async def _on_rebalance(sender, **kwargs) -> None:
     partition_index.reset()
     watermark_seeding.needed = True
+    continuity.reset()
 
 
 def _is_tick(event) -> bool:
@@ -285,7 +317,7 @@ def _is_tick(event) -> bool:
 
 @app.agent(sku_events)
 async def update_sku_windows(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
         ticks: dict[int, tuple[int, float, object]] = {}
@@ -367,7 +399,7 @@ def send_outcome_updates(touched: dict[bytes, tuple[dict, object]], out: Outbox)
 @app.agent(promo_proposals)
 async def decide_promotions(stream):
     """The guardrails over all SKUs; an admitted trigger is emitted and registered with its SKU's window."""
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         out = Outbox()
         state = load_value(promo_guardrails, GUARDRAILS_KEY) or guardrails.new_state()
         last_event = None
@@ -397,7 +429,7 @@ async def decide_promotions(stream):
 
 @app.agent(user_events)
 async def update_user_items(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
         apply_batch(stream, user_items, "user-items", events,
@@ -427,7 +459,7 @@ def _sku_partition(sku: str) -> int:
 
 @app.agent(sku_affinities)
 async def update_sku_candidates(stream):
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+    async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
         changes: dict[bytes, tuple[list, object]] = {}

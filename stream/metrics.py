@@ -45,6 +45,9 @@ PROMO_UPLIFT = Gauge("salescast_promo_uplift",
                      "per reason; service-wide from the members and buyers counters", ["reason"])
 UPDATES_APPLIED = Counter("salescast_updates_applied_total", "Updates applied to a table (after repartitioning)",
                           ["table"])
+RECORDS_REFETCHED = Counter("salescast_records_refetched_total",
+                            "Records the consumer skipped (after a recovery or rebalance) that the worker read "
+                            "back from the broker itself", ["topic"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
 
