@@ -45,6 +45,13 @@ def _wait_healthy(port: int, worker: subprocess.Popen, timeout_s: float = 120.0)
     raise RuntimeError("the worker did not become healthy in time; see var/demo/worker.log")
 
 
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def _line(forecast: dict) -> str:
     day = dt.datetime.fromtimestamp(forecast["ts"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     p50 = " ".join(f"{h['p50']:5.1f}" for h in forecast["horizon"])
@@ -175,7 +182,12 @@ def run_demo(args) -> int:
                     print(line, flush=True)
                 shown_at = time.monotonic()
             if worker.poll() is not None:
-                print("the worker stopped; see var/demo/worker.log", file=sys.stderr)
+                print(f"the worker stopped; see {demo_dir / 'worker.log'}:\n{_tail(demo_dir / 'worker.log')}",
+                      file=sys.stderr)
+                return 1
+            if generator.poll() not in (None, 0):  # it ends on its own (0) once its days are sent
+                print(f"the generator failed (exit {generator.returncode}); see {demo_dir / 'generator.log'}:\n"
+                      f"{_tail(demo_dir / 'generator.log')}", file=sys.stderr)
                 return 1
         consumer.close()
     except KeyboardInterrupt:

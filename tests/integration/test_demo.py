@@ -20,15 +20,19 @@ def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
                            "--skus", "8", "--users", "300", "--days", "90", "--rate", "5000", "--speedup", "300000",
                            "--seconds", "45"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    logs = "\n".join(f"--- {name}:\n" + "\n".join((tmp_path / "var" / "demo" / name).read_text(errors="replace")
+                                                  .splitlines()[-40:])
+                     for name in ("worker.log", "generator.log") if (tmp_path / "var" / "demo" / name).exists())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + logs
     out = done.stdout
+    shown = out[-3000:] + "\n" + logs  # what a failure below shows
     assert "no lstm, cf and promo model yet" in out
     assert "trained lstm" in out and "trained cf" in out and "trained promo" in out
     forecasts = [line for line in out.splitlines() if "closed" in line and "next p50" in line]
-    assert any(" lstm:" in line for line in forecasts), out[-3000:]
+    assert any(" lstm:" in line for line in forecasts), shown
     assert any(line.endswith(" cold") for line in forecasts)  # the first days, before 28 days of history
     recommended = [line for line in out.splitlines() if "recommend for u-" in line]
-    assert recommended and any(" cf:" in line and "fallback" not in line for line in recommended), out[-3000:]
+    assert recommended and any(" cf:" in line and "fallback" not in line for line in recommended), shown
     assert any("recommend candidates for sku-" in line for line in out.splitlines())
     # the shop acts on the triggers it reads; their outcomes come when they end (3 simulated days later)
-    assert any(" promo sku-" in line and "off to" in line for line in out.splitlines()), out[-3000:]
+    assert any(" promo sku-" in line and "off to" in line for line in out.splitlines()), shown
