@@ -58,8 +58,20 @@ def producer(monkeypatch):
     monkeypatch.setattr(agents, "_producer", lambda: fake)
     monkeypatch.setattr(agents.watermark_seeding, "read_persisted", nothing_persisted)
     monkeypatch.setattr(agents.watermark_seeding, "needed", True)
+    # no broker to ask: nothing committed, and nothing to read back (tests/unit/test_continuity.py covers that)
+    monkeypatch.setattr(agents.continuity, "committed", nothing_committed)
+    monkeypatch.setattr(agents.continuity, "read_range", nothing_to_read)
+    agents.continuity.reset()
     monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
     yield fake
+
+
+async def nothing_committed():
+    return {}
+
+
+async def nothing_to_read(topic, partition, start, end):
+    return []
 
 
 async def nothing_persisted():
