@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from models.baseline import Forecast
 from models.forecast.features import FeatureConfig, History, make_inputs
 from models.forecast.kernel import LSTMKernel
@@ -30,6 +32,18 @@ class LSTMServing:
         self.features = FeatureConfig(f["input_length"], f["horizon"], f["season"])
         self.kernel = LSTMKernel(stored.config, stored.weights)
         self.fallback = fallback
+
+    def smoke_test(self) -> None:
+        """Forecasts for a fixed weekly pattern must come out finite and of the right length: a
+        version whose weights load but do not compute (wrong shapes, NaN) is refused before it serves."""
+        length = self.features.input_length + self.features.season
+        units = np.tile(np.arange(1.0, 8.0), length // 7 + 1)[:length]
+        history = History(0, units, np.zeros(length), np.full(length, -1.0))
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN here is what the test looks for
+            forecast = self.forecast_many([history], self.features.horizon)[0][0]
+        quantiles = np.stack([forecast.p10, forecast.p50, forecast.p90])
+        if quantiles.shape != (3, self.features.horizon) or not np.isfinite(quantiles).all():
+            raise ValueError(f"{self.version} gives unusable forecasts on a smoke input: {quantiles.tolist()}")
 
     def forecast_many(self, histories: list[History], horizon: int) -> list[tuple[Forecast, str, str]]:
         if horizon != self.features.horizon:
@@ -60,13 +74,20 @@ def load_forecaster(settings: Settings) -> Forecaster:
                     MODEL_NAME, settings.model_store, baseline.name)
         return baseline
     try:
-        stored = store.load(MODEL_NAME)
-        check_compatible(stored, settings)
-    except (ModelStoreError, ValueError) as exc:
+        serving = forecaster_from_stored(store.load(MODEL_NAME), settings)
+    except (ModelStoreError, ValueError, KeyError) as exc:
         log.error("cannot serve the current %s model, so forecasts come from %s: %s", MODEL_NAME, baseline.name, exc)
         return baseline
-    log.warning("serving %s %s from %s", MODEL_NAME, stored.version, settings.model_store)
-    return LSTMServing(stored, baseline)
+    log.warning("serving %s %s from %s", MODEL_NAME, serving.version, settings.model_store)
+    return serving
+
+
+def forecaster_from_stored(stored: StoredModel, settings: Settings) -> LSTMServing:
+    """A stored LSTM ready to serve these settings; ValueError (or KeyError) when it cannot."""
+    check_compatible(stored, settings)
+    serving = LSTMServing(stored, BaselineForecaster(settings.season))
+    serving.smoke_test()
+    return serving
 
 
 def check_compatible(stored: StoredModel, settings: Settings) -> None:

@@ -44,9 +44,17 @@ class PromoModel:
 
 
 def promo_model_from_stored(stored: StoredModel) -> PromoModel:
+    """A stored promotion model ready to decide with; ValueError (or KeyError) when it cannot: every
+    elasticity and base rate it holds must be a finite number."""
     config = stored.config
-    return PromoModel(ElasticityModel.from_stored(config["elasticity"], stored.weights),
-                      {str(k): float(v) for k, v in config["base_rates"].items()}, stored.version)
+    model = PromoModel(ElasticityModel.from_stored(config["elasticity"], stored.weights),
+                       {str(k): float(v) for k, v in config["base_rates"].items()}, stored.version)
+    elasticity = model.elasticity
+    estimates = [elasticity.overall, *elasticity.categories.values(), *elasticity.skus.values()]
+    values = [v for e in estimates if e is not None for v in (e.elasticity, e.se)] + list(model.base_rates.values())
+    if not np.isfinite(values).all():
+        raise ValueError(f"{stored.version} holds non-finite elasticities or base rates")
+    return model
 
 
 def load_promo_model(settings: Settings) -> PromoModel | None:

@@ -152,11 +152,26 @@ def load_recommender(settings: Settings) -> Recommender:
                     "builds one", MODEL_NAME, settings.model_store)
         return Recommender()
     try:
-        stored = store.load(MODEL_NAME)
-        recommender = Recommender(stored)
+        recommender = recommender_from_stored(store.load(MODEL_NAME))
     except (ModelStoreError, KeyError, ValueError) as exc:
         log.error("cannot serve the current %s model, so recommendations are empty fallbacks: %s", MODEL_NAME, exc)
         return Recommender()
-    log.warning("serving %s %s (%d SKUs) from %s", MODEL_NAME, stored.version, len(recommender.skus),
+    log.warning("serving %s %s (%d SKUs) from %s", MODEL_NAME, recommender.version, len(recommender.skus),
                 settings.model_store)
+    return recommender
+
+
+def recommender_from_stored(stored: StoredModel) -> Recommender:
+    """A stored model ready to serve; ValueError (or KeyError) when it cannot.
+
+    Smoke test: a user who viewed the first SKU gets finite affinities and a list of recommendations.
+    """
+    recommender = Recommender(stored)
+    if not recommender.skus:
+        raise ValueError(f"{stored.version} knows no SKU")
+    vector = {"w": {recommender.skus[0]: 1.0}}
+    scores = list(recommender.affinities([vector], 5)[0].values())
+    answer = recommender.for_user(vector, 5)
+    if not np.isfinite(scores + [score for _, score in answer.items]).all():
+        raise ValueError(f"{stored.version} gives non-finite scores on a smoke input")
     return recommender

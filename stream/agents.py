@@ -20,11 +20,13 @@ from faust.types import TP
 from models import windows
 from models.cf import candidates
 from models.promo import guardrails
+from models.store import ModelStore
 from salescast.contract import Source, dead_letter, dumps
 from salescast.engine import Ingestor, SkuUpdate, UserUpdate, apply_sku_update, apply_user_update, close_buckets
 from salescast.forecasting import load_forecaster
 from salescast.promoting import Promoter, admit, load_promo_model, outcome_updates, registration
 from salescast.recommending import affinity_updates, load_recommender
+from salescast.serving import SERVED, HotSwap, ServedModels
 from salescast.topics import RangeReader, committed_offsets, read_latest
 from stream import metrics
 from stream.app import app, settings
@@ -40,11 +42,11 @@ CLOSE_CHUNK = 2048  # SKUs scored in one kernel call at bucket close
 TICK_MARK = "tick"
 
 ingestor = Ingestor(settings)
-forecaster = load_forecaster(settings)
-recommender = load_recommender(settings)
-promoter = Promoter(load_promo_model(settings), settings.promo, settings,
-                    candidates_of=lambda sku: load_value(sku_candidates, sku.encode()),
-                    model_versions=lambda: {recommender.name: recommender.version})
+# the models scored with now; salescast.serving swaps them while the worker runs
+served = ServedModels(load_forecaster(settings), load_recommender(settings),
+                      Promoter(load_promo_model(settings), settings.promo, settings,
+                               candidates_of=lambda sku: load_value(sku_candidates, sku.encode()),
+                               model_versions=lambda: {served.recommender.name: served.recommender.version}))
 _all_partitions = list(range(settings.partitions))
 SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
 SKU_AFFINITIES = sku_affinities.get_topic_name()
@@ -364,7 +366,8 @@ async def _close_partition(stream, partition: int, bucket: int, ingested_at: flo
 
 def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox) -> None:
     scoring_started = time.perf_counter()
-    closed = close_buckets(chunk, bucket, settings, forecaster, promoter)
+    forecaster = served.forecaster
+    closed = close_buckets(chunk, bucket, settings, forecaster, served.promoter)
     if closed:
         metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()
@@ -442,6 +445,7 @@ async def update_user_items(stream):
 
 def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
     """Score the batch's users at once; send what changed in their top affinities to the SKUs' owners."""
+    recommender = served.recommender
     if recommender.model is None:
         return
     started = time.perf_counter()
@@ -500,7 +504,34 @@ async def report_rates() -> None:
     _lag_reported.update(reported)
 
 
+def _swapped(name: str, old: str, new: str, seconds: float) -> None:
+    metrics.MODEL_SWAPS.labels(name, "swapped").inc()
+    metrics.MODEL_LOAD_SECONDS.labels(name).observe(seconds)
+    metrics.set_live_version(name, new, old)
+
+
+hot_swap = HotSwap(served, ModelStore(settings.model_store), settings, _swapped,
+                   lambda name, version, reason: metrics.MODEL_SWAPS.labels(name, "refused").inc())
+
+
+def _model_versions_consumer():
+    """Every record of model-versions, on every worker: no consumer group, so no worker misses one."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(settings.topic("model_versions"), group_id=None, auto_offset_reset="earliest",
+                         enable_auto_commit=False, **settings.kafka_client_options())
+
+
 @app.task
-async def publish_model_info() -> None:
-    metrics.MODEL_INFO.labels("forecast", forecaster.version).set(1)
-    metrics.MODEL_INFO.labels("recommend", recommender.version).set(1)
+async def follow_model_versions() -> None:
+    """Switch to each model's current version when model-versions says one was published."""
+    for name in SERVED:
+        metrics.set_live_version(name, served.version(name))
+    consumer = await retrying(lambda: asyncio.to_thread(_model_versions_consumer), "follow model-versions")
+    for name in SERVED:  # made current while this worker started
+        await hot_swap.reconcile(name)
+    while True:
+        polled = await retrying(lambda: asyncio.to_thread(consumer.poll, 1000), "read model-versions")
+        for name in {record.key.decode(errors="replace") for batch in polled.values() for record in batch
+                     if record.key}:
+            await hot_swap.reconcile(name)

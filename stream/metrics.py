@@ -38,6 +38,12 @@ END_TO_END_LATENCY = Histogram("salescast_end_to_end_latency_seconds",
 EVENT_TIME_LAG = Histogram("salescast_event_time_lag_seconds", "Wall clock minus the event ts at output",
                            ["output"], buckets=(1, 10, 60, 300, 900, 3600, 21600, 86400, float("inf")))
 MODEL_INFO = Gauge("salescast_model_info", "The live version of each model (value 1)", ["model", "version"])
+MODEL_SWAPS = Counter("salescast_model_swaps_total", "Switches to a newly published model version while running; "
+                      "result swapped, or refused (damaged, wrong shapes, non-finite output: the old one serves)",
+                      ["model", "result"])
+MODEL_LOAD_SECONDS = Histogram("salescast_model_load_seconds",
+                               "Time to load and check a newly published version (the agents score on meanwhile)",
+                               ["model"], buckets=LATENCY_BUCKETS)
 CONSUMER_LAG = Gauge("salescast_consumer_lag", "Records behind the end of each assigned partition",
                      ["topic", "partition"])
 PROMO_UPLIFT = Gauge("salescast_promo_uplift",
@@ -50,6 +56,21 @@ RECORDS_REFETCHED = Counter("salescast_records_refetched_total",
                             "back from the broker itself", ["topic"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
+
+
+# the model-info label of each model name (the contract's `forecast` and `recommend`, plus `promo`)
+MODEL_LABELS = {"lstm": "forecast", "cf": "recommend", "promo": "promo"}
+
+
+def set_live_version(name: str, version: str, replaced: str | None = None) -> None:
+    """The live version as a label of salescast_model_info; the one it replaced leaves the metric."""
+    label = MODEL_LABELS[name]
+    if replaced is not None and replaced != version:
+        try:
+            MODEL_INFO.remove(label, replaced)
+        except KeyError:
+            pass
+    MODEL_INFO.labels(label, version).set(1)
 
 
 class RateMeter:

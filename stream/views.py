@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 
 from salescast.engine import sales_view
 from salescast.recommending import recommendations_record
-from stream.agents import load_value, recommender
+from stream.agents import load_value, served
 from stream.app import app, settings
 from stream.tables import sku_candidates, sku_windows, user_items
 
@@ -68,7 +68,7 @@ class SkuSales(View):
 def _category(sku: str) -> str | None:
     """From the SKU's latest inventory record if this worker holds its window, else from the model."""
     window = load_value(sku_windows, sku.encode())
-    return (window or {}).get("cat") or recommender.category_of(sku)
+    return (window or {}).get("cat") or served.recommender.category_of(sku)
 
 
 @app.page("/recommendations/users/{user_id}")
@@ -81,6 +81,7 @@ class SkusForUser(View):
         if isinstance(count, str):
             return _error(self, 400, count)
         vector = load_value(user_items, user_id.encode())
+        recommender = served.recommender
         answer = recommender.for_user(vector, count)
         return self.json(recommendations_record(user_id, "skus_for_user", answer, recommender))
 
@@ -94,6 +95,7 @@ class UsersForSku(View):
         count = _count(request, "n", DEFAULT_USERS_FOR_SKU, MAX_ITEMS)
         if isinstance(count, str):
             return _error(self, 400, count)
+        recommender = served.recommender
         answer = recommender.for_sku(load_value(sku_candidates, sku.encode()), lambda: _category(sku), count,
                                      settings.interaction_half_life_ms)
         return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))
