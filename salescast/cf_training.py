@@ -19,7 +19,7 @@ from scipy import sparse
 
 from models.cf import candidates, ranking
 from models.cf.itemknn import ItemKNN
-from salescast.recommending import GLOBAL_AUDIENCE
+from salescast.recommending import GLOBAL_AUDIENCE, Recommender
 
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_USERS = 5_000  # users scored for the holdout metrics, drawn at random: bounds the time on big shops
@@ -79,6 +79,19 @@ def holdout_metrics(data: UserItemMatrix, seed: int) -> dict:
     return {"ndcg@10": round(knn["ndcg@10"], 4), "precision@10": round(knn["precision@10"], 4),
             "recall@10": round(knn["recall@10"], 4), "popularity_ndcg@10": round(baseline["ndcg@10"], 4),
             "holdout_users": knn["users"]}
+
+
+def live_holdout_metrics(data: UserItemMatrix, seed: int, live: Recommender) -> dict | None:
+    """The live version's scores on the very holdout `holdout_metrics` drew with `seed` (None without one).
+
+    The live version may have seen some held-out items when it was trained, which favours it: a
+    candidate must beat that to replace it.
+    """
+    train, relevant = holdout_items(data.matrix, HOLDOUT_FRACTION, seed)
+    if not relevant or live.model is None:
+        return None
+    scored = ranking.evaluate(ranking.remapped_scorer(live.model, live.skus, data.skus, train), train, relevant)
+    return {"ndcg@10": round(scored["ndcg@10"], 4), "precision@10": round(scored["precision@10"], 4)}
 
 
 def fit(data: UserItemMatrix, seed: int = 7) -> tuple[ItemKNN, dict, dict]:

@@ -211,8 +211,10 @@ def _retrain_once(settings: Settings, events: str | None, options, model: str) -
         print(f"salescast retrain: {exc}", file=sys.stderr)
         return 1
     for record in records:
-        print(f"{record['name']} {record['version']} is now current in {settings.model_store}: "
-              f"{_holdout_summary(record)}; workers load it when they start", file=sys.stderr)
+        outcome = ("is now current; running workers switch to it" if record["status"] == "live" else
+                   f"was {record['status']}: workers keep {record['metrics'].get('vs_live', {}).get('version')}")
+        print(f"{record['name']} {record['version']} {outcome} ({settings.model_store}): {_holdout_summary(record)}",
+              file=sys.stderr)
         print(json.dumps(record), flush=True)
     return 0
 

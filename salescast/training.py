@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 import orjson
 
+from models import lifecycle
 from models import windows as sku_windows
 from models.baseline import MovingAverage, SeasonalNaive
 from models.forecast import backtest
@@ -96,11 +97,13 @@ def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[
 
 
 def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
-                     strong_baselines: bool = False, log: Callable[[str], None] = print) -> Evaluation:
+                     strong_baselines: bool = False, log: Callable[[str], None] = print,
+                     others: dict[str, backtest.Predictor] | None = None) -> Evaluation:
     """Trains the LSTM on the older data and scores it against the baselines on the newest.
 
     `strong_baselines` adds the moving average, LightGBM and the LSTM+LightGBM
-    mean to the always-present seasonal naive.
+    mean to the always-present seasonal naive; `others` are scored beside them
+    (the live version, when retraining).
     """
     from models.forecast.lstm import LSTMForecaster
 
@@ -135,6 +138,7 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
         methods["moving_average"] = backtest.baseline(lambda: MovingAverage(season), horizon)
         methods["lightgbm"] = backtest.scaled_model(features, gbm.predict)
         methods["lstm+lightgbm"] = backtest.mean_of(methods["lstm"], methods["lightgbm"])
+    methods.update(others or {})
     origins = [test_start + i * horizon for i in range(options.test_origins)]
     result = backtest.run(list(tested.values()), origins, horizon, season, methods)
     facts = {"skus": len(histories), "tested_skus": len(tested), "train_windows": len(train),
@@ -201,8 +205,56 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         else:
             triggers, outcomes = ([], []) if events else read_promotions(settings, log)
             saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
-        records.append(_make_current_and_announce(settings, saved, log))
+        records.append(publish(settings, saved, log))
     return records
+
+
+def live_version(settings: Settings, name: str, log: Callable[[str], None]):
+    """The version of `name` live now, loaded as a worker serves it, to score beside a candidate; None
+    without one (or when it no longer loads: the candidate is then judged alone)."""
+    from models.store import ModelStore
+    from salescast.serving import Refused, load_version
+
+    store = ModelStore(settings.model_store)
+    current = store.current(name)
+    if current is None:
+        return None
+    try:
+        return load_version(store, name, current, settings)
+    except Refused as exc:
+        log(f"the live {name} {current} cannot be scored ({exc}); the candidate is judged alone")
+        return None
+
+
+def judge(name: str, metrics: dict, live: str | None, live_scores: dict | None, margin: float) -> None:
+    """Record in the candidate's metrics how it compares with the live version on the same held-out data,
+    and the verdict (models.lifecycle). Models without a rule (promo) go live as trained."""
+    rule = lifecycle.RULES.get(name)
+    if rule is None:
+        return
+    verdict, why = dataclasses.replace(rule, margin=margin).verdict(metrics, live_scores)
+    metrics["vs_live"] = {"version": live, **(live_scores or {}), "verdict": verdict, "why": why}
+
+
+def publish(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
+    """Announce a trained version as a candidate, then make it live or reject it as `judge` decided, and
+    announce that; returns the final model-version record."""
+    from models.store import ModelStore
+
+    store = ModelStore(settings.model_store)
+    name, version = manifest["name"], manifest["version"]
+    announce(settings, manifest, log)
+    judged = manifest["metrics"].get("vs_live")
+    if judged is None or judged["verdict"] == lifecycle.LIVE:
+        store.set_current(name, version)
+        log(f"{name} {version} is live" + (f" ({judged['why']})" if judged else ""))
+    else:
+        store.set_status(name, version, lifecycle.REJECTED)
+        log(f"{name} {version} is rejected and {judged['version']} stays live: {judged['why']}")
+    removed = store.retain(name, settings.model_keep)
+    if removed:
+        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.model_keep})")
+    return announce(settings, store.manifest(name, version), log)
 
 
 def _train_lstm(settings: Settings, histories: dict[str, History], options: TrainOptions, source: str,
@@ -211,11 +263,20 @@ def _train_lstm(settings: Settings, histories: dict[str, History], options: Trai
     from salescast.forecasting import MODEL_NAME
 
     features = FeatureConfig(options.input_length, settings.horizon, settings.season)
-    evaluation = fit_and_backtest(histories, features, options, log=log)
+    live = live_version(settings, MODEL_NAME, log)
+    others = {}
+    # the live version reads the same tested histories when it needs no more of them than the candidate
+    if live is not None and live.features.input_length <= features.input_length:
+        others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
+    evaluation = fit_and_backtest(histories, features, options, log=log, others=others)
     config = {**evaluation.model.config(), "bucket": settings.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
-    return ModelStore(settings.model_store).save(MODEL_NAME, config, evaluation.model.weights(),
-                                                 model_metrics(evaluation))
+    metrics = model_metrics(evaluation)
+    live_scores = evaluation.result.table().get("live")
+    judge(MODEL_NAME, metrics, live.version if live else None,
+          None if live_scores is None else {key: round(live_scores[key], 4) for key in ("mase", "wape", "pinball")},
+          settings.model_margin)
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, evaluation.model.weights(), metrics)
 
 
 def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
@@ -229,6 +290,9 @@ def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, di
     log(f"building the recommender from {data.matrix.nnz} interactions of {len(data.users)} users "
         f"over {len(data.skus)} SKUs")
     model, config, metrics = cf_training.fit(data, seed)
+    live = live_version(settings, MODEL_NAME, log)
+    judge(MODEL_NAME, metrics, live.version if live else None,
+          None if live is None else cf_training.live_holdout_metrics(data, seed, live), settings.model_margin)
     config["training"] = {"source": source, "seed": seed}
     return ModelStore(settings.model_store).save(MODEL_NAME, config, cf_training.artifact_arrays(model, data),
                                                  metrics)
@@ -265,18 +329,6 @@ def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[lis
     if not final:
         log("no finished promotion yet: elasticities from sales history alone")
     return triggers, join_outcomes(final.values(), triggers)
-
-
-def _make_current_and_announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
-    from models.store import ModelStore
-
-    store = ModelStore(settings.model_store)
-    name, version = manifest["name"], manifest["version"]
-    store.set_current(name, version)
-    removed = store.retain(name, settings.model_keep)
-    if removed:
-        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.model_keep})")
-    return announce(settings, store.manifest(name, version), log)
 
 
 def announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:

@@ -24,3 +24,39 @@ def test_without_a_comparable_live_version_the_candidate_goes_live_unless_it_is_
     assert rule.verdict({"mase": math.nan}, {"mase": 0.9})[0] == REJECTED
     assert rule.verdict({}, {"mase": 0.9})[0] == REJECTED
     assert RULES["cf"].higher_is_better and not RULES["lstm"].higher_is_better
+
+
+def test_a_retrained_version_is_announced_as_candidate_then_made_live_or_rejected(tmp_path, monkeypatch):
+    import numpy as np
+
+    from models.store import ModelStore
+    from salescast import training
+    from salescast.settings import Settings
+
+    settings = Settings.from_env({"SALESCAST_MODEL_STORE": str(tmp_path), "SALESCAST_MODEL_MARGIN": "0.02"})
+    announced = []
+    monkeypatch.setattr(training, "publish_model_version", lambda settings, record: announced.append(
+        (record["version"], record["status"])))
+    store = ModelStore(tmp_path)
+
+    def trained(mase, live):
+        metrics = {"mase": mase}
+        training.judge("lstm", metrics, live, None if live is None else {"mase": 0.80}, settings.model_margin)
+        return store.save("lstm", {"mase": mase}, {"w": np.arange(3.0) * mase}, metrics)
+
+    first = trained(0.80, None)
+    assert training.publish(settings, first, lambda m: None)["status"] == LIVE
+    assert announced == [(first["version"], "candidate"), (first["version"], "live")]
+    assert store.current("lstm") == first["version"]
+
+    worse = trained(0.90, first["version"])
+    record = training.publish(settings, worse, lambda m: None)
+    assert record["status"] == REJECTED and store.current("lstm") == first["version"]
+    assert record["metrics"]["vs_live"] == {"version": first["version"], "mase": 0.80, "verdict": REJECTED,
+                                            "why": "mase 0.9000 against live 0.8000 (bar 0.8160)"}
+    assert announced[-2:] == [(worse["version"], "candidate"), (worse["version"], "rejected")]
+
+    better = trained(0.81, first["version"])  # within the 2% margin
+    assert training.publish(settings, better, lambda m: None)["status"] == LIVE
+    assert store.current("lstm") == better["version"]
+    assert store.manifest("lstm", first["version"])["status"] == "retired"
