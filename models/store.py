@@ -134,13 +134,21 @@ class ModelStore:
 
         The manifest is not among the digested files: the status changes, the artifact does not.
         """
+        return self._rewrite_manifest(name, version, lambda manifest: manifest.update(status=status))
+
+    def _rewrite_manifest(self, name: str, version: str, change) -> dict:
         path = self.root / name / version / "manifest.json"
         manifest = json.loads(path.read_bytes())
-        manifest["status"] = status
+        change(manifest)
         temporary = path.with_name(f".manifest.{os.getpid()}")
         temporary.write_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode())
         os.replace(temporary, path)
         return manifest
+
+    def update_metrics(self, name: str, version: str, metrics: dict) -> dict:
+        """Add to a version's recorded metrics (e.g. how long its training took); like the status, they
+        live in the manifest, outside the digested files."""
+        return self._rewrite_manifest(name, version, lambda manifest: manifest["metrics"].update(metrics))
 
     def manifest(self, name: str, version: str) -> dict:
         return json.loads((self.root / name / version / "manifest.json").read_bytes())

@@ -191,16 +191,22 @@ def cmd_retrain(args) -> int:
         return 2
     import time
 
+    from salescast import retrain_metrics
+
+    retrain_metrics.serve(settings.retrain_metrics_port)
+    print(f"retraining every {args.every}; metrics at http://localhost:{settings.retrain_metrics_port}/metrics",
+          file=sys.stderr, flush=True)
     try:
         while True:  # a failed run is reported and the schedule goes on
-            _retrain_once(settings, args.events, options, args.model)
+            if _retrain_once(settings, args.events, options, args.model, retrain_metrics.observe) != 0:
+                retrain_metrics.failed()
             print(f"next retraining in {args.every}", file=sys.stderr, flush=True)
             time.sleep(every_s)
     except KeyboardInterrupt:
         return 0
 
 
-def _retrain_once(settings: Settings, events: str | None, options, model: str) -> int:
+def _retrain_once(settings: Settings, events: str | None, options, model: str, observe=None) -> int:
     from models.store import ModelStoreError
     from salescast.topics import KafkaUnavailable
     from salescast.training import MODELS, retrain
@@ -210,6 +216,8 @@ def _retrain_once(settings: Settings, events: str | None, options, model: str) -
     except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
         print(f"salescast retrain: {exc}", file=sys.stderr)
         return 1
+    if observe is not None:
+        observe(records)
     for record in records:
         outcome = ("is now current; running workers switch to it" if record["status"] == "live" else
                    f"was {record['status']}: workers keep {record['metrics'].get('vs_live', {}).get('version')}")

@@ -95,6 +95,7 @@ class Settings:
     advertised_url: str | None = None  # how other workers reach this one's HTTP API
     promo: PromoPolicy = field(default_factory=PromoPolicy)  # SALESCAST_PROMO_*
     model_keep: int = 10  # versions kept per model in the store (the current one and its predecessor always)
+    retrain_metrics_port: int = 9109  # `salescast retrain --every` serves its Prometheus metrics here
     model_margin: float = 0.02  # how much worse than live (relative) a retrained version may score and go live
 
     @property
@@ -278,6 +279,7 @@ class Settings:
             advertised_url=text("SALESCAST_ADVERTISED_URL", None),
             promo=promo,
             model_keep=integer("SALESCAST_MODEL_KEEP", 10, minimum=2),
+            retrain_metrics_port=integer("SALESCAST_RETRAIN_METRICS_PORT", 9109, minimum=1),
             model_margin=fraction("SALESCAST_MODEL_MARGIN", 0.02, allow_zero=True),
         )
         del half_life_text

@@ -198,6 +198,7 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         source = f"service tables of {settings.app_id}"
     records = []
     for model in models:
+        started = time.monotonic()
         if model == "lstm":
             saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
         elif model == "cf":
@@ -205,6 +206,10 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         else:
             triggers, outcomes = ([], []) if events else read_promotions(settings, log)
             saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
+        from models.store import ModelStore
+
+        saved = ModelStore(settings.model_store).update_metrics(saved["name"], saved["version"], {
+            "retrain_seconds": round(time.monotonic() - started, 1)})
         records.append(publish(settings, saved, log))
     return records
 

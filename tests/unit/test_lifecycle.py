@@ -60,3 +60,21 @@ def test_a_retrained_version_is_announced_as_candidate_then_made_live_or_rejecte
     assert training.publish(settings, better, lambda m: None)["status"] == LIVE
     assert store.current("lstm") == better["version"]
     assert store.manifest("lstm", first["version"])["status"] == "retired"
+
+
+def test_the_retrainer_exports_duration_data_size_and_both_scores():
+    from prometheus_client import REGISTRY
+
+    from salescast import retrain_metrics
+
+    record = {"name": "lstm", "status": "rejected", "metrics": {
+        "mase": 0.91, "retrain_seconds": 42.5, "skus": 1000, "train_windows": 54000,
+        "vs_live": {"version": "v1", "mase": 0.85, "verdict": "rejected", "why": "..."}}}
+    before = REGISTRY.get_sample_value("salescast_retrain_runs_total", {"model": "lstm", "status": "rejected"}) or 0
+    retrain_metrics.observe([record])
+    sample = REGISTRY.get_sample_value
+    assert sample("salescast_retrain_seconds", {"model": "lstm"}) == 42.5
+    assert sample("salescast_retrain_data", {"model": "lstm", "kind": "skus"}) == 1000
+    assert sample("salescast_retrain_holdout_score", {"model": "lstm", "role": "candidate", "metric": "mase"}) == 0.91
+    assert sample("salescast_retrain_holdout_score", {"model": "lstm", "role": "live", "metric": "mase"}) == 0.85
+    assert sample("salescast_retrain_runs_total", {"model": "lstm", "status": "rejected"}) == before + 1
