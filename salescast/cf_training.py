@@ -82,15 +82,21 @@ def holdout_metrics(data: UserItemMatrix, seed: int) -> dict:
 
 
 def live_holdout_metrics(data: UserItemMatrix, seed: int, live: Recommender) -> dict | None:
-    """The live version's scores on the very holdout `holdout_metrics` drew with `seed` (None without one).
+    """What the live version scores on the very holdout `holdout_metrics` drew with `seed` (None without a
+    live model): its recipe (its stored parameters) fitted on the same training split.
 
-    The live version may have seen some held-out items when it was trained, which favours it: a
-    candidate must beat that to replace it.
+    Its artifact itself cannot be scored fairly here: it was fitted on the user-item matrix of its day,
+    which holds most of today's held-out items (the vectors carry no per-interaction time to hold out
+    the newest by), so it would be graded on what it memorised: an identical recipe on identical data
+    scored 5% higher that way and every retrained recommender was rejected.
     """
-    train, relevant = holdout_items(data.matrix, HOLDOUT_FRACTION, seed)
-    if not relevant or live.model is None:
+    if live.model is None:
         return None
-    scored = ranking.evaluate(ranking.remapped_scorer(live.model, live.skus, data.skus, train), train, relevant)
+    train, relevant = holdout_items(data.matrix, HOLDOUT_FRACTION, seed)
+    if not relevant:
+        return None
+    model = ItemKNN(**live.model.params()).fit(train, data.categories)
+    scored = ranking.evaluate(ranking.model_scorer(model, train), train, relevant)
     return {"ndcg@10": round(scored["ndcg@10"], 4), "precision@10": round(scored["precision@10"], 4)}
 
 

@@ -67,18 +67,6 @@ def model_scorer(model, train: sparse.csr_matrix) -> Callable[[np.ndarray], np.n
     return lambda rows: model.score(train[rows]).toarray()
 
 
-def remapped_scorer(model, model_items: list[str], items: list[str],
-                    train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
-    """A model fitted over another item list (an older version) scored over `items`: the rows are laid
-    onto its columns and its scores back onto `items`; items it never saw score 0."""
-    index = {item: j for j, item in enumerate(model_items)}
-    pairs = [(i, index[item]) for i, item in enumerate(items) if item in index]
-    rows, cols = (list(axis) for axis in zip(*pairs)) if pairs else ([], [])
-    onto = sparse.csr_matrix((np.ones(len(pairs)), (rows, cols)), shape=(len(items), len(model_items)))
-    back = onto.T.tocsr()
-    return lambda users: (model.score(train[users] @ onto) @ back).toarray()
-
-
 def evaluate(score_rows: Callable[[np.ndarray], np.ndarray], train: sparse.csr_matrix,
              relevant: dict[int, set[int]], k: int = 10, batch_cells: int = 2_000_000) -> dict[str, float]:
     """Scores users in batches with `score_rows(user rows) -> dense (rows x items)`, training items excluded.

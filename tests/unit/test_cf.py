@@ -226,3 +226,25 @@ def test_top_per_row_handles_short_long_and_empty_rows():
     items, values = recommending.top_per_row(matrix, 2)
     assert [sorted(zip(i, v)) for i, v in zip(items, values)] == [
         [(1, 0.5), (3, 0.9)], [(0, 0.2)], [], [(2, 0.8), (4, 0.7)]]
+
+
+def test_the_live_recommender_is_judged_by_its_recipe_on_the_candidates_split_not_by_what_it_memorised():
+    """Its artifact was fitted on most of today's held-out items; scored on them it beat an identical
+    candidate and every retrained recommender was rejected."""
+    from types import SimpleNamespace
+
+    from models.cf.itemknn import ItemKNN
+
+    rng = np.random.default_rng(4)
+    vectors = {}
+    for user in range(300):  # four tastes over 40 SKUs
+        taste = rng.integers(4)
+        skus = rng.choice(np.arange(taste * 10, taste * 10 + 10), size=rng.integers(3, 8), replace=False)
+        vectors[f"u{user}"] = {"t": 0, "w": {f"s{sku}": float(rng.integers(1, 4)) for sku in skus}}
+    data = cf_training.matrix_from_vectors(vectors, {})
+    candidate = cf_training.fit(data, seed=7)[2]
+    same_recipe = SimpleNamespace(model=ItemKNN().fit(data.matrix, data.categories))  # trained on everything
+    assert cf_training.live_holdout_metrics(data, 7, same_recipe)["ndcg@10"] == candidate["ndcg@10"]
+    fewer_neighbours = SimpleNamespace(model=ItemKNN(neighbours=2).fit(data.matrix, data.categories))
+    assert cf_training.live_holdout_metrics(data, 7, fewer_neighbours)["ndcg@10"] != candidate["ndcg@10"]
+    assert cf_training.live_holdout_metrics(data, 7, SimpleNamespace(model=None)) is None
