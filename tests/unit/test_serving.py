@@ -101,3 +101,29 @@ def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(t
     store.set_current("lstm", newer)
     assert asyncio.run(swap.reconcile("lstm")) is True  # ... until CURRENT moves
     assert served.forecaster.version == newer
+
+
+def test_the_recommender_switches_too_and_a_version_without_skus_is_refused(tmp_path):
+    from salescast import cf_training
+    from salescast.recommending import Recommender
+
+    store = ModelStore(tmp_path)
+    vectors = {"u1": {"t": 0, "w": {"a": 5.0, "b": 1.0}}, "u2": {"t": 0, "w": {"a": 1.0, "b": 3.0, "c": 1.0}},
+               "u3": {"t": 0, "w": {"c": 2.0, "d": 1.0}}}
+    versions = []
+    for i, extra in enumerate(({}, {"u4": {"t": 0, "w": {"b": 1.0, "d": 2.0}}})):
+        data = cf_training.matrix_from_vectors({**vectors, **extra}, {})
+        model, config, metrics = cf_training.fit(data)
+        versions.append(store.save("cf", config, cf_training.artifact_arrays(model, data), metrics)["version"])
+    store.set_current("cf", versions[0])
+    served = ServedModels(None, load_version(store, "cf", versions[0], settings_for(store)), Promoter())
+    events = []
+    swap = HotSwap(served, store, settings_for(store), lambda *args: events.append(args))
+    store.set_current("cf", versions[1])
+    assert asyncio.run(swap.reconcile("cf")) is True
+    assert isinstance(served.recommender, Recommender) and served.recommender.version == versions[1]
+    assert served.recommender.for_user({"w": {"a": 1.0}}, 3).items  # it scores
+
+    bare = store.save("cf", {"params": {}}, {"item_ids": np.asarray([], dtype=str)}, {})["version"]
+    with pytest.raises(Refused, match="does not load|knows no SKU"):
+        load_version(store, "cf", bare, settings_for(store))
