@@ -4,7 +4,9 @@ Every agent reads batches (`take_events`), which Faust acks only after the
 batch is processed, and Faust flushes every send before it commits offsets:
 so a record is either fully handled (its updates, dead letter or forecast
 sent) or re-read after a crash. Re-read updates are recognised by their input
-position (models.positions) and not counted twice.
+position (models.positions) and not counted twice. Records the consumer
+skipped around a recovery are read back before the batch is handled
+(`batches`, stream.continuity), so none is committed over unhandled.
 """
 
 from __future__ import annotations
@@ -219,8 +221,10 @@ def _write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
     # (and never processed)
     buffering = stream.current_event
     stream._set_current_event(event)
-    table.data[key] = encoded
-    stream.current_event = buffering
+    try:
+        table.data[key] = encoded
+    finally:
+        stream.current_event = buffering
     out.add(table.changelog_topic.get_topic_name(), key, encoded, partition_for(key, table.partitions),
             on_sent=_changelog_persisted[table.name])
 
