@@ -108,7 +108,6 @@ class OffsetContinuity:
                 self._due[tp] = message.offset + 1
         return completed
 
-
     async def _committed_offsets(self) -> Mapping[tuple[str, int], int]:
         async with self._asking:
             if self._committed is None:
