@@ -209,10 +209,13 @@ def cmd_retrain(args) -> int:
 def _retrain_once(settings: Settings, events: str | None, options, model: str, observe=None) -> int:
     from models.store import ModelStoreError
     from salescast.topics import KafkaUnavailable
-    from salescast.training import MODELS, retrain
+    from salescast.training import MODELS, RetrainFailed, retrain
 
+    failed = None
     try:
         records = retrain(settings, events, options, MODELS if model == "all" else (model,))
+    except RetrainFailed as exc:  # the other models' versions were published all the same
+        records, failed = exc.records, exc
     except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
         print(f"salescast retrain: {exc}", file=sys.stderr)
         return 1
@@ -224,6 +227,9 @@ def _retrain_once(settings: Settings, events: str | None, options, model: str, o
         print(f"{record['name']} {record['version']} {outcome} ({settings.model_store}): {_holdout_summary(record)}",
               file=sys.stderr)
         print(json.dumps(record), flush=True)
+    if failed is not None:
+        print(f"salescast retrain: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

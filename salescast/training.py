@@ -196,22 +196,37 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         vectors = read_table(settings, USER_ITEMS_TABLE) if wants_cf else {}
         end = max(window["closed"] for window in windows.values())
         source = f"service tables of {settings.app_id}"
-    records = []
+    from models.store import ModelStore
+
+    records, failures = [], []
     for model in models:
         started = time.monotonic()
-        if model == "lstm":
-            saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
-        elif model == "cf":
-            saved = train_cf(settings, vectors, windows, options.seed, source, log)
-        else:
-            triggers, outcomes = ([], []) if events else read_promotions(settings, log)
-            saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
-        from models.store import ModelStore
-
+        try:  # one model's lack of data does not keep the others from their new versions
+            if model == "lstm":
+                saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
+            elif model == "cf":
+                saved = train_cf(settings, vectors, windows, options.seed, source, log)
+            else:
+                triggers, outcomes = ([], []) if events else read_promotions(settings, log)
+                saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
+        except ValueError as exc:
+            failures.append(f"{model}: {exc}")
+            continue
         saved = ModelStore(settings.model_store).update_metrics(saved["name"], saved["version"], {
             "retrain_seconds": round(time.monotonic() - started, 1)})
         records.append(publish(settings, saved, log))
+    if failures:
+        raise RetrainFailed(records, failures)
     return records
+
+
+class RetrainFailed(ValueError):
+    """Some models could not be trained (the message says why); `records` holds the versions the others
+    published."""
+
+    def __init__(self, records: list[dict], failures: list[str]):
+        super().__init__("; ".join(failures))
+        self.records = records
 
 
 def live_version(settings: Settings, name: str, log: Callable[[str], None]):

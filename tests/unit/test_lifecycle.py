@@ -78,3 +78,21 @@ def test_the_retrainer_exports_duration_data_size_and_both_scores():
     assert sample("salescast_retrain_holdout_score", {"model": "lstm", "role": "candidate", "metric": "mase"}) == 0.91
     assert sample("salescast_retrain_holdout_score", {"model": "lstm", "role": "live", "metric": "mase"}) == 0.85
     assert sample("salescast_retrain_runs_total", {"model": "lstm", "status": "rejected"}) == before + 1
+
+
+def test_a_model_without_enough_data_does_not_keep_the_others_from_their_new_versions(tmp_path, monkeypatch):
+    import orjson
+    import pytest
+
+    from salescast import training
+    from salescast.generator import Shop, ShopConfig
+    from salescast.settings import Settings
+
+    events = tmp_path / "ten-days.jsonl"
+    events.write_bytes(b"".join(orjson.dumps({**record, "topic": topic}) + b"\n" for topic, record in
+                                Shop(ShopConfig(seed=3, skus=8, users=200, days=10)).events()))
+    monkeypatch.setattr(training, "publish_model_version", lambda settings, record: None)
+    settings = Settings.from_env({"SALESCAST_MODEL_STORE": str(tmp_path / "models")})
+    with pytest.raises(training.RetrainFailed, match="lstm: too little history") as failed:
+        training.retrain(settings, str(events), training.TrainOptions(verbose=0), ("lstm", "cf"), log=lambda m: None)
+    assert [(r["name"], r["status"]) for r in failed.value.records] == [("cf", LIVE)]
