@@ -193,7 +193,12 @@ def cmd_retrain(args) -> int:
 
     from salescast import retrain_metrics
 
-    retrain_metrics.serve(settings.retrain_metrics_port)
+    try:
+        retrain_metrics.serve(settings.retrain_metrics_port)
+    except OSError as exc:
+        print(f"salescast retrain --every: cannot serve metrics on port {settings.retrain_metrics_port} ({exc}); "
+              "set SALESCAST_RETRAIN_METRICS_PORT to a free port", file=sys.stderr)
+        return 1
     print(f"retraining every {args.every}; metrics at http://localhost:{settings.retrain_metrics_port}/metrics",
           file=sys.stderr, flush=True)
     try:
@@ -401,6 +406,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=120)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--seconds", type=float, default=None, help="stop by itself after this long")
+    demo.add_argument("--retrain-every", default="2m", metavar="DURATION",
+                      help="start the retrainer after this long and retrain on that schedule (0: no retrainer)")
     demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     demo.set_defaults(func=cmd_demo)
     return root

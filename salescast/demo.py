@@ -8,8 +8,12 @@ the very days they will score) and trains on it with `salescast retrain
 printed as days close, promo triggers as they are decided and their outcomes
 when they end (the generator's shop acts on the triggers: its targets see
 the discount), and every few seconds a user's live recommendations and a
-SKU's candidate users, from the worker's HTTP API. Ctrl-C (or
---seconds) stops the generator, the worker and the broker in that order.
+SKU's candidate users, from the worker's HTTP API. After --retrain-every
+the demo also starts the retrainer (`salescast retrain --every`), which
+retrains from the worker's own state; each new version is shown as it is
+announced (candidate, then live or rejected against the live one), and the
+forecast lines show the worker switching to it. Ctrl-C (or --seconds) stops
+the retrainer, the generator, the worker and the broker in that order.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from salescast.localkafka import BrokerError, LocalBroker
+from salescast.settings import parse_duration_ms
 
 RECOMMEND_EVERY_S = 5.0
 RECOMMEND_TIMEOUT_S = 15.0
@@ -73,6 +78,20 @@ def _promo_line(topic_kind: str, record: dict) -> str | None:
     uplift = "n/a" if record["uplift"] is None else f"{record['uplift']:+.2%}"
     return (f"{day} {'outcome ' + record['sku']:>14}: {record['target_buyers']}/{record['targets']} targets bought "
             f"vs {record['holdout_buyers']}/{record['holdout']} held out: uplift {uplift}")
+
+
+def _model_line(record: dict) -> str:
+    """A model-versions record as it is announced."""
+    name, version, status = record["name"], record["version"], record["status"]
+    judged = record["metrics"].get("vs_live") or {}
+    if status == "candidate":
+        return f"{'retrained ' + name:>30}: {version} is a candidate"
+    if status == "live":
+        why = f" ({judged['why']})" if judged else ""
+        return f"{'retrained ' + name:>30}: {version} is live{why}; the worker switches to it"
+    if status == "rejected":
+        return f"{'retrained ' + name:>30}: {version} rejected ({judged.get('why')}); {judged.get('version')} stays live"
+    return f"{'model ' + name:>30}: {version} is {status}"
 
 
 def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
@@ -130,6 +149,12 @@ def run_demo(args) -> int:
 
     from salescast.settings import Settings
 
+    if args.retrain_every not in ("0", "off"):
+        try:
+            parse_duration_ms(args.retrain_every)
+        except ValueError as exc:
+            print(f"salescast demo --retrain-every: {exc} (or 0 for no retrainer)", file=sys.stderr)
+            return 2
     data_dir = Path(os.environ.get("SALESCAST_DATA_DIR", "./var")).resolve()
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +186,10 @@ def run_demo(args) -> int:
         print(f"generating a {args.skus}-SKU shop at {args.rate:.0f} events/s, event time x{args.speedup:.0f}; "
               f"forecasts follow as each day closes (Ctrl-C stops everything)\n", flush=True)
         settings = Settings.from_env(env)
-        kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes")}
+        kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes",
+                                                         "model_versions")}
+        retrain_after = None if args.retrain_every in ("0", "off") else parse_duration_ms(args.retrain_every) / 1000
+        generator_started, retrainer = time.monotonic(), None
         consumer = KafkaConsumer(*kinds, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
                                  consumer_timeout_ms=1000)
         deadline = time.monotonic() + args.seconds if args.seconds else None
@@ -169,7 +197,10 @@ def run_demo(args) -> int:
         while deadline is None or time.monotonic() < deadline:
             for message in consumer:
                 kind, record = kinds[message.topic], json.loads(message.value)
-                line = _line(record) if kind == "forecasts" else _promo_line(kind, record)
+                if kind == "forecasts":
+                    line = _line(record)
+                else:
+                    line = _model_line(record) if kind == "model_versions" else _promo_line(kind, record)
                 if line:
                     print(line, flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
@@ -185,6 +216,13 @@ def run_demo(args) -> int:
                 print(f"the worker stopped; see {demo_dir / 'worker.log'}:\n{_tail(demo_dir / 'worker.log')}",
                       file=sys.stderr)
                 return 1
+            if retrainer is None and retrain_after is not None and time.monotonic() - generator_started >= retrain_after:
+                print(f"starting the retrainer: every {args.retrain_every} from the worker's state (log: "
+                      f"{demo_dir / 'retrain.log'})", flush=True)
+                retrainer = subprocess.Popen(
+                    [sys.executable, "-m", "salescast.cli", "retrain", "--every", args.retrain_every, "--epochs",
+                     "15", "--quiet"], env=env, stdout=open(demo_dir / "retrain.log", "ab"), stderr=subprocess.STDOUT)
+                processes.append(retrainer)
             if generator.poll() not in (None, 0):  # it ends on its own (0) once its days are sent
                 print(f"the generator failed (exit {generator.returncode}); see {demo_dir / 'generator.log'}:\n"
                       f"{_tail(demo_dir / 'generator.log')}", file=sys.stderr)

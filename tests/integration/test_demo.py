@@ -14,11 +14,11 @@ pytestmark = pytest.mark.integration
 
 def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
     env = {**os.environ, "SALESCAST_DATA_DIR": str(tmp_path / "var"), "SALESCAST_WEB_PORT": str(free_port()),
-           "SALESCAST_METRICS_PORT": str(free_port())}
+           "SALESCAST_METRICS_PORT": str(free_port()), "SALESCAST_RETRAIN_METRICS_PORT": str(free_port())}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     done = subprocess.run([sys.executable, "-m", "salescast.cli", "demo", "--port", str(free_port(pair=True)),
                            "--skus", "8", "--users", "300", "--days", "90", "--rate", "5000", "--speedup", "300000",
-                           "--seconds", "45"],
+                           "--seconds", "80", "--retrain-every", "20s"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     logs = "\n".join(f"--- {name}:\n" + "\n".join((tmp_path / "var" / "demo" / name).read_text(errors="replace")
                                                   .splitlines()[-40:])
@@ -36,3 +36,9 @@ def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
     assert any("recommend candidates for sku-" in line for line in out.splitlines())
     # the shop acts on the triggers it reads; their outcomes come when they end (3 simulated days later)
     assert any(" promo sku-" in line and "off to" in line for line in out.splitlines()), shown
+    # the retrainer, started after 20 s, retrains from the worker's own state and announces each version
+    assert "starting the retrainer" in out
+    announced = [line for line in out.splitlines() if "retrained " in line]
+    assert any("is a candidate" in line for line in announced), shown + "\n--- retrain.log:\n" + \
+        "\n".join((tmp_path / "var" / "demo" / "retrain.log").read_text(errors="replace").splitlines()[-30:])
+    assert any(" is live" in line or " rejected " in line for line in announced), shown
