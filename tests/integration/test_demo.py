@@ -18,7 +18,7 @@ def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     done = subprocess.run([sys.executable, "-m", "salescast.cli", "demo", "--port", str(free_port(pair=True)),
                            "--skus", "8", "--users", "300", "--days", "90", "--rate", "5000", "--speedup", "300000",
-                           "--seconds", "80", "--retrain-every", "20s"],
+                           "--seconds", "100", "--retrain-every", "20s"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     logs = "\n".join(f"--- {name}:\n" + "\n".join((tmp_path / "var" / "demo" / name).read_text(errors="replace")
                                                   .splitlines()[-40:])
