@@ -16,6 +16,7 @@ def test_demo_trains_a_model_then_shows_lstm_forecasts(tmp_path):
     env = {**os.environ, "SALESCAST_DATA_DIR": str(tmp_path / "var"), "SALESCAST_WEB_PORT": str(free_port()),
            "SALESCAST_METRICS_PORT": str(free_port()), "SALESCAST_RETRAIN_METRICS_PORT": str(free_port())}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("SALESCAST_APP_ID", None)  # the demo's own (tests/unit/test_agents.py sets one when collected)
     done = subprocess.run([sys.executable, "-m", "salescast.cli", "demo", "--port", str(free_port(pair=True)),
                            "--skus", "8", "--users", "300", "--days", "90", "--rate", "5000", "--speedup", "300000",
                            "--seconds", "100", "--retrain-every", "20s"],
