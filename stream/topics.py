@@ -36,14 +36,9 @@ promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True,
 
 
 def worker_topics() -> list[tuple[str, int, bool]]:
-    """(name, partitions, compacted) of the topics the worker creates for itself: the internal ones above
-    and the tables' changelogs. Created before Faust subscribes: a topic still missing when the consumer
-    joins its group is left out of the assignment until the next metadata refresh (5 minutes), and its
-    agent reads nothing until then (a demo run in CI showed no forecast at all that way)."""
-    from stream.tables import promo_guardrails, sku_candidates, sku_windows, user_items
-
-    internal = [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
-                for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
-    changelogs = [(table.changelog_topic.get_topic_name(), table.partitions, True)
-                  for table in (sku_windows, user_items, sku_candidates, promo_guardrails)]
-    return internal + changelogs
+    """(name, partitions, compacted) of the internal topics above, which the worker creates for itself
+    before Faust subscribes: a topic still missing when the consumer joins its group is left out of the
+    assignment until the next metadata refresh (5 minutes), and its agent reads nothing until then (a
+    demo run in CI showed no forecast at all that way). The tables' changelogs are Faust's to create."""
+    return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
+            for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
