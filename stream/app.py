@@ -45,11 +45,6 @@ app = faust.App(
     producer_max_batch_size=512 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_auto_offset_reset="earliest",
-    # a topic an agent reads that Faust has not created yet when the consumer joins its group is
-    # left out of the assignment until the next metadata refresh (aiokafka's default: 5 minutes, and
-    # the agent reads nothing until then; a CI demo run showed no forecast at all that way); with a
-    # refresh every 5 s the group rebalances to include it within seconds
-    consumer_metadata_max_age_ms=5_000,
     stream_buffer_maxsize=8192,
     broker_commit_every=10_000,
     # a crashed worker's partitions move to the others after this long (Faust's default is 60 s);
