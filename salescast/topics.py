@@ -30,16 +30,15 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create any missing contract topic with SALESCAST_PARTITIONS partitions; returns those created."""
-    specs = [(name, settings.partitions, key in COMPACTED) for key, name in settings.topics.items()]
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         wanted = []
-        for name, partitions, compacted in specs:
+        for key, name in settings.topics.items():
             if name in existing:
                 continue
-            config = {"cleanup.policy": "compact"} if compacted else {}
-            wanted.append(NewTopic(name, partitions, settings.replication_factor, topic_configs=config))
+            config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
+            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
         created = []
         for topic in wanted:
             try:

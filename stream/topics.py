@@ -33,4 +33,3 @@ input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=Tru
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
 promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **RAW)
-
