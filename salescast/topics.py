@@ -135,10 +135,12 @@ class RangeReader:
         self._consumer = None
         self._lock = threading.Lock()
 
-    def read(self, topic: str, partition: int, start: int | None, end: int, timeout_s: float = 30.0) -> list:
+    def read(self, topic: str, partition: int, start: int | None, end: int, limit: int | None = None,
+             timeout_s: float = 30.0) -> list:
         """The records of `topic`/`partition` with offsets in [start, end), in offset order (kafka-python
-        ConsumerRecords); start None reads from the beginning of the log. Offsets with no record (compacted
-        away, transaction markers) are simply absent. Raises TimeoutError when the broker does not answer."""
+        ConsumerRecords), the first `limit` of them if given; start None reads from the beginning of the
+        log. Offsets with no record (compacted away, transaction markers) are simply absent. Raises
+        TimeoutError when the broker does not answer."""
         from kafka import KafkaConsumer, TopicPartition
 
         with self._lock:
@@ -154,13 +156,13 @@ class RangeReader:
                 consumer.seek(tp, start)
             records = []
             deadline = time.monotonic() + timeout_s
-            while consumer.position(tp) < end:
+            while consumer.position(tp) < end and (limit is None or len(records) < limit):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"reading {topic}/{partition} offsets {start}..{end - 1} took over "
                                        f"{timeout_s:.0f}s; is the broker reachable?")
                 for batch in consumer.poll(timeout_ms=self.poll_ms).values():
                     records.extend(record for record in batch if record.offset < end)
-            return records
+            return records if limit is None else records[:limit]
 
     def close(self) -> None:
         with self._lock:

@@ -1,12 +1,12 @@
 """The agents: thin loops that hand records to `salescast.engine` and emit what it returns.
 
-Every agent reads batches (`take_events`), which Faust acks only after the
-batch is processed, and Faust flushes every send before it commits offsets:
-so a record is either fully handled (its updates, dead letter or forecast
-sent) or re-read after a crash. Re-read updates are recognised by their input
-position (models.positions) and not counted twice. Records the consumer
-skipped around a recovery are read back before the batch is handled
-(`batches`, stream.continuity), so none is committed over unhandled.
+Every agent reads batches (stream.offsets.batches): a batch's offsets are
+committed only after the agent has handled it, and the producer is flushed
+before each commit, so a record is either fully handled (its updates, dead
+letter or forecast sent) or re-read after a crash. Re-read updates are
+recognised by their input position (models.positions) and not counted twice.
+Records the consumer skipped around a recovery are read back, or sought back
+to, before any later record is committed (stream.continuity).
 """
 
 from __future__ import annotations
@@ -29,17 +29,16 @@ from salescast.forecasting import load_forecaster
 from salescast.promoting import Promoter, admit, load_promo_model, outcome_updates, registration
 from salescast.recommending import affinity_updates, load_recommender
 from salescast.serving import SERVED, HotSwap, ServedModels
-from salescast.topics import RangeReader, committed_offsets, read_latest
+from salescast.topics import read_latest
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
-from stream.continuity import OffsetContinuity, retrying
+from stream.continuity import retrying
+from stream.offsets import batches
 from stream.tables import promo_guardrails, sku_candidates, sku_windows, user_items
 from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, inventory, orders, promo_outcomes,
                            promo_proposals, promo_triggers, sku_affinities, sku_events, user_events)
 
-BATCH_SIZE = 2000
-BATCH_WITHIN_S = 0.01
 CLOSE_CHUNK = 2048  # SKUs scored in one kernel call at bucket close
 TICK_MARK = "tick"
 
@@ -122,30 +121,6 @@ async def _read_input_watermarks() -> dict[bytes, bytes]:
 
 
 watermark_seeding = WatermarkSeeding(_read_input_watermarks)
-
-
-_range_reader = RangeReader(settings)
-
-
-async def _read_range(topic: str, partition: int, start: int | None, end: int):
-    return await asyncio.to_thread(_range_reader.read, topic, partition, start, end)
-
-
-async def _committed_offsets() -> dict[tuple[str, int], int]:
-    """Where each partition resumes after an assignment: asked of the broker, since Faust hands records
-    over during recovery, before its own record of them is filled in."""
-    return await asyncio.to_thread(committed_offsets, settings, settings.app_id)
-
-
-continuity = OffsetContinuity(_committed_offsets, _read_range,
-                              lambda topic, count: metrics.RECORDS_REFETCHED.labels(topic).inc(count))
-
-
-async def batches(stream):
-    """Every agent's batches: `take_events`, with any records Faust skipped read back in front
-    (stream.continuity)."""
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        yield await continuity.complete(events)
 
 
 def _send_tick(out: Outbox, bucket: int) -> None:
@@ -314,7 +289,6 @@ partition_index = PartitionIndex()
 async def _on_rebalance(sender, **kwargs) -> None:
     partition_index.reset()
     watermark_seeding.needed = True
-    continuity.reset()
 
 
 def _is_tick(event) -> bool:

@@ -1,35 +1,48 @@
-"""Every record of a partition reaches its agent, in offset order, or the worker says why not.
+"""Every record of a partition reaches its agent, in offset order, and its offset is committed only
+once the agent has handled it.
 
 Faust can skip records around a recovery or rebalance: records fetched
 before the stream partitions are sought back to their committed offsets
-are dropped, the consumer's position has already moved past them, and
-Faust treats the jump as a gap it may commit over (faust-streaming issues
-216, 221 and 596). In clean-clone CI runs a worker restarted on an empty
-state directory lost a whole batch of order lines that way, silently, and
-the inventory records after such a gap were judged `future`.
+are dropped, the consumer's position has already moved past them (aiokafka
+does not seek a partition whose committed offset is 0 or absent), and
+records of the old generation still queued in a stream are skipped *and
+acked*, so Faust's own commits can pass over them (faust-streaming issues
+216, 221 and 596). In clean-clone CI runs a restarted worker lost order
+lines both ways: a batch skipped mid-partition, and a batch skipped at the
+end of a partition, with no later record to show the jump.
 
-`OffsetContinuity` sits between `take_events` and each agent: it knows the
-next offset due on every partition (the group's committed offset, asked
-of the broker, when a partition is first seen after an assignment; then
-the last offset + 1),
-and when a batch jumps past it, it reads the missing range straight from
-the broker and puts those records in front, so they are handled in the
-same batch, before the records after them (the exactly-once position check
-relies on that order). Offsets that hold no record, compacted away or a
-transaction marker, come back empty and the gap stands.
+So the agents' topics are consumed without Faust's acks (stream.topics)
+and `OffsetContinuity` does three things for every partition:
+
+- it knows the next offset due (the group's committed offset, asked of
+  the broker after each assignment; then the last offset + 1), and when a
+  batch jumps past it, it reads the missing range straight from the broker
+  and puts those records in front, so they are handled in the same batch,
+  before the records after them (the exactly-once position check relies
+  on that order). Offsets that hold no record, compacted away or a
+  transaction marker, come back empty and the gap stands;
+- when a partition's log reaches past that offset and nothing of it has
+  arrived for `stall_after_s`, it seeks the consumer back to the first
+  record missing (`restart_stalled`);
+- it hands out, for commit, the offset after the last record whose batch
+  the agent finished (`commit_offsets`), and lets a revocation wait for the
+  batches in flight (`wait_idle`), as Faust's acks did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+import time
+from typing import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from faust.types import TP
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
+STALL_AFTER_S = 10.0
 T = TypeVar("T")
 
 
@@ -52,7 +65,8 @@ class RefetchedEvent:
         self.message = message
 
 
-ReadRange = Callable[[str, int, "int | None", int], Awaitable[Sequence]]
+ReadRange = Callable[..., Awaitable[Sequence]]
+Seek = Callable[[TP, int], Awaitable[None]]
 
 
 class OffsetContinuity:
@@ -60,36 +74,49 @@ class OffsetContinuity:
 
     `committed()`: the consumer group's committed offsets by partition (the
     next offset to read; a partition absent was never committed: the start of
-    the log), asked once after each assignment, when a partition's first
-    record arrives. `read_range(topic, partition, start, end)`: the records
-    with offsets in [start, end), as kafka-python records (start None: from
-    the start of the log). `on_refetched(topic, n)` is told how many records
-    came back that way.
+    the log), asked once after each assignment. `read_range(topic, partition,
+    start, end, limit=None)`: the records with offsets in [start, end), as
+    kafka-python records (start None: from the start of the log; at most
+    `limit` of them). `on_refetched(topic, n)` is told how many records came
+    back that way, `on_stalled(topic)` of each seek back.
     """
 
     def __init__(self, committed: Callable[[], Awaitable[Mapping[tuple[str, int], int]]], read_range: ReadRange,
-                 on_refetched: Callable[[str, int], None] = lambda topic, count: None) -> None:
+                 on_refetched: Callable[[str, int], None] = lambda topic, count: None,
+                 on_stalled: Callable[[str], None] = lambda topic: None,
+                 clock: Callable[[], float] = time.monotonic, stall_after_s: float = STALL_AFTER_S) -> None:
         self.committed = committed
         self.read_range = read_range
         self.on_refetched = on_refetched
+        self.on_stalled = on_stalled
+        self.clock = clock
+        self.stall_after_s = stall_after_s
         self._due: dict[TP, int | None] = {}
+        self._handled: dict[TP, int] = {}  # the offset after the last record of a finished batch
+        self._heard: dict[TP, float] = {}  # when a record of the partition last arrived
         self._committed: Mapping[tuple[str, int], int] | None = None
+        self._reset_at = clock()
         self._asking = asyncio.Lock()  # every agent's first batch arrives at once: ask the broker once
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def reset(self) -> None:
         """After a rebalance: each partition starts again at its committed offset."""
         self._due.clear()
+        self._handled.clear()
+        self._heard.clear()
         self._committed = None
+        self._reset_at = self.clock()
 
     async def complete(self, events: Iterable) -> list:
         completed = []
+        now = self.clock()
         for event in events:
             message = event.message
             tp = message.tp
-            if tp in self._due:
-                due = self._due[tp]
-            else:
-                due = (await self._committed_offsets()).get(tp)
+            self._heard[tp] = now
+            due = self._due[tp] if tp in self._due else await self._committed_offset(tp)
             if (due is None and message.offset > 0) or (due is not None and message.offset > due):
                 missing = await retrying(lambda: self.read_range(message.topic, message.partition, due,
                                                                  message.offset),
@@ -107,6 +134,75 @@ class OffsetContinuity:
             if due is None or message.offset >= due:  # a re-delivered older record leaves the mark alone
                 self._due[tp] = message.offset + 1
         return completed
+
+    @contextlib.contextmanager
+    def handling(self, batch: Sequence) -> Iterator[None]:
+        """Around an agent's work on a completed batch: its offsets become committable only if the work
+        finished (an agent that raised, or a batch cut off by a stop, is read again)."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+            for event in batch:
+                message = event.message
+                if message.offset + 1 > self._handled.get(message.tp, -1):
+                    self._handled[message.tp] = message.offset + 1
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Until no batch is being handled (False: `timeout_s` passed first)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def commit_offsets(self, assignment: Iterable[TP]) -> dict[TP, int]:
+        """What to commit for the assigned partitions: handled offsets past what the group has."""
+        assigned = set(assignment)
+        handled = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
+        if not handled:
+            return {}
+        committed = await self._committed_offsets()
+        return {tp: offset for tp, offset in handled.items() if offset > committed.get(tp, -1)}
+
+    def on_committed(self, offsets: Mapping[TP, int]) -> None:
+        if self._committed is not None:
+            self._committed = {**self._committed, **offsets}
+
+    async def restart_stalled(self, assignment: Iterable[TP], log_end: Callable[[TP], "int | None"],
+                              seek: Seek) -> list[TP]:
+        """Seek back each partition whose log reaches past the next offset due while none of it has
+        arrived for `stall_after_s`: records Faust dropped with no later record to show the jump.
+        `log_end(tp)`: the partition's high watermark as the consumer last saw it (None: not known)."""
+        now = self.clock()
+        sought = []
+        for tp in assignment:
+            end = log_end(tp)
+            if end is None or now - self._heard.get(tp, self._reset_at) < self.stall_after_s:
+                continue
+            due = self._due[tp] if tp in self._due else await self._committed_offset(tp)
+            if end <= (due or 0):
+                continue
+            first = await retrying(lambda: self.read_range(tp.topic, tp.partition, due, end, limit=1),
+                                   f"look for records in {tp.topic}/{tp.partition} offsets {due}..{end - 1}")
+            if not first:  # only offsets without records up to the end: nothing is missing
+                self._due[tp] = end
+                continue
+            log.warning("%s/%d: no record arrived for %.0f s though the log reaches offset %d; seeking the "
+                        "consumer back to offset %d", tp.topic, tp.partition, now - self._heard.get(tp, self._reset_at),
+                        end - 1, first[0].offset)
+            await seek(tp, first[0].offset)
+            self._heard[tp] = now
+            self.on_stalled(tp.topic)
+            sought.append(tp)
+        return sought
+
+    async def _committed_offset(self, tp: TP) -> int | None:
+        return (await self._committed_offsets()).get(tp)
 
     async def _committed_offsets(self) -> Mapping[tuple[str, int], int]:
         async with self._asking:

@@ -54,6 +54,9 @@ UPDATES_APPLIED = Counter("salescast_updates_applied_total", "Updates applied to
 RECORDS_REFETCHED = Counter("salescast_records_refetched_total",
                             "Records the consumer skipped (after a recovery or rebalance) that the worker read "
                             "back from the broker itself", ["topic"])
+PARTITIONS_SOUGHT_BACK = Counter("salescast_partitions_sought_back_total",
+                                 "Times the worker sought a partition back to records the consumer had skipped "
+                                 "with no later record to show it", ["topic"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 from stream.app import app, settings
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+# The topics agents read: committed by stream.offsets once the agent has handled a record, not by
+# Faust's acks, which a rebalance can give for records no agent saw (stream.continuity).
+CONSUMED = {**RAW, "acks": False}
 
-orders = app.topic(settings.topic("orders"), **RAW)
-clicks = app.topic(settings.topic("clicks"), **RAW)
-inventory = app.topic(settings.topic("inventory"), **RAW)
+orders = app.topic(settings.topic("orders"), **CONSUMED)
+clicks = app.topic(settings.topic("clicks"), **CONSUMED)
+inventory = app.topic(settings.topic("inventory"), **CONSUMED)
 forecasts = app.topic(settings.topic("forecasts"), **RAW)
 dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
 promo_triggers = app.topic(settings.topic("promo_triggers"), **RAW)
@@ -21,15 +24,16 @@ promo_outcomes = app.topic(settings.topic("promo_outcomes"), **RAW)
 
 # Keyed by SKU / by user: what makes each table's partitions line up with the stream
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
-sku_events = app.topic(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions, **RAW)
-user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions, **RAW)
+sku_events = app.topic(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions, **CONSUMED)
+user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions, **CONSUMED)
 # A user's affinity changes, batched per SKU partition (one record per partition per batch,
 # no key): for the worker that owns each SKU's candidate index.
-sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions, **RAW)
+sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions,
+                           **CONSUMED)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
 # rebalanced worker judges `future` and `late` against (salescast.engine.Ingestor.seed).
 input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
-promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **RAW)
+promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **CONSUMED)

@@ -31,6 +31,7 @@ def test_offset_ranges_and_committed_offsets_come_from_the_broker(kafka):
                                                                               for o in range(3, 7)]
         assert [r.offset for r in reader.read(topic, 1, None, 2)] == [0, 1]  # from the start of the log
         assert [r.offset for r in reader.read(topic, 1, 9, 10)] == [9]  # the newest record
+        assert [r.offset for r in reader.read(topic, 1, 2, 10, limit=1)] == [2]  # is there one, and where
         assert [r.key for r in reader.read(topic, 1, 0, 1)] == [b"k0"]  # the one consumer serves every range
     finally:
         reader.close()

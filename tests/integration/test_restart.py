@@ -5,9 +5,12 @@ import signal
 import time
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from salescast.contract import record_key
 from salescast.generator import Shop, ShopConfig
+from salescast.settings import Settings
+from salescast.topics import committed_offsets
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -85,6 +88,24 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
     assert units == expected_units
     for sku, value in expected_revenue.items():
         assert revenue[sku] == pytest.approx(value, abs=1e-6)
+    # the worker commits what it handled itself (stream.offsets): the group's offsets reach every input's end
+    ends = log_ends(worker, ("orders", "clicks", "inventory"))
+    wait_for(lambda: {tp: offset for tp, offset in group_offsets(worker).items() if tp in ends} == ends,
+             timeout_s=15, message=f"committed offsets at the ends of the inputs {ends}")
+
+
+def log_ends(worker, keys):
+    consumer = KafkaConsumer(bootstrap_servers=worker.bootstrap)
+    try:
+        partitions = [TopicPartition(worker.topics[key], p) for key in keys
+                      for p in consumer.partitions_for_topic(worker.topics[key])]
+        return {(tp.topic, tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+def group_offsets(worker):
+    return committed_offsets(Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": worker.bootstrap}), worker.id)
 
 
 def test_after_a_restart_future_is_judged_against_where_the_service_had_got_to(make_worker):

@@ -15,7 +15,7 @@ app.conf.store = "memory://"  # before the tables exist
 app.finalize()
 app.conf.web_enabled = False
 
-from stream import agents  # noqa: E402
+from stream import agents, offsets  # noqa: E402
 from stream.tables import sku_windows, user_items  # noqa: E402
 
 DAY = 86_400_000
@@ -59,9 +59,9 @@ def producer(monkeypatch):
     monkeypatch.setattr(agents.watermark_seeding, "read_persisted", nothing_persisted)
     monkeypatch.setattr(agents.watermark_seeding, "needed", True)
     # no broker to ask: nothing committed, and nothing to read back (tests/unit/test_continuity.py covers that)
-    monkeypatch.setattr(agents.continuity, "committed", nothing_committed)
-    monkeypatch.setattr(agents.continuity, "read_range", nothing_to_read)
-    agents.continuity.reset()
+    monkeypatch.setattr(offsets.continuity, "committed", nothing_committed)
+    monkeypatch.setattr(offsets.continuity, "read_range", nothing_to_read)
+    offsets.continuity.reset()
     monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
     yield fake
 
@@ -70,7 +70,7 @@ async def nothing_committed():
     return {}
 
 
-async def nothing_to_read(topic, partition, start, end):
+async def nothing_to_read(topic, partition, start, end, limit=None):
     return []
 
 

@@ -3,6 +3,7 @@
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.types import TP
 
 from stream import continuity as continuity_module
@@ -23,7 +24,7 @@ class Broker:
         self.absent = set(absent)
         self.failures = failures
 
-    async def read(self, topic, partition, start, end):
+    async def read(self, topic, partition, start, end, limit=None):
         self.reads.append((topic, partition, start, end))
         if self.failures:
             self.failures -= 1
@@ -31,7 +32,7 @@ class Broker:
         first = 0 if start is None else start
         return [SimpleNamespace(topic=topic, partition=partition, offset=o, key=f"k{o}".encode(),
                                 value=f"v{o}".encode(), timestamp=1_700_000_000_000)
-                for o in range(first, end) if o not in self.absent]
+                for o in range(first, end) if o not in self.absent][:limit]
 
 
 def offsets(events):
@@ -118,3 +119,119 @@ def test_a_failed_read_is_retried_until_the_broker_answers(monkeypatch):
     guard = OffsetContinuity(committed({("orders", 3): 0}), broker.read)
     assert offsets(run(guard, [event("orders", 3, 2)])) == [(3, 0), (3, 1), (3, 2)]
     assert len(broker.reads) == 3
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+async def handle(guard, events, fail=False):
+    """An agent's turn at one batch, as stream.offsets.batches frames it."""
+    batch = await guard.complete(events)
+    with guard.handling(batch):
+        if fail:
+            raise RuntimeError("the agent's body raised")
+    return batch
+
+
+def test_offsets_become_committable_only_once_their_batch_was_handled():
+    async def scenario():
+        guard = OffsetContinuity(committed({("orders", 0): 10}), Broker().read)
+        assigned = [TP("orders", 0), TP("orders", 1)]
+        batch = await guard.complete([event("orders", 0, 10), event("orders", 0, 11)])
+        with guard.handling(batch):
+            assert await guard.commit_offsets(assigned) == {}  # in flight: not yet
+            assert not guard._idle.is_set()
+        assert await guard.commit_offsets(assigned) == {TP("orders", 0): 12}
+        with pytest.raises(RuntimeError):
+            await handle(guard, [event("orders", 0, 12), event("orders", 1, 0)], fail=True)
+        assert await guard.commit_offsets(assigned) == {TP("orders", 0): 12}  # the failed batch is read again
+        guard.on_committed({TP("orders", 0): 12})
+        assert await guard.commit_offsets(assigned) == {}  # nothing new since the commit
+        assert await guard.wait_idle(0.01)
+    asyncio.run(scenario())
+
+
+def test_only_assigned_partitions_past_the_groups_offset_are_committed():
+    async def scenario():
+        guard = OffsetContinuity(committed({("orders", 0): 10, ("orders", 1): 50}), Broker().read)
+        await handle(guard, [event("orders", 0, 10), event("orders", 1, 49)])  # 49: re-delivered, handled before
+        assert await guard.commit_offsets([TP("orders", 0), TP("orders", 1)]) == {TP("orders", 0): 11}
+        assert await guard.commit_offsets([TP("orders", 1)]) == {}  # orders/0 moved to another worker
+    asyncio.run(scenario())
+
+
+def test_a_refetched_gap_is_committed_with_the_batch_that_filled_it():
+    async def scenario():
+        guard = OffsetContinuity(committed({("clicks", 2): 5}), Broker().read)
+        await handle(guard, [event("clicks", 2, 830)])
+        assert await guard.commit_offsets([TP("clicks", 2)]) == {TP("clicks", 2): 831}
+    asyncio.run(scenario())
+
+
+class Consumer:
+    def __init__(self, ends):
+        self.ends = ends
+        self.sought = []
+
+    def highwater(self, tp):
+        return self.ends.get(tp)
+
+    async def seek(self, tp, offset):
+        self.sought.append((tp, offset))
+
+
+def test_a_partition_whose_records_stopped_short_of_its_end_is_sought_back_to_the_first_one_missing():
+    async def scenario():
+        clock = Clock()
+        stalled = []
+        broker = Broker()
+        guard = OffsetContinuity(committed({("orders", 0): 100, ("orders", 1): 7}), broker.read,
+                                 on_stalled=stalled.append, clock=clock, stall_after_s=10)
+        orders0, orders1 = TP("orders", 0), TP("orders", 1)
+        consumer = Consumer({orders0: 130, orders1: 7})
+        await handle(guard, [event("orders", 0, 100), event("orders", 0, 101)])
+        clock.now += 9
+        assert await guard.restart_stalled([orders0, orders1], consumer.highwater, consumer.seek) == []
+        clock.now += 2  # orders/0: nothing since offset 101 for 11 s, its log reaches 129
+        assert await guard.restart_stalled([orders0, orders1], consumer.highwater, consumer.seek) == [orders0]
+        assert consumer.sought == [(orders0, 102)]  # orders/1 is at its end: nothing to do
+        assert broker.reads == [("orders", 0, 102, 130)] and stalled == ["orders"]
+        clock.now += 5  # the seek is given time to bring the records
+        assert await guard.restart_stalled([orders0, orders1], consumer.highwater, consumer.seek) == []
+        await handle(guard, [event("orders", 0, o) for o in range(102, 130)])
+        clock.now += 60
+        assert await guard.restart_stalled([orders0, orders1], consumer.highwater, consumer.seek) == []
+        assert consumer.sought == [(orders0, 102)]
+    asyncio.run(scenario())
+
+
+def test_a_partition_never_heard_from_after_an_assignment_is_sought_back_from_its_committed_offset():
+    async def scenario():
+        clock = Clock()
+        guard = OffsetContinuity(committed({("inventory", 3): 40}), Broker().read, clock=clock, stall_after_s=10)
+        consumer = Consumer({TP("inventory", 3): 60, TP("clicks", 0): 3})
+        guard.reset()
+        clock.now += 11
+        assert await guard.restart_stalled(consumer.ends, consumer.highwater, consumer.seek) == [
+            TP("inventory", 3), TP("clicks", 0)]
+        assert consumer.sought == [(TP("inventory", 3), 40), (TP("clicks", 0), 0)]  # never committed: from 0
+    asyncio.run(scenario())
+
+
+def test_a_tail_of_offsets_without_records_is_not_sought_back_to():
+    async def scenario():
+        clock = Clock()
+        broker = Broker(absent=range(20, 25))  # transaction markers, or compacted away
+        guard = OffsetContinuity(committed({("inventory", 0): 20}), broker.read, clock=clock, stall_after_s=10)
+        consumer = Consumer({TP("inventory", 0): 25})
+        clock.now += 11
+        assert await guard.restart_stalled(consumer.ends, consumer.highwater, consumer.seek) == []
+        clock.now += 11
+        assert await guard.restart_stalled(consumer.ends, consumer.highwater, consumer.seek) == []
+        assert consumer.sought == [] and len(broker.reads) == 1  # looked once, then known to be empty
+    asyncio.run(scenario())

@@ -1,0 +1,81 @@
+"""Where each agent's partitions stand: records read back or sought back when Faust skips them, and
+offsets committed once the agent has handled them (stream.continuity says why Faust's acks are not used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from salescast.topics import RangeReader, committed_offsets
+from stream import metrics
+from stream.app import app, settings
+from stream.continuity import OffsetContinuity
+
+BATCH_SIZE = 2000
+BATCH_WITHIN_S = 0.01
+STALL_CHECK_S = 5.0
+# a revocation waits this long for the batches in flight before it commits what they handled
+REVOKE_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
+log = logging.getLogger(__name__)
+
+_range_reader = RangeReader(settings)
+
+
+async def _read_range(topic: str, partition: int, start: int | None, end: int, limit: int | None = None):
+    return await asyncio.to_thread(_range_reader.read, topic, partition, start, end, limit)
+
+
+async def _committed_offsets() -> dict[tuple[str, int], int]:
+    """Asked of the broker: Faust hands records over during recovery, before its own record of the
+    committed offsets is filled in."""
+    return await asyncio.to_thread(committed_offsets, settings, settings.app_id)
+
+
+continuity = OffsetContinuity(_committed_offsets, _read_range,
+                              lambda topic, count: metrics.RECORDS_REFETCHED.labels(topic).inc(count),
+                              lambda topic: metrics.PARTITIONS_SOUGHT_BACK.labels(topic).inc())
+
+
+async def batches(stream):
+    """Every agent's batches: `take_events`, with any records Faust skipped read back in front, and
+    committable once the agent asks for the next batch."""
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        batch = await continuity.complete(events)
+        with continuity.handling(batch):
+            yield batch
+
+
+async def commit_handled() -> None:
+    offsets = await continuity.commit_offsets(app.consumer.assignment())
+    # Faust's own commit step: flush the producer (the batches' table and output sends), then commit
+    if offsets and await app.consumer._commit_offsets(offsets):
+        continuity.on_committed(offsets)
+
+
+@app.timer(app.conf.broker_commit_interval)
+async def commit_periodically() -> None:
+    if not app.rebalancing:
+        await commit_handled()
+
+
+@app.timer(STALL_CHECK_S)
+async def seek_back_stalled_partitions() -> None:
+    if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+        return
+    consumer = app.consumer
+    await continuity.restart_stalled(consumer.assignment(), consumer.highwater, consumer.seek)
+
+
+@app.on_partitions_revoked.connect
+async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
+    """What the batches in flight handle is committed before another worker takes their partitions."""
+    if not await continuity.wait_idle(REVOKE_WAIT_S):
+        log.warning("a batch was still being handled %.0f s into a rebalance; its records will be read again",
+                    REVOKE_WAIT_S)
+    await commit_handled()
+
+
+@app.on_rebalance_complete.connect
+async def _start_again_from_committed(sender, **kwargs) -> None:
+    continuity.reset()
