@@ -46,9 +46,10 @@ def cmd_kafka(args) -> int:
 def cmd_worker(args) -> int:
     settings = _settings()
     from salescast.topics import KafkaUnavailable, ensure_topics
+    from stream.topics import worker_topics
 
     try:
-        created = ensure_topics(settings)
+        created = ensure_topics(settings, worker_topics())
     except KafkaUnavailable as exc:
         print(f"salescast worker: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -28,17 +29,19 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
             f"`salescast kafka start`, or set KAFKA_BOOTSTRAP_SERVERS to where yours runs.") from None
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create any missing contract topic with SALESCAST_PARTITIONS partitions; returns those created."""
+def ensure_topics(settings: Settings, extra: Iterable[tuple[str, int, bool]] = ()) -> list[str]:
+    """Create any missing contract topic with SALESCAST_PARTITIONS partitions, and any missing `extra`
+    (name, partitions, compacted) topic; returns those created."""
+    specs = [(name, settings.partitions, key in COMPACTED) for key, name in settings.topics.items()]
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         wanted = []
-        for key, name in settings.topics.items():
+        for name, partitions, compacted in [*specs, *extra]:
             if name in existing:
                 continue
-            config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
-            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
+            config = {"cleanup.policy": "compact"} if compacted else {}
+            wanted.append(NewTopic(name, partitions, settings.replication_factor, topic_configs=config))
         created = []
         for topic in wanted:
             try:

@@ -37,3 +37,12 @@ input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=Tru
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
 promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **CONSUMED)
+
+
+def worker_topics() -> list[tuple[str, int, bool]]:
+    """(name, partitions, compacted) of the internal topics above, which the worker creates for itself
+    before Faust subscribes: a topic still missing when the consumer joins its group is left out of the
+    assignment until the next metadata refresh (5 minutes), and its agent reads nothing until then (a
+    demo run in CI showed no forecast at all that way). The tables' changelogs are Faust's to create."""
+    return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
+            for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
