@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from faust.types import TP
 
@@ -173,14 +173,17 @@ class OffsetContinuity:
         if self._committed is not None:
             self._committed = {**self._committed, **offsets}
 
-    async def restart_stalled(self, assignment: Iterable[TP], log_end: Callable[[TP], "int | None"],
-                              seek: Seek) -> list[TP]:
-        """Seek back each partition whose log reaches past the next offset due while none of it has
-        arrived for `stall_after_s`: records Faust dropped with no later record to show the jump.
+    async def restart_stalled(self, assignment: Iterable[TP], topics: Collection[str],
+                              log_end: Callable[[TP], "int | None"], seek: Seek) -> list[TP]:
+        """Seek back each partition of `topics` (the agents' own: the assignment also holds the tables'
+        changelogs, which are Faust's to read) whose log reaches past the next offset due while none of
+        it has arrived for `stall_after_s`: records Faust dropped with no later record to show the jump.
         `log_end(tp)`: the partition's high watermark as the consumer last saw it (None: not known)."""
         now = self.clock()
         sought = []
         for tp in assignment:
+            if tp.topic not in topics:
+                continue
             end = log_end(tp)
             if end is None or now - self._heard.get(tp, self._reset_at) < self.stall_after_s:
                 continue

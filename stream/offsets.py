@@ -11,12 +11,14 @@ from salescast.topics import RangeReader, committed_offsets
 from stream import metrics
 from stream.app import app, settings
 from stream.continuity import OffsetContinuity
+from stream.topics import agent_topics
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
 # a revocation waits this long for the batches in flight before it commits what they handled
 REVOKE_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
+AGENT_TOPICS = frozenset(topic.get_topic_name() for topic in agent_topics())
 log = logging.getLogger(__name__)
 
 _range_reader = RangeReader(settings)
@@ -64,7 +66,7 @@ async def seek_back_stalled_partitions() -> None:
     if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
         return
     consumer = app.consumer
-    await continuity.restart_stalled(consumer.assignment(), consumer.highwater, consumer.seek)
+    await continuity.restart_stalled(consumer.assignment(), AGENT_TOPICS, consumer.highwater, consumer.seek)
 
 
 @app.on_partitions_revoked.connect

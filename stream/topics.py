@@ -46,3 +46,8 @@ def worker_topics() -> list[tuple[str, int, bool]]:
     demo run in CI showed no forecast at all that way). The tables' changelogs are Faust's to create."""
     return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
             for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
+
+
+def agent_topics() -> list:
+    """The topics agents read (stream.offsets commits them, and seeks them back)."""
+    return [orders, clicks, inventory, sku_events, user_events, sku_affinities, promo_proposals]
