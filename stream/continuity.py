@@ -138,7 +138,8 @@ class OffsetContinuity:
     @contextlib.contextmanager
     def handling(self, batch: Sequence) -> Iterator[None]:
         """Around an agent's work on a completed batch: its offsets become committable only if the work
-        finished (an agent that raised, or a batch cut off by a stop, is read again)."""
+        finished. If it raised (or a stop cut it off), the batch's records are due again, so the next
+        batch after the agent restarts reads them back first instead of committing past them."""
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -147,6 +148,13 @@ class OffsetContinuity:
                 message = event.message
                 if message.offset + 1 > self._handled.get(message.tp, -1):
                     self._handled[message.tp] = message.offset + 1
+        except BaseException:
+            for event in batch:
+                message = event.message
+                due = self._due.get(message.tp)
+                if due is None or message.offset < due:
+                    self._due[message.tp] = message.offset
+            raise
         finally:
             self._in_flight -= 1
             if not self._in_flight:
