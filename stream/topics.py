@@ -51,3 +51,6 @@ def worker_topics() -> list[tuple[str, int, bool]]:
 def agent_topics() -> list:
     """The topics agents read (stream.offsets commits them, and seeks them back)."""
     return [orders, clicks, inventory, sku_events, user_events, sku_affinities, promo_proposals]
+
+
+app.agent_topic_names.update(topic.get_topic_name() for topic in agent_topics())

@@ -1,0 +1,23 @@
+"""The worker's Faust consumer keeps no last-read mark for the agents' topics (stream.app._ReadOffsets)."""
+
+from faust.types import TP
+
+from stream.app import _ReadOffsets, app
+from stream.topics import agent_topics
+
+
+def test_the_agents_topics_have_no_last_read_offset_to_drop_re_read_records_by():
+    offsets = _ReadOffsets({"orders"})
+    offsets[TP("orders", 0)] = 1562  # what a fetch before the recovery's seek left
+    offsets[TP("app-sku-windows-changelog", 0)] = 40
+    # Faust's fetch loop delivers a record unless it is at or below this mark
+    assert offsets[TP("orders", 0)] is None
+    assert offsets[TP("app-sku-windows-changelog", 0)] == 40  # the tables' changelogs stay Faust's to filter
+    assert offsets[TP("clicks", 3)] is None  # nothing read yet, as with Faust's own mapping
+
+
+def test_the_workers_consumer_uses_it_for_every_topic_an_agent_reads():
+    assert app.agent_topic_names == {topic.get_topic_name() for topic in agent_topics()}
+    assert len(app.agent_topic_names) == 7
+    assert isinstance(app.consumer._read_offset, _ReadOffsets)
+    assert app.consumer._read_offset.unfiltered_topics is app.agent_topic_names
