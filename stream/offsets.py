@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from salescast.topics import RangeReader, committed_offsets
 from stream import metrics
 from stream.app import app, settings
 from stream.continuity import OffsetContinuity
-from stream.topics import agent_topics
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
 # a revocation waits this long for the batches in flight before it commits what they handled
 REVOKE_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
-AGENT_TOPICS = frozenset(topic.get_topic_name() for topic in agent_topics())
 log = logging.getLogger(__name__)
 
 _range_reader = RangeReader(settings)
@@ -39,9 +38,13 @@ continuity = OffsetContinuity(_committed_offsets, _read_range,
                               lambda topic: metrics.PARTITIONS_SOUGHT_BACK.labels(topic).inc())
 
 
+_agent_channels: weakref.WeakSet = weakref.WeakSet()
+
+
 async def batches(stream):
     """Every agent's batches: `take_events`, with any records Faust skipped read back in front, and
     committable once the agent asks for the next batch."""
+    _agent_channels.add(stream.channel)
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
         batch = await continuity.complete(events)
         with continuity.handling(batch):
@@ -61,12 +64,25 @@ async def commit_periodically() -> None:
         await commit_handled()
 
 
+def _quiet() -> bool:
+    """No batch being handled and no record waiting in any agent's queue. Only then does a silent
+    partition mean records went missing: under load a partition can wait its turn for longer (Faust
+    hands records over one at a time, and waits on whichever agent's queue is full)."""
+    return continuity.idle and all(channel.queue.empty() for channel in _agent_channels)
+
+
+async def _seek(tp, offset: int) -> None:
+    # in the consumer's own thread: aiokafka's fetch state is not thread-safe, and a seek made from
+    # this loop (Faust's Consumer.seek) crashed its fetcher in a benchmark run
+    await app.consumer._thread.seek_wait({tp: offset})
+
+
 @app.timer(STALL_CHECK_S)
 async def seek_back_stalled_partitions() -> None:
-    if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+    if app.rebalancing or app.in_recovery or not app.flow_control.is_active() or not _quiet():
         return
     consumer = app.consumer
-    await continuity.restart_stalled(consumer.assignment(), AGENT_TOPICS, consumer.highwater, consumer.seek)
+    await continuity.restart_stalled(consumer.assignment(), app.agent_topic_names, consumer.highwater, _seek)
 
 
 @app.on_partitions_revoked.connect

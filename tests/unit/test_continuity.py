@@ -204,8 +204,9 @@ def test_a_partition_whose_records_stopped_short_of_its_end_is_sought_back_to_th
         await handle(guard, [event("orders", 0, 100), event("orders", 0, 101)])
         clock.now += 9
         assert await guard.restart_stalled([orders0, orders1], {"orders"}, consumer.highwater, consumer.seek) == []
-        clock.now += 2  # orders/0: nothing since offset 101 for 11 s, its log reaches 129
-        assert await guard.restart_stalled([orders0, orders1], {"orders"}, consumer.highwater, consumer.seek) == [orders0]
+        clock.now += 2  # no record for 11 s; orders/0 stopped at offset 101, its log reaches 129
+        sought = await guard.restart_stalled([orders0, orders1], {"orders"}, consumer.highwater, consumer.seek)
+        assert sought == [orders0]
         assert consumer.sought == [(orders0, 102)]  # orders/1 is at its end: nothing to do
         assert broker.reads == [("orders", 0, 102, 130)] and stalled == ["orders"]
         clock.now += 5  # the seek is given time to bring the records
@@ -242,4 +243,19 @@ def test_a_tail_of_offsets_without_records_is_not_sought_back_to():
         clock.now += 11
         assert await guard.restart_stalled(consumer.ends, AGENTS, consumer.highwater, consumer.seek) == []
         assert consumer.sought == [] and len(broker.reads) == 1  # looked once, then known to be empty
+    asyncio.run(scenario())
+
+
+def test_no_partition_is_sought_back_while_records_of_others_keep_arriving():
+    async def scenario():
+        clock = Clock()
+        guard = OffsetContinuity(committed({("orders", 0): 100, ("clicks", 0): 0}), Broker().read, clock=clock,
+                                 stall_after_s=10)
+        consumer = Consumer({TP("orders", 0): 130, TP("clicks", 0): 10_000})
+        await handle(guard, [event("orders", 0, 100)])
+        for offset in range(30):  # a busy worker: orders/0 may just be waiting its turn
+            clock.now += 1
+            await handle(guard, [event("clicks", 0, offset)])
+            assert await guard.restart_stalled(consumer.ends, AGENTS, consumer.highwater, consumer.seek) == []
+        assert consumer.sought == []
     asyncio.run(scenario())
