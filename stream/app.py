@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Awaitable, Callable
 
 import faust
 from aiokafka.helpers import create_ssl_context
@@ -60,14 +61,24 @@ class _Transport(faust_kafka.Transport):
 
 
 class SalescastApp(faust.App):
-    """A Faust app whose consumer delivers every record of the agents' topics (`_ReadOffsets`)."""
+    """A Faust app whose consumer delivers every record of the agents' topics (`_ReadOffsets`), and
+    that runs `before_consumer_stops` on a graceful stop while its consumer can still commit."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.agent_topic_names: set[str] = set()  # filled by stream.topics
+        self.before_consumer_stops: list[Callable[[], Awaitable[None]]] = []  # filled by stream.offsets
 
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)
+
+    async def _stop_consumer(self) -> None:
+        if self._consumer is not None and self.before_consumer_stops:
+            self._consumer.stop_flow()  # no new batch starts; Faust's own stop below does the same
+            self.flow_control.suspend()
+            for step in self.before_consumer_stops:
+                await step()
+        await super()._stop_consumer()
 
 
 app = SalescastApp(

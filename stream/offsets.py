@@ -16,7 +16,7 @@ from stream.continuity import OffsetContinuity
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
-# a revocation waits this long for the batches in flight before it commits what they handled
+# a revocation or a stop waits this long for the batches in flight before it commits what they handled
 REVOKE_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,21 @@ async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
         log.warning("a batch was still being handled %.0f s into a rebalance; its records will be read again",
                     REVOKE_WAIT_S)
     await commit_handled()
+
+
+async def _commit_at_stop() -> None:
+    """A graceful stop commits what the agents handled, so the next start does not read it again."""
+    if not await continuity.wait_idle(REVOKE_WAIT_S):
+        log.warning("a batch was still being handled %.0f s into the stop; its records will be read again",
+                    REVOKE_WAIT_S)
+    try:
+        await commit_handled()
+    except Exception as exc:  # noqa: BLE001 - the stop goes on: what is not committed is read again
+        log.warning("could not commit at the stop (%s: %s); the next start reads those records again",
+                    type(exc).__name__, exc)
+
+
+app.before_consumer_stops.append(_commit_at_stop)
 
 
 @app.on_rebalance_complete.connect
