@@ -116,7 +116,7 @@ class OffsetContinuity:
         for event in events:
             message = event.message
             tp = message.tp
-            due = self._due[tp] if tp in self._due else await self._committed_offset(tp)
+            due = await self._next_due(tp)
             if (due is None and message.offset > 0) or (due is not None and message.offset > due):
                 missing = await retrying(lambda: self.read_range(message.topic, message.partition, due,
                                                                  message.offset),
@@ -201,7 +201,7 @@ class OffsetContinuity:
             end = log_end(tp) if tp.topic in topics else None
             if end is None:
                 continue
-            due = self._due[tp] if tp in self._due else await self._committed_offset(tp)
+            due = await self._next_due(tp)
             if end <= (due or 0):
                 continue
             first = await retrying(lambda: self.read_range(tp.topic, tp.partition, due, end, limit=1),
@@ -218,8 +218,9 @@ class OffsetContinuity:
             self._heard_at = now  # time for the records to come
         return sought
 
-    async def _committed_offset(self, tp: TP) -> int | None:
-        return (await self._committed_offsets()).get(tp)
+    async def _next_due(self, tp: TP) -> int | None:
+        """The offset due next: the last seen + 1, or the group's committed offset (None: the log's start)."""
+        return self._due[tp] if tp in self._due else (await self._committed_offsets()).get(tp)
 
     async def _committed_offsets(self) -> Mapping[tuple[str, int], int]:
         async with self._asking:

@@ -17,7 +17,7 @@ BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
 # a revocation or a stop waits this long for the batches in flight before it commits what they handled
-REVOKE_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
+HANDOVER_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
 log = logging.getLogger(__name__)
 
 _range_reader = RangeReader(settings)
@@ -85,28 +85,25 @@ async def seek_back_stalled_partitions() -> None:
     await continuity.restart_stalled(consumer.assignment(), app.agent_topic_names, consumer.highwater, _seek)
 
 
-@app.on_partitions_revoked.connect
-async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
-    """What the batches in flight handle is committed before another worker takes their partitions."""
-    if not await continuity.wait_idle(REVOKE_WAIT_S):
-        log.warning("a batch was still being handled %.0f s into a rebalance; its records will be read again",
-                    REVOKE_WAIT_S)
-    await commit_handled()
-
-
-async def _commit_at_stop() -> None:
-    """A graceful stop commits what the agents handled, so the next start does not read it again."""
-    if not await continuity.wait_idle(REVOKE_WAIT_S):
-        log.warning("a batch was still being handled %.0f s into the stop; its records will be read again",
-                    REVOKE_WAIT_S)
+async def commit_when_idle(moment: str) -> None:
+    """Wait for the batches in flight, then commit what the agents handled: before a revocation (so
+    another worker does not read it again) and at a graceful stop (so the next start does not)."""
+    if not await continuity.wait_idle(HANDOVER_WAIT_S):
+        log.warning("a batch was still being handled %.0f s into %s; its records will be read again",
+                    HANDOVER_WAIT_S, moment)
     try:
         await commit_handled()
-    except Exception as exc:  # noqa: BLE001 - the stop goes on: what is not committed is read again
-        log.warning("could not commit at the stop (%s: %s); the next start reads those records again",
+    except Exception as exc:  # noqa: BLE001 - the rebalance or stop goes on: what is not committed is read again
+        log.warning("could not commit at %s (%s: %s); those records will be read again", moment,
                     type(exc).__name__, exc)
 
 
-app.before_consumer_stops.append(_commit_at_stop)
+@app.on_partitions_revoked.connect
+async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
+    await commit_when_idle("a rebalance")
+
+
+app.before_consumer_stops.append(lambda: commit_when_idle("the stop"))
 
 
 @app.on_rebalance_complete.connect

@@ -10,13 +10,20 @@ from __future__ import annotations
 from stream.app import app, settings
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-# The topics agents read: committed by stream.offsets once the agent has handled a record, not by
-# Faust's acks, which a rebalance can give for records no agent saw (stream.continuity).
-CONSUMED = {**RAW, "acks": False}
 
-orders = app.topic(settings.topic("orders"), **CONSUMED)
-clicks = app.topic(settings.topic("clicks"), **CONSUMED)
-inventory = app.topic(settings.topic("inventory"), **CONSUMED)
+
+def _agents_read(name: str, **options):
+    """A topic an agent reads: committed by stream.offsets once the agent has handled a record, not by
+    Faust's acks, which a rebalance can give for records no agent saw (stream.continuity); and with no
+    last-read filter in the consumer (stream.app._ReadOffsets)."""
+    topic = app.topic(name, **options, **RAW, acks=False)
+    app.agent_topic_names.add(topic.get_topic_name())
+    return topic
+
+
+orders = _agents_read(settings.topic("orders"))
+clicks = _agents_read(settings.topic("clicks"))
+inventory = _agents_read(settings.topic("inventory"))
 forecasts = app.topic(settings.topic("forecasts"), **RAW)
 dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
 promo_triggers = app.topic(settings.topic("promo_triggers"), **RAW)
@@ -24,19 +31,18 @@ promo_outcomes = app.topic(settings.topic("promo_outcomes"), **RAW)
 
 # Keyed by SKU / by user: what makes each table's partitions line up with the stream
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
-sku_events = app.topic(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions, **CONSUMED)
-user_events = app.topic(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions, **CONSUMED)
+sku_events = _agents_read(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions)
+user_events = _agents_read(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions)
 # A user's affinity changes, batched per SKU partition (one record per partition per batch,
 # no key): for the worker that owns each SKU's candidate index.
-sku_affinities = app.topic(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions,
-                           **CONSUMED)
+sku_affinities = _agents_read(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
 # rebalanced worker judges `future` and `late` against (salescast.engine.Ingestor.seed).
 input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
-promo_proposals = app.topic(f"{settings.app_id}-promo-proposals", internal=True, partitions=1, **CONSUMED)
+promo_proposals = _agents_read(f"{settings.app_id}-promo-proposals", internal=True, partitions=1)
 
 
 def worker_topics() -> list[tuple[str, int, bool]]:
@@ -47,10 +53,3 @@ def worker_topics() -> list[tuple[str, int, bool]]:
     return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
             for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
 
-
-def agent_topics() -> list:
-    """The topics agents read (stream.offsets commits them, and seeks them back)."""
-    return [orders, clicks, inventory, sku_events, user_events, sku_affinities, promo_proposals]
-
-
-app.agent_topic_names.update(topic.get_topic_name() for topic in agent_topics())
