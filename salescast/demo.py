@@ -149,9 +149,10 @@ def run_demo(args) -> int:
 
     from salescast.settings import Settings
 
+    retrain_after = None  # seconds after the generator starts; None: no retrainer
     if args.retrain_every not in ("0", "off"):
         try:
-            parse_duration_ms(args.retrain_every)
+            retrain_after = parse_duration_ms(args.retrain_every) / 1000
         except ValueError as exc:
             print(f"salescast demo --retrain-every: {exc} (or 0 for no retrainer)", file=sys.stderr)
             return 2
@@ -188,7 +189,6 @@ def run_demo(args) -> int:
         settings = Settings.from_env(env)
         kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes",
                                                          "model_versions")}
-        retrain_after = None if args.retrain_every in ("0", "off") else parse_duration_ms(args.retrain_every) / 1000
         generator_started, retrainer = time.monotonic(), None
         consumer = KafkaConsumer(*kinds, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
                                  consumer_timeout_ms=1000)
