@@ -18,6 +18,8 @@ BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
 # a revocation or a stop waits this long for the batches in flight before it commits what they handled
 HANDOVER_WAIT_S = min(10.0, app.conf.broker_session_timeout / 2)
+# a stop waits longer (nothing else is waiting on it), then stops the agents still handling a batch
+STOP_WAIT_S = 30.0
 log = logging.getLogger(__name__)
 
 _range_reader = RangeReader(settings)
@@ -46,7 +48,10 @@ async def batches(stream):
     committable once the agent asks for the next batch."""
     _agent_channels.add(stream.channel)
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+        epoch = continuity.epoch
         batch = await continuity.complete(events)
+        if batch is None or not await continuity.admit(epoch):
+            continue  # taken before a rebalance: read again from the committed offsets, by whoever owns them
         with continuity.handling(batch):
             yield batch
 
@@ -85,17 +90,21 @@ async def seek_back_stalled_partitions() -> None:
     await continuity.restart_stalled(consumer.assignment(), app.agent_topic_names, consumer.highwater, _seek)
 
 
-async def commit_when_idle(moment: str) -> None:
-    """Wait for the batches in flight, then commit what the agents handled: before a revocation (so
-    another worker does not read it again) and at a graceful stop (so the next start does not)."""
-    if not await continuity.wait_idle(HANDOVER_WAIT_S):
+async def commit_when_idle(moment: str, wait_s: float = HANDOVER_WAIT_S) -> bool:
+    """Start no more batches, wait for those in flight, then commit what the agents handled: before a
+    revocation (so another worker does not read it again) and at a graceful stop (so the next start
+    does not). False: a batch was still in flight after `wait_s`."""
+    continuity.close(for_good=moment == "the stop")
+    idle = await continuity.wait_idle(wait_s)
+    if not idle:
         log.warning("a batch was still being handled %.0f s into %s; its records will be read again",
-                    HANDOVER_WAIT_S, moment)
+                    wait_s, moment)
     try:
         await commit_handled()
     except Exception as exc:  # noqa: BLE001 - the rebalance or stop goes on: what is not committed is read again
         log.warning("could not commit at %s (%s: %s); those records will be read again", moment,
                     type(exc).__name__, exc)
+    return idle
 
 
 @app.on_partitions_revoked.connect
@@ -103,7 +112,14 @@ async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
     await commit_when_idle("a rebalance")
 
 
-app.before_consumer_stops.append(lambda: commit_when_idle("the stop"))
+async def _commit_before_stopping() -> None:
+    if not await commit_when_idle("the stop", STOP_WAIT_S):
+        # Faust closes the tables next, and a batch still running would read every key as absent
+        for agent in app.agents.values():
+            await agent.stop()
+
+
+app.before_consumer_stops.append(_commit_before_stopping)
 
 
 @app.on_rebalance_complete.connect

@@ -177,6 +177,91 @@ def test_a_refetched_gap_is_committed_with_the_batch_that_filled_it():
     asyncio.run(scenario())
 
 
+async def started(guard, epoch, wait_s=0.05):
+    """Whether a batch completed under `epoch` may start within `wait_s` (None: still waiting)."""
+    try:
+        return await asyncio.wait_for(guard.admit(epoch), wait_s)
+    except asyncio.TimeoutError:
+        return None
+
+
+def test_no_batch_starts_from_a_handover_commit_until_the_next_assignment():
+    async def scenario():
+        guard = OffsetContinuity(committed({}), Broker().read)
+        taken_before = guard.epoch
+        assert await started(guard, taken_before) is True
+        guard.close()  # a revocation's commit
+        waiting = asyncio.ensure_future(guard.admit(taken_before))
+        assert await started(guard, taken_before) is None
+        guard.reset()  # the rebalance completed
+        assert await waiting is False  # taken before it: read again from the committed offsets
+        assert await started(guard, guard.epoch) is True
+    asyncio.run(scenario())
+
+
+def test_after_a_stops_commit_no_batch_starts_even_if_an_assignment_completes():
+    async def scenario():
+        guard = OffsetContinuity(committed({}), Broker().read)
+        guard.close(for_good=True)
+        guard.reset()
+        assert await started(guard, guard.epoch) is None
+    asyncio.run(scenario())
+
+
+def test_a_batch_whose_read_back_outlasted_an_assignment_is_dropped_and_leaves_no_mark():
+    async def scenario():
+        broker = Broker()
+        guard = OffsetContinuity(committed({("orders", 0): 5}), broker.read)
+
+        async def read_during_a_rebalance(*args, **kwargs):
+            guard.reset()
+            return await broker.read(*args, **kwargs)
+
+        guard.read_range = read_during_a_rebalance
+        assert await guard.complete([event("orders", 0, 9)]) is None
+        guard.read_range = broker.read
+        # measured from the committed offset again, not from the dropped batch's last record
+        assert offsets(await guard.complete([event("orders", 0, 7)])) == [(0, 5), (0, 6), (0, 7)]
+    asyncio.run(scenario())
+
+
+class Channel:
+    """What stream.offsets.batches keeps of an agent's stream: its queue."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+
+def test_an_agent_is_handed_no_batch_taken_after_the_stops_commit(monkeypatch):
+    from stream import offsets as offsets_module
+
+    guard = OffsetContinuity(committed({("orders", 0): 0}), Broker().read)
+    monkeypatch.setattr(offsets_module, "continuity", guard)
+
+    class Stream:
+        channel = Channel()
+
+        async def take_events(self, size, within):
+            yield [event("orders", 0, 0), event("orders", 0, 1)]
+            guard.close(for_good=True)  # the stop's commit came while the next batch was being taken
+            yield [event("orders", 0, 2)]
+
+    async def scenario():
+        handled = []
+
+        async def agent():
+            async for batch in offsets_module.batches(Stream()):
+                handled.extend(offsets(batch))
+
+        task = asyncio.ensure_future(agent())
+        await asyncio.sleep(0.05)
+        assert not task.done()  # waiting (until Faust stops it), not handling
+        task.cancel()
+        assert handled == [(0, 0), (0, 1)]
+        assert await guard.commit_offsets([TP("orders", 0)]) == {TP("orders", 0): 2}
+    asyncio.run(scenario())
+
+
 AGENTS = {"orders", "clicks", "inventory"}
 
 
