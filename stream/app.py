@@ -74,7 +74,7 @@ class SalescastApp(faust.App):
 
     async def _stop_consumer(self) -> None:
         if self._consumer is not None and self.before_consumer_stops:
-            self._consumer.stop_flow()  # no new batch starts; Faust's own stop below does the same
+            self._consumer.stop_flow()  # no more records handed to the streams; Faust's own stop does it too
             self.flow_control.suspend()
             for step in self.before_consumer_stops:
                 await step()

@@ -15,7 +15,7 @@ skipped mid-partition, and a batch skipped at the end of a partition, with
 no later record to show the jump.
 
 So the agents' topics are consumed without Faust's acks (stream.topics)
-and `OffsetContinuity` does three things for every partition:
+and `OffsetContinuity` does four things for every partition:
 
 - it knows the next offset due (the group's committed offset, asked of
   the broker after each assignment; then the last offset + 1), and when a
@@ -31,7 +31,8 @@ and `OffsetContinuity` does three things for every partition:
   the agent finished (`commit_offsets`), and lets a revocation wait for the
   batches in flight (`wait_idle`), as Faust's acks did;
 - it lets no batch start between the commit that hands partitions over and
-  the next assignment, nor ever after a stop's commit (`close`, `admit`).
+  the next assignment, nor ever after a stop's commit (`close`; `complete`
+  waits while it is closed).
   A stop closes the tables' RocksDB stores while the agents still run, and
   a store closed that way answers None for every key: a batch that started
   then counted its keys afresh and overwrote their totals (the SIGTERM
@@ -108,7 +109,7 @@ class OffsetContinuity:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.epoch = 0  # one per assignment: a batch taken under an older one is not handled
+        self._epoch = 0  # one per assignment: a batch taken under an older one is not handled
         self._open = asyncio.Event()  # clear from a revocation's commit to the next assignment, or for good
         self._open.set()
         self._stopping = False
@@ -119,7 +120,7 @@ class OffsetContinuity:
         self._handled.clear()
         self._committed = None
         self._heard_at = self.clock()
-        self.epoch += 1
+        self._epoch += 1
         if not self._stopping:
             self._open.set()
 
@@ -134,16 +135,12 @@ class OffsetContinuity:
         self._stopping = self._stopping or for_good
         self._open.clear()
 
-    async def admit(self, epoch: int) -> bool:
-        """Wait while no batch may start; False when the batch completed under `epoch` was taken before
-        an assignment since: its records come again from the committed offsets."""
-        await self._open.wait()
-        return epoch == self.epoch
-
     async def complete(self, events: Iterable) -> list | None:
-        """None: an assignment came while the records were read back; the batch is not to be handled."""
+        """The batch to hand to the agent, once batches may start (`close`); None: an assignment came
+        since the records were taken, so they are not to be handled (they come again from the committed
+        offsets, to whichever worker owns them now)."""
         completed = []
-        epoch = self.epoch
+        epoch = self._epoch
         self._heard_at = self.clock()
         for event in events:
             message = event.message
@@ -162,12 +159,13 @@ class OffsetContinuity:
                 completed.extend(RefetchedEvent(RefetchedMessage(r.topic, r.partition, r.offset, r.key, r.value,
                                                                  r.timestamp / 1000 if r.timestamp else None))
                                  for r in missing)
-            if epoch != self.epoch:  # reset while this batch waited on the broker: marks made now would outlive it
+            if epoch != self._epoch:  # reset while this batch waited on the broker: marks made now would outlive it
                 return None
             completed.append(event)
             if due is None or message.offset >= due:  # a re-delivered older record leaves the mark alone
                 self._due[tp] = message.offset + 1
-        return completed
+        await self._open.wait()
+        return completed if epoch == self._epoch else None  # marks made before a reset went with it
 
     @contextlib.contextmanager
     def handling(self, batch: Sequence) -> Iterator[None]:

@@ -48,9 +48,8 @@ async def batches(stream):
     committable once the agent asks for the next batch."""
     _agent_channels.add(stream.channel)
     async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        epoch = continuity.epoch
         batch = await continuity.complete(events)
-        if batch is None or not await continuity.admit(epoch):
+        if batch is None:
             continue  # taken before a rebalance: read again from the committed offsets, by whoever owns them
         with continuity.handling(batch):
             yield batch
@@ -90,11 +89,12 @@ async def seek_back_stalled_partitions() -> None:
     await continuity.restart_stalled(consumer.assignment(), app.agent_topic_names, consumer.highwater, _seek)
 
 
-async def commit_when_idle(moment: str, wait_s: float = HANDOVER_WAIT_S) -> bool:
-    """Start no more batches, wait for those in flight, then commit what the agents handled: before a
-    revocation (so another worker does not read it again) and at a graceful stop (so the next start
-    does not). False: a batch was still in flight after `wait_s`."""
-    continuity.close(for_good=moment == "the stop")
+async def commit_when_idle(moment: str, wait_s: float = HANDOVER_WAIT_S, for_good: bool = False) -> bool:
+    """Start no more batches (until the next assignment; `for_good`: ever), wait for those in flight,
+    then commit what the agents handled: before a revocation (so another worker does not read it
+    again) and at a graceful stop (so the next start does not). False: a batch was still in flight
+    after `wait_s`."""
+    continuity.close(for_good)
     idle = await continuity.wait_idle(wait_s)
     if not idle:
         log.warning("a batch was still being handled %.0f s into %s; its records will be read again",
@@ -113,7 +113,7 @@ async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
 
 
 async def _commit_before_stopping() -> None:
-    if not await commit_when_idle("the stop", STOP_WAIT_S):
+    if not await commit_when_idle("the stop", STOP_WAIT_S, for_good=True):
         # Faust closes the tables next, and a batch still running would read every key as absent
         for agent in app.agents.values():
             await agent.stop()

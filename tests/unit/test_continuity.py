@@ -177,25 +177,27 @@ def test_a_refetched_gap_is_committed_with_the_batch_that_filled_it():
     asyncio.run(scenario())
 
 
-async def started(guard, epoch, wait_s=0.05):
-    """Whether a batch completed under `epoch` may start within `wait_s` (None: still waiting)."""
+WAITING = "waiting"
+
+
+async def started(guard, events, wait_s=0.05):
+    """What `complete` hands the agent within `wait_s` (WAITING: no batch may start yet)."""
     try:
-        return await asyncio.wait_for(guard.admit(epoch), wait_s)
+        return await asyncio.wait_for(asyncio.shield(guard.complete(events)), wait_s)
     except asyncio.TimeoutError:
-        return None
+        return WAITING
 
 
 def test_no_batch_starts_from_a_handover_commit_until_the_next_assignment():
     async def scenario():
-        guard = OffsetContinuity(committed({}), Broker().read)
-        taken_before = guard.epoch
-        assert await started(guard, taken_before) is True
+        guard = OffsetContinuity(committed({("orders", 0): 0}), Broker().read)
+        assert offsets(await started(guard, [event("orders", 0, 0)])) == [(0, 0)]
         guard.close()  # a revocation's commit
-        waiting = asyncio.ensure_future(guard.admit(taken_before))
-        assert await started(guard, taken_before) is None
+        waiting = asyncio.ensure_future(guard.complete([event("orders", 0, 1)]))
+        assert await started(guard, [event("orders", 0, 2)]) == WAITING
         guard.reset()  # the rebalance completed
-        assert await waiting is False  # taken before it: read again from the committed offsets
-        assert await started(guard, guard.epoch) is True
+        assert await waiting is None  # taken before it: read again from the committed offsets
+        assert offsets(await started(guard, [event("orders", 0, 0)])) == [(0, 0)]
     asyncio.run(scenario())
 
 
@@ -204,7 +206,7 @@ def test_after_a_stops_commit_no_batch_starts_even_if_an_assignment_completes():
         guard = OffsetContinuity(committed({}), Broker().read)
         guard.close(for_good=True)
         guard.reset()
-        assert await started(guard, guard.epoch) is None
+        assert await started(guard, [event("orders", 0, 0)]) == WAITING
     asyncio.run(scenario())
 
 
