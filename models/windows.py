@@ -6,7 +6,7 @@ changelogged table, and replay can keep it in memory):
     {"b": first bucket index, "u": [units], "r": [revenue], "c": [clicks],
      "d": [units sold on promotion], "s": [last on-hand reported, -1 if none],
      "oh": on hand, "oh_ts": its ts, "lp": list price, "uc": unit cost, "cat": category,
-     "closed": last bucket index a forecast was emitted after,
+     "closed": last bucket index closed, "le": newest bucket with a sale, click or stock report,
      "seen": {source: [offset, line]}}
 
 Bucket index k covers event time [k * bucket_ms, (k + 1) * bucket_ms), epoch
@@ -91,6 +91,7 @@ def add_sale(window: dict, bucket: int, units: int, revenue: float, history: int
     if slot is None:
         return False
     window["u"][slot] += units
+    note_event(window, bucket)
     window["r"][slot] = round(window["r"][slot] + revenue, 6)
     if promo_units:
         window["d"][slot] += promo_units
@@ -102,6 +103,7 @@ def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
     if slot is None:
         return False
     window["c"][slot] += count
+    note_event(window, bucket)
     return True
 
 
@@ -115,6 +117,7 @@ def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None,
     slot = _slot(window, bucket, history)
     if slot is not None:
         window["s"][slot] = on_hand
+        note_event(window, bucket)
     if window["oh_ts"] is not None and ts < window["oh_ts"]:
         return
     window["oh"], window["oh_ts"] = on_hand, ts
@@ -150,6 +153,45 @@ def buckets_view(window: dict, bucket_ms: int, count: int) -> list[dict]:
     for i, (units, revenue, clicks) in enumerate(zip(window["u"], window["r"], window["c"])):
         rows.append({"start": (first + i) * bucket_ms, "units": units, "revenue": revenue, "clicks": clicks})
     return rows[-count:] if count > 0 else []
+
+
+def note_event(window: dict, bucket: int) -> None:
+    """A sale, click or stock report in `bucket`: what keeps a SKU live (`live_buckets`)."""
+    if window.get("le") is None or bucket > window["le"]:
+        window["le"] = bucket
+
+
+def last_event_at_or_before(window: dict, bucket: int) -> int | None:
+    """The newest bucket up to `bucket` that had a sale, a click or a stock report; None if none is held."""
+    newest = window.get("le")
+    if newest is not None and newest <= bucket:
+        return newest
+    arrays = _arrays(window)
+    first = window["b"]
+    units, clicks, stock = arrays[0], arrays[2], arrays[4]
+    for index in range(min(bucket - first, len(units) - 1), -1, -1):
+        if units[index] or clicks[index] or stock[index] >= 0:
+            return first + index
+    return None
+
+
+def live_buckets(window: dict, first: int, last: int, active: int) -> list[int]:
+    """The buckets from `first` to `last` at whose close the SKU is live: it had an event in that bucket
+    or in the `active` - 1 before it. Oldest first.
+
+    A SKU long quiet costs one comparison (its newest event is too old for
+    any of them), so closing every SKU of a large catalogue stays cheap.
+    """
+    live: list[int] = []
+    bucket = last
+    while bucket >= first:
+        event = last_event_at_or_before(window, bucket)
+        if event is None or event + active - 1 < first:
+            break
+        live.extend(range(min(bucket, event + active - 1), max(first, event) - 1, -1))
+        bucket = event - 1
+    live.reverse()
+    return live
 
 
 def buckets_to_close(window: dict, watermark_bucket: int) -> bool:

@@ -3,11 +3,12 @@
 Three steps, each a plain function of its inputs:
 
 1. `Ingestor.ingest`: an input record's bytes -> a dead letter, or the updates it
-   causes keyed by SKU and by user, plus a watermark tick when event time enters
-   a new bucket. The agents route these through Kafka (repartitioning by SKU and
+   causes keyed by SKU and by user, plus a tick when its partition's event time
+   enters a new bucket. The agents route these through Kafka (repartitioning by SKU and
    by user); replay applies them in memory.
-2. `apply_sku_update` / `close_bucket`: a SKU's window absorbs an update; when
-   the watermark passes the end of the SKU's bucket a forecast is emitted.
+2. `apply_sku_update` / `close_buckets`: a SKU's window absorbs an update; when
+   the low watermark (salescast.watermarks) passes the end of a bucket, every
+   live SKU gets a forecast.
 3. `apply_user_update`: a user's interaction vector absorbs an update.
 
 Nothing here knows about Kafka or Faust.
@@ -15,8 +16,9 @@ Nothing here knows about Kafka or Faust.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from models import useritem, windows
 from models.promo import attribution
@@ -25,6 +27,7 @@ from models.baseline import Forecast, SeasonalNaive
 from models.forecast.features import History
 from salescast.contract import Rejected, Source, dead_letter, decode, validate
 from salescast.settings import Settings
+from salescast.watermarks import PENDING
 
 SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
 # worker tables; the changelog of each is <app id>-<table>-changelog
@@ -90,40 +93,55 @@ class Ingested:
     dead_letter: dict | None = None
     sku_updates: list[SkuUpdate] = field(default_factory=list)
     user_updates: list[UserUpdate] = field(default_factory=list)
-    tick: int | None = None  # the watermark's new bucket index, when it advanced
+    tick: int | None = None  # the record's partition's new bucket index, when its newest event entered one
 
 
 class Ingestor:
     """Validates input records against the contract and event time, and splits them into updates.
 
-    `watermark` is the newest event time seen (ms) on any input; a record more
-    than SALESCAST_MAX_FUTURE_MS ahead of it is `future`. Lateness is judged
-    per input partition, against the newest event seen on the record's own
-    partition: partitions are read in offset order but not in step with each
-    other (a worker catching up may read one topic days ahead of another), so
-    only a record out of order within its own partition is truly late.
-    Rejected records move no watermark.
+    `future` is judged against the clock (contract v1.1): a record whose `ts`
+    is more than SALESCAST_MAX_FUTURE_MS ahead of the time it is read (clock
+    skew, a year typed wrong). Under v1 it was judged against the newest event
+    seen, and since a rejected record moves no watermark, the first order after
+    a shop's closed days (more than a day after the last one) and every one
+    after it were dead-lettered (a real restaurant's log lost five weeks that
+    way). A gap in the data, however long, now never makes a record `future`.
+    With SALESCAST_CLOCK=events (a simulation whose event time runs ahead of
+    the clock) nothing is `future`.
 
-    Both must outlive a restart: the partitions resume at different event times
-    (one may be days behind another), so a worker that judged `future` against
-    the first record it reads after a start would reject good records. The
-    worker persists `progress()` (each partition's newest event time and the
-    last offset read) and hands it back to `seed` when it starts. Records up
-    to that offset are re-reads of records judged before the restart (the
-    offsets committed lag what was read): lateness against the persisted time
-    applies only past it, or a re-read record would be `late` against records
-    that came after it in its own partition.
+    Lateness is judged per input partition, against the newest event seen on
+    the record's own partition: partitions are read in offset order but not in
+    step with each other (a worker catching up may read one topic days ahead of
+    another), so only a record out of order within its own partition is truly
+    late. Rejected records move no watermark.
+
+    The partitions' newest event times must outlive a restart, or a re-read
+    record would be judged against nothing. The worker persists `progress()`
+    (each partition's newest event time and the last offset read) and hands it
+    back to `seed` when it starts. Records up to that offset are re-reads of
+    records judged before the restart (the offsets committed lag what was
+    read): lateness against the persisted time applies only past it, or a
+    re-read record would be `late` against records that came after it in its
+    own partition.
+
+    `marks()` reports each partition's newest event time and whether it is idle,
+    for the low watermark that closes buckets (salescast.watermarks).
     """
 
-    def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None):
+    def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None,
+                 now_ms: Callable[[], int] | None = None, monotonic: Callable[[], float] = time.monotonic):
         self.settings = settings
-        self.watermark: int | None = None
+        self.watermark: int | None = None  # the newest event time read on any partition
         self.partition_watermarks: dict[tuple[str, int], int] = {}  # newest event per partition, this run
         self.topic_names = topic_names or {kind: settings.topic(kind) for kind in SOURCE_PREFIX}
         self._kinds = {name: kind for kind, name in self.topic_names.items()}
         self._read_up_to: dict[tuple[str, int], int] = {}  # last offset ingested per partition, this run
         self._persisted: dict[tuple[str, int], tuple[int, int]] = {}  # (newest ts, last offset) from `seed`
         self._moved: set[tuple[str, int]] = set()
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._future_checked = settings.clock == "wall"
+        self._monotonic = monotonic
+        self._heard: dict[tuple[str, int], float] = {}  # partitions reported in marks: when each last gave a record
 
     def watermark_bucket(self) -> int | None:
         return None if self.watermark is None else self.watermark // self.settings.bucket_ms
@@ -159,6 +177,38 @@ class Ingestor:
         after = self.watermark_bucket()
         return after if after is not None and (before is None or after > before) else None
 
+    def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """The input partitions (kind, partition) this worker now reads: the ones `marks` reports.
+
+        A partition newly assigned holds bucket close back until it gives a
+        record or stays silent, with nothing left to read, for the idle timeout.
+        """
+        now = self._monotonic()
+        self._heard = {key: self._heard.get(key, now) for key in partitions}
+
+    def newest(self, partition_key: tuple[str, int]) -> int:
+        """The partition's newest event time read, this run or before the restart; PENDING if none."""
+        persisted = self._persisted.get(partition_key, (PENDING, -1))[0]
+        return max(self.partition_watermarks.get(partition_key, PENDING), persisted)
+
+    def last_read(self, partition_key: tuple[str, int]) -> int:
+        """The last offset read of the partition, this run or before the restart; -1 if none."""
+        return max(self._read_up_to.get(partition_key, -1), self._persisted.get(partition_key, (PENDING, -1))[1])
+
+    def marks(self, backlog: Callable[[str, int], bool] | None = None) -> dict[str, list]:
+        """`{"topic/partition": [newest ts or PENDING, idle]}` for every partition assigned or read.
+
+        `backlog(kind, partition)` tells whether records are waiting to be read
+        there: a partition with a backlog is never idle, however long since its last record.
+        """
+        now = self._monotonic()
+        timeout_s = self.settings.idle_timeout_ms / 1000
+        marks = {}
+        for key, heard in self._heard.items():
+            idle = now - heard >= timeout_s and not (backlog is not None and backlog(*key))
+            marks[f"{self.topic_names[key[0]]}/{key[1]}"] = [self.newest(key), idle]
+        return marks
+
     def ingest(self, kind: str, raw: bytes | str, partition: int, offset: int,
                record: Any = None, dedup_offset: int | None = None) -> Ingested:
         """`record` may be passed when the caller already parsed `raw` (replay does).
@@ -171,6 +221,7 @@ class Ingestor:
         if offset > self._read_up_to.get(partition_key, -1):
             self._read_up_to[partition_key] = offset
         self._moved.add(partition_key)
+        self._heard[partition_key] = self._monotonic()
         try:
             if record is None:
                 record = decode(kind, raw, self.settings.max_record_bytes)
@@ -198,18 +249,25 @@ class Ingestor:
         if newest_here is not None and ts < newest_here - self.settings.allowed_lateness_ms:
             raise Rejected("late", f"ts {ts} is {newest_here - ts} ms behind the newest event of its partition "
                            f"({newest_here}); the allowed lateness is {self.settings.allowed_lateness_ms} ms")
-        if self.watermark is not None and ts > self.watermark + self.settings.max_future_ms:
-            raise Rejected("future", f"ts {ts} is {ts - self.watermark} ms ahead of the newest event "
-                           f"({self.watermark}); at most {self.settings.max_future_ms} ms is accepted")
+        if self._future_checked:
+            now = self._now_ms()
+            if ts > now + self.settings.max_future_ms:
+                raise Rejected("future", f"ts {ts} is {ts - now} ms ahead of the clock ({now}); at most "
+                               f"{self.settings.max_future_ms} ms is accepted (SALESCAST_MAX_FUTURE_MS). Check the "
+                               "producer's clock; a simulation ahead of real time sets SALESCAST_CLOCK=events")
 
     def _advance(self, ts: int, partition_key: tuple[str, int]) -> int | None:
-        if ts > self.partition_watermarks.get(partition_key, -1):
-            self.partition_watermarks[partition_key] = ts
-        before = self.watermark_bucket()
+        """The partition's new bucket when its newest event entered one (its mark moved), else None."""
         if self.watermark is None or ts > self.watermark:
             self.watermark = ts
-        after = self.watermark_bucket()
-        return after if before is None or after > before else None
+        newest = self.newest(partition_key)
+        if ts > self.partition_watermarks.get(partition_key, PENDING):
+            self.partition_watermarks[partition_key] = ts
+        if ts <= newest:
+            return None
+        bucket_ms = self.settings.bucket_ms
+        bucket = ts // bucket_ms
+        return bucket if newest == PENDING or bucket > newest // bucket_ms else None
 
     @staticmethod
     def _split(kind: str, record: dict, source: str, offset: int) -> Ingested:
@@ -298,11 +356,11 @@ class BaselineForecaster:
 
 @dataclass
 class Closed:
-    """A SKU whose bucket closed: the window to store and what to emit."""
+    """A SKU whose open buckets closed: the window to store and what to emit."""
 
     sku: str
     window: dict
-    forecast: dict
+    forecasts: list[dict]  # one per closed bucket at which the SKU was live, oldest first
     proposal: dict | None = None  # a promotion to put to the guardrails (salescast.promoting)
     outcomes: list[tuple[str, dict]] = field(default_factory=list)  # (reason, final outcome) of ended triggers
 
@@ -310,40 +368,65 @@ class Closed:
 class AtClose(Protocol):
     """What else happens to a SKU when its bucket closes (salescast.promoting.Promoter)."""
 
-    def at_close(self, sku: str, window: dict, forecast: dict, now: int
+    def at_close(self, sku: str, window: dict, forecast: dict | None, now: int, propose: bool = True
                  ) -> tuple[dict | None, list[tuple[str, dict]]]:
         """(a promotion proposal or None, (reason, final outcome record) pairs); may change the window."""
 
 
-def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, settings: Settings,
-                  forecaster: Forecaster, promoter: AtClose | None = None) -> list[Closed]:
-    """For SKUs whose open bucket the watermark has passed: close it and forecast from the next.
+def promotions_allowed(closed_until_ms: int, now_ms: int | None, settings: Settings) -> bool:
+    """False for a close of buckets that ended longer than SALESCAST_PROMO_MAX_AGE before `now_ms`
+    (history being loaded is no occasion for a promotion); None: no clock, every close is recent."""
+    return now_ms is None or closed_until_ms >= now_ms - settings.promo_max_age_ms
 
+
+def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, settings: Settings,
+                  forecaster: Forecaster, promoter: AtClose | None = None, now_ms: int | None = None
+                  ) -> list[Closed]:
+    """Close every SKU's buckets before `watermark_bucket` (the low watermark's), each with a forecast
+    where the SKU is live (contract v1.1: an event within the last SALESCAST_ACTIVE_BUCKETS buckets).
+
+    A SKU with several buckets to close (a gap in the data, a low watermark
+    that leapt) gets a forecast as of each, from the history up to that bucket,
+    so a replay and a worker that read the partitions unevenly emit the same.
+    The promotion step runs once, at the last bucket; `now_ms` is the clock
+    (see `promotions_allowed`). A SKU that is live at no bucket and has no
+    promotion to finish is left out, and its window is not rewritten.
     The caller stores each returned window (its `closed` moved) and emits the
     forecasts, proposals and outcomes. The window keeps the P10 just forecast
     for the next bucket (`fp`): when that bucket closes below it, its demand dropped.
     """
-    closing = [(sku, window) for sku, window in items if windows.buckets_to_close(window, watermark_bucket)]
+    last = watermark_bucket - 1
+    closing: list[tuple[str, dict, list[int]]] = []
+    for sku, window in items:
+        first = window["closed"] + 1
+        if first > last:
+            continue
+        live = windows.live_buckets(window, first, last, settings.active_buckets)
+        if live or window.get("promos"):
+            closing.append((sku, window, live))
     if not closing:
         return []
-    last_closed = watermark_bucket - 1
-    histories = [windows.history(window, last_closed) for _, window in closing]
-    results = forecaster.forecast_many(histories, settings.horizon)
-    out = []
+    histories = [windows.history(window, bucket) for _, window, live in closing for bucket in live]
+    results = iter(forecaster.forecast_many(histories, settings.horizon))
     now = watermark_bucket * settings.bucket_ms
-    for (sku, window), (forecast, name, version) in zip(closing, results):
-        record = forecast_record(sku, last_closed, forecast, name, version, settings)
-        closed = Closed(sku, window, record)
+    propose = promotions_allowed(now, now_ms, settings)
+    out = []
+    for sku, window, live in closing:
+        records = [forecast_record(sku, bucket, *next(results), settings) for bucket in live]
+        closed = Closed(sku, window, records)
+        at_last = records[-1] if live and live[-1] == last else None
         if promoter is not None:
-            closed.proposal, closed.outcomes = promoter.at_close(sku, window, record, now)
-        window["closed"] = last_closed
-        window["fp"] = [last_closed + 1, record["horizon"][0]["p10"]]
+            closed.proposal, closed.outcomes = promoter.at_close(sku, window, at_last, now, propose)
+        window["closed"] = last
+        if at_last is not None:
+            window["fp"] = [last + 1, at_last["horizon"][0]["p10"]]
         out.append(closed)
     return out
 
 
 def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, version: str,
                     settings: Settings) -> dict:
+    """The contract's forecast record made at the close of bucket `last_closed`."""
     bucket_ms = settings.bucket_ms
     first = last_closed + 1
     horizon = [

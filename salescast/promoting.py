@@ -121,10 +121,13 @@ class Promoter:
         self.candidates_of = candidates_of
         self.model_versions = model_versions
 
-    def at_close(self, sku: str, window: dict, forecast: dict, now: int
+    def at_close(self, sku: str, window: dict, forecast: dict | None, now: int, propose: bool = True
                  ) -> tuple[dict | None, list[tuple[str, dict]]]:
+        """`forecast` is the one made at this close (None: the SKU is not live); `propose` False: the
+        bucket closed too long ago for a promotion (salescast.engine.promotions_allowed)."""
         outcomes = finish(sku, window, now)
-        if self.model is None or any(state["until"] > now for state in window.get("promos", ())):
+        if not propose or forecast is None or self.model is None or \
+                any(state["until"] > now for state in window.get("promos", ())):
             return None, outcomes
         return self.propose(sku, window, forecast, now), outcomes
 

@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from models.forecast.features import FeatureConfig
 from models.promo.policy import PromoPolicy
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: SALESCAST_CLOCK: what "now" is. `wall`: the machine's clock (a real shop). `events`: the newest event
+#: time read (a simulation whose event time runs ahead of the clock: the demo, `generate --speedup`)
+CLOCKS = ("wall", "events")
 
 #: contract topic keys -> default names; each is overridable by SALESCAST_TOPIC_<KEY>
 DEFAULT_TOPICS = {
@@ -31,6 +35,9 @@ DEFAULT_TOPICS = {
     "model_versions": "model-versions",
     "dead_letters": "dead-letters",
 }
+
+#: SALESCAST_ACTIVE_BUCKETS' default: the buckets the forecaster reads
+FORECASTER_INPUT_LENGTH = FeatureConfig.input_length
 
 _DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
@@ -97,6 +104,13 @@ class Settings:
     model_keep: int = 10  # versions kept per model in the store (the current one and its predecessor always)
     retrain_metrics_port: int = 9109  # `salescast retrain --every` serves its Prometheus metrics here
     model_margin: float = 0.02  # how much worse than live (relative) a retrained version may score and go live
+    # contract v1.1: a SKU with an event in the last `active_buckets` buckets gets a forecast at every close
+    active_buckets: int = 28
+    clock: str = "wall"  # SALESCAST_CLOCK, one of CLOCKS
+    # an input partition with no record for this long (and nothing left to read) stops holding bucket close back
+    idle_timeout_ms: int = 60_000
+    # no promo trigger for a bucket that ended longer ago than this before "now" (history being loaded)
+    promo_max_age_ms: int = 172_800_000
 
     @property
     def web_url(self) -> str:
@@ -281,6 +295,10 @@ class Settings:
             model_keep=integer("SALESCAST_MODEL_KEEP", 10, minimum=2),
             retrain_metrics_port=integer("SALESCAST_RETRAIN_METRICS_PORT", 9109, minimum=1),
             model_margin=fraction("SALESCAST_MODEL_MARGIN", 0.02, allow_zero=True),
+            active_buckets=integer("SALESCAST_ACTIVE_BUCKETS", FORECASTER_INPUT_LENGTH, minimum=1),
+            clock=choice("SALESCAST_CLOCK", "wall", CLOCKS),
+            idle_timeout_ms=integer("SALESCAST_IDLE_TIMEOUT_MS", 60_000, minimum=100),
+            promo_max_age_ms=duration("SALESCAST_PROMO_MAX_AGE", "2d")[1],
         )
         del half_life_text
         if settings.advertised_url and not re.match(r"^https?://[^/\s]+(:\d+)?/?$", settings.advertised_url):

@@ -17,6 +17,7 @@ import time
 from typing import Awaitable, Callable, Iterable
 
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from models import windows
@@ -30,6 +31,7 @@ from salescast.promoting import Promoter, admit, load_promo_model, outcome_updat
 from salescast.recommending import affinity_updates, load_recommender
 from salescast.serving import SERVED, HotSwap, ServedModels
 from salescast.topics import read_latest
+from salescast.watermarks import LowWatermark
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
@@ -40,7 +42,7 @@ from stream.topics import (clicks, dead_letters, forecasts, input_watermarks, in
                            promo_proposals, promo_triggers, sku_affinities, sku_events, user_events)
 
 CLOSE_CHUNK = 2048  # SKUs scored in one kernel call at bucket close
-TICK_MARK = "tick"
+MARKS = "marks"  # an internal record on the SKU topic: the input partitions' marks (salescast.watermarks)
 
 ingestor = Ingestor(settings)
 # the models scored with now; salescast.serving swaps them while the worker runs
@@ -106,10 +108,9 @@ class WatermarkSeeding:
                 except (ValueError, TypeError, UnicodeDecodeError):  # not ours to stop on: judged afresh
                     log.warning("ignoring an unreadable input watermark %r: %r", key, value)
             ingestor.seed(usable)
-            bucket = ingestor.watermark_bucket()
-            if bucket is not None:
-                # closing is idempotent: this re-sends a tick a crash may have cut off
-                _send_tick(out, bucket)
+            ingestor.assign(_assigned_inputs())
+            # closing is idempotent: this re-sends marks a crash may have cut off
+            _send_marks(out)
             log.info("input watermarks seeded from %d partitions: newest event %s", len(persisted),
                      ingestor.watermark)
             self.needed = False
@@ -123,10 +124,64 @@ async def _read_input_watermarks() -> dict[bytes, bytes]:
 watermark_seeding = WatermarkSeeding(_read_input_watermarks)
 
 
-def _send_tick(out: Outbox, bucket: int) -> None:
-    tick = orjson.dumps([TICK_MARK, bucket, time.time()])
-    for partition in _all_partitions:
-        out.add(SKU_EVENTS, None, tick, partition=partition)
+def _assigned_inputs() -> list[tuple[str, int]]:
+    """The input partitions (kind, partition) this worker reads now."""
+    kinds = {name: kind for kind, name in ingestor.topic_names.items()}
+    try:
+        assignment = app.consumer.assignment()
+    except ConsumerNotStarted:  # the agents' test context: no consumer, only the partitions read count
+        return []
+    return [(kinds[tp.topic], tp.partition) for tp in assignment if tp.topic in kinds]
+
+
+def _backlog(kind: str, partition: int) -> bool:
+    """Records wait in the partition past the last one ingested (the broker's high-water mark says)."""
+    try:
+        highwater = app.consumer.highwater(TP(ingestor.topic_names[kind], partition))
+    except ConsumerNotStarted:
+        return False
+    return highwater is not None and highwater > ingestor.last_read((kind, partition)) + 1
+
+
+class MarksSender:
+    """Sends this worker's input marks to every partition of the SKU topic (salescast.watermarks).
+
+    After each batch whose records moved a partition into a new bucket, and
+    from a timer: a partition turns idle with no record at all, and a worker
+    that restarted (or took SKU partitions over) learns the marks again.
+    """
+
+    RESEND_S = 10.0
+
+    def __init__(self) -> None:
+        self.last: dict | None = None
+        self.sent_at = 0.0
+
+    def add(self, out: Outbox, force: bool = True) -> None:
+        marks = ingestor.marks(_backlog)
+        now = time.time()
+        if not marks or (not force and marks == self.last and now - self.sent_at < self.RESEND_S):
+            return
+        self.last, self.sent_at = marks, now
+        message = orjson.dumps([MARKS, marks, now])
+        for partition in _all_partitions:
+            out.add(SKU_EVENTS, None, message, partition=partition)
+
+
+marks_sender = MarksSender()
+
+
+def _send_marks(out: Outbox) -> None:
+    marks_sender.add(out)
+
+
+@app.timer(2.0)
+async def send_marks_when_changed() -> None:
+    if watermark_seeding.needed:
+        return  # the first batch after an assignment seeds, then sends
+    out = Outbox()
+    marks_sender.add(out, force=False)
+    await out.flush(_producer())
 
 
 async def ingest_batch(kind: str, events: Iterable) -> None:
@@ -135,6 +190,7 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
     out = Outbox()
     await watermark_seeding.ensure(out)
     count = 0
+    advanced = False
     for event in events:
         count += 1
         message = event.message
@@ -151,7 +207,9 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
         for topic, key, value in routed:
             out.add(topic, key, value)
         if result.tick is not None:
-            _send_tick(out, result.tick)
+            advanced = True
+    if advanced:
+        _send_marks(out)
     for name, newest in ingestor.progress().items():
         out.add(INPUT_WATERMARKS, name.encode(), orjson.dumps(newest), partition=0)
     await out.flush(_producer())
@@ -285,14 +343,48 @@ class PartitionIndex:
 partition_index = PartitionIndex()
 
 
+class ClosingState:
+    """Per partition of the SKU topic: the low watermark of the marks received there, and the bucket its
+    SKUs were last closed up to.
+
+    Per partition, not per worker: marks reach a partition after the updates
+    their sender routed there before them, so a partition never closes a
+    bucket whose updates are still on their way to it.
+    """
+
+    def __init__(self) -> None:
+        self.lows: dict[int, LowWatermark] = {}
+        self.closed_before: dict[int, int] = {}
+
+    def low(self, partition: int) -> LowWatermark:
+        if partition not in self.lows:
+            self.lows[partition] = LowWatermark(settings.bucket_ms)
+        return self.lows[partition]
+
+    def to_close(self, partition: int) -> int | None:
+        """The bucket to close the partition's SKUs up to (exclusive), when it moved since the last close."""
+        bucket = self.low(partition).bucket()
+        if bucket is None or bucket <= self.closed_before.get(partition, -1):
+            return None
+        return bucket
+
+    def reset(self) -> None:
+        self.lows.clear()
+        self.closed_before.clear()
+
+
+closing_state = ClosingState()
+
+
 @app.on_rebalance_complete.connect
 async def _on_rebalance(sender, **kwargs) -> None:
     partition_index.reset()
+    closing_state.reset()
     watermark_seeding.needed = True
 
 
-def _is_tick(event) -> bool:
-    return event.message.key is None and event.message.value.startswith(b'["tick"')
+def _is_marks(event) -> bool:
+    return event.message.key is None and event.message.value.startswith(b'["')
 
 
 @app.agent(sku_events)
@@ -300,66 +392,84 @@ async def update_sku_windows(stream):
     async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
-        ticks: dict[int, tuple[int, float, object]] = {}
+        ticks: dict[int, tuple[float, object]] = {}
         updates = []
         for event in events:
-            if not _is_tick(event):
+            if not _is_marks(event):
                 updates.append(event)
                 continue
-            _, bucket, ingested_at = orjson.loads(event.message.value)
-            known = ticks.get(event.message.partition)
-            if known is None or bucket > known[0]:
-                ticks[event.message.partition] = (bucket, ingested_at, event)
+            try:
+                kind, marks, sent_at = orjson.loads(event.message.value)
+                if kind != MARKS:
+                    continue  # a v1 worker's tick during a rolling upgrade: its marks follow
+                closing_state.low(event.message.partition).update(marks, sent_at)
+            except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
+                _processing_error(out, event.message, exc)
+                continue
+            ticks[event.message.partition] = (sent_at, event)
         touched = apply_batch(stream, sku_windows, "sku-windows", updates,
                               lambda window, wire: apply_sku_update(window, SkuUpdate.from_wire(wire), settings), out,
                               before_write=send_outcome_updates)
         for key, (_, event) in touched.items():
             partition_index.add(event.message.partition, key)
-        for partition, (bucket, ingested_at, event) in ticks.items():
-            await _close_partition(stream, partition, bucket, ingested_at, event, out)
+        for partition, (sent_at, event) in ticks.items():
+            bucket = closing_state.to_close(partition)
+            if bucket is not None:
+                await _close_partition(stream, partition, bucket, sent_at, event, out)
+                closing_state.closed_before[partition] = bucket
         await out.flush(_producer())
         if events:
             metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
 
 
 async def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event, out: Outbox) -> None:
-    """Close and forecast every SKU of `partition` whose open bucket the watermark passed.
+    """Close every SKU of `partition` whose open buckets the low watermark passed; forecast each live one.
 
     In chunks of CLOSE_CHUNK SKUs, each handed to the producer and delivered
     before the next is read, so a close over 100,000 SKUs holds a chunk in
     memory, not the whole partition's windows and forecasts.
     """
     chunk = []
+    now_ms = _clock_ms(partition)
     for key in list(partition_index.keys_for(partition)):
         window = load_value(sku_windows, key)
         if window is not None and windows.buckets_to_close(window, bucket):
             chunk.append((key.decode(), window))
         if len(chunk) >= CLOSE_CHUNK:
-            _close_chunk(stream, chunk, bucket, ingested_at, event, out)
+            _close_chunk(stream, chunk, bucket, ingested_at, event, out, now_ms)
             await out.flush(_producer(), delivered=True)
             chunk = []
     if chunk:
-        _close_chunk(stream, chunk, bucket, ingested_at, event, out)
+        _close_chunk(stream, chunk, bucket, ingested_at, event, out, now_ms)
 
 
-def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox) -> None:
+def _clock_ms(partition: int) -> int | None:
+    """"Now" for the promotions' occasion: the wall clock, or the newest event time (SALESCAST_CLOCK=events)."""
+    if settings.clock == "events":
+        return closing_state.low(partition).newest()
+    return int(time.time() * 1000)
+
+
+def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox,
+                 now_ms: int | None) -> None:
     scoring_started = time.perf_counter()
     forecaster = served.forecaster
-    closed = close_buckets(chunk, bucket, settings, forecaster, served.promoter)
+    closed = close_buckets(chunk, bucket, settings, forecaster, served.promoter, now_ms)
     if closed:
         metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()
     for sku_closed in closed:
-        key, record = sku_closed.sku.encode(), sku_closed.forecast
+        key = sku_closed.sku.encode()
         _write(stream, sku_windows, key, sku_closed.window, event, out)
-        out.add(FORECASTS, key, dumps(record))
+        for record in sku_closed.forecasts:
+            out.add(FORECASTS, key, dumps(record))
+            metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
         if sku_closed.proposal is not None:
             out.add(PROMO_PROPOSALS, key, dumps(sku_closed.proposal), partition=0)
             metrics.PROMO_PROPOSALS.labels(sku_closed.proposal["trigger"]["reason"]).inc()
         for reason, outcome in sku_closed.outcomes:
             _send_outcome(out, outcome)
             metrics.record_final_outcome(reason, outcome)
-        metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()
         metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
         metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.bucket_ms / 1000))
 

@@ -82,7 +82,12 @@ def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
     return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
 
 
-async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer, monkeypatch):
+def marks(**newest):
+    """The internal marks record: each input partition's newest event time, none idle."""
+    return orjson.dumps(["marks", {name.replace("_", "/"): [ts, False] for name, ts in newest.items()}, 0.0])
+
+
+async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(producer, monkeypatch):
     persisted = {}
     monkeypatch.setattr(sku_windows.data, "set_persisted_offset", lambda tp, offset: persisted.__setitem__(tp, offset))
 
@@ -93,7 +98,9 @@ async def test_sku_agent_counts_lines_once_and_closes_on_a_tick(producer, monkey
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)  # re-read
         await agent.put(update("sale", "a", T0 + 5, 2, units=1, revenue=2.0), key=b"a", partition=0)
-        await agent.put(orjson.dumps(["tick", T0 // DAY + 1, 0.0]), key=None, partition=0)
+        # orders/1 is still in day 0: nothing closes until it has passed the day's end too
+        await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY - 1), key=None, partition=0)
+        await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY), key=None, partition=0)
         await settled(sent)
     window = orjson.loads(sku_windows[b"a"])
     assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
@@ -127,7 +134,7 @@ async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
         await settled(lambda: dead() and producer.to(agents.SKU_EVENTS))
     routed = producer.to(agents.SKU_EVENTS)
     assert [key for key, _ in routed if key is not None] == [b"a"]
-    assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["tick"] * 8  # one per partition
+    assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["marks"] * 8  # one per partition
     assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
     assert [d["reason"] for d in dead()] == ["not_json"]
 
@@ -149,7 +156,9 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
         await agent.put(ahead, key=b"o", partition=2)
         await settled(lambda: producer.to(agents.INPUT_WATERMARKS))
     assert producer.to(agents.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
-    ticks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
-    assert ticks[0][:2] == ["tick", T0 // DAY + 10]  # re-sent on seeding: a crash may have cut it off
+    sent_marks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
+    # sent on seeding (a crash may have cut the last ones off), then as the batch moved partitions on
+    assert sent_marks[-1][0] == "marks" and sent_marks[-1][1] == {
+        f"{orders_topic}/0": [T0 + 9 * DAY, False], f"{orders_topic}/2": [T0 + 10 * DAY + DAY // 2, False]}
     assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
         f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}

@@ -1,0 +1,79 @@
+"""When a bucket may close: the low watermark over the input partitions (contract v1.1).
+
+A bucket closes once every input partition that is not idle has read past its
+end: the minimum over partitions of each one's newest event time, as Flink's
+and Kafka Streams' watermarks do. Under v1 a bucket closed when the newest
+event of *any* partition entered the next bucket, so a backfill read unevenly
+(one partition days ahead of another) forecast from half-filled buckets.
+
+The ingest side of each worker reports *marks*, one per input partition it
+reads (`Ingestor.marks`): `[newest ts, idle]`, ts -1 while nothing has been
+read. A partition is idle when no record came for SALESCAST_IDLE_TIMEOUT_MS and
+nothing is left to read in it, so one silent partition cannot hold the service
+back forever; one assigned but not read yet (ts -1, not idle) holds it back.
+The marks travel to every partition of the SKU topic, where `LowWatermark`
+merges them, from any number of workers, into the bucket to close up to.
+"""
+
+from __future__ import annotations
+
+PENDING = -1  # a mark's ts while nothing of the partition has been read
+
+Mark = tuple[int, bool]  # (newest event time read, idle)
+
+
+class LowWatermark:
+    """Marks of every input partition heard of, merged; the bucket before which all may close.
+
+    Marks reach the SKU side through several partitions and from several
+    workers, so they may arrive out of order: a partition's time only moves
+    forward, and its idle flag is the one of the newest report (`sent_at`).
+    The bucket returned never moves back either: a partition that wakes from
+    idle behind the others does not reopen what closed.
+    """
+
+    def __init__(self, bucket_ms: int) -> None:
+        self.bucket_ms = bucket_ms
+        self.marks: dict[str, tuple[int, bool, float]] = {}
+        self._closed_before: int | None = None
+
+    def update(self, marks: dict[str, list], sent_at: float) -> None:
+        for name, (ts, idle) in marks.items():
+            known = self.marks.get(name)
+            if known is None:
+                self.marks[name] = (int(ts), bool(idle), sent_at)
+            else:
+                newest = max(int(ts), known[0])
+                self.marks[name] = (newest, bool(idle), sent_at) if sent_at >= known[2] else \
+                    (newest, known[1], known[2])
+
+    def value(self) -> int | None:
+        """The low watermark (ms): each partition that is not idle has read an event at least this new.
+
+        None while a partition that is not idle has read nothing. When every
+        partition is idle, the newest event read: the input is all caught up.
+        """
+        active = []
+        for ts, idle, _ in self.marks.values():
+            if not idle:
+                if ts == PENDING:
+                    return None
+                active.append(ts)
+        if active:
+            return min(active)
+        known = [ts for ts, _, _ in self.marks.values() if ts != PENDING]
+        return max(known) if known else None
+
+    def newest(self) -> int | None:
+        """The newest event time any partition has read (the clock of SALESCAST_CLOCK=events)."""
+        known = [ts for ts, _, _ in self.marks.values() if ts != PENDING]
+        return max(known) if known else None
+
+    def bucket(self) -> int | None:
+        """Buckets before this one may close (every bucket whose end the low watermark has reached)."""
+        low = self.value()
+        if low is not None:
+            bucket = low // self.bucket_ms
+            if self._closed_before is None or bucket > self._closed_before:
+                self._closed_before = bucket
+        return self._closed_before
