@@ -1,7 +1,8 @@
 """`salescast evaluate --promo`: promotions in a closed loop with the synthetic shop, against its truth.
 
 The shop (salescast.generator) runs day by day; every event goes through the
-worker's own code (Ingestor, windows, user vectors, candidate index). After a
+worker's own code (salescast.pipeline: ingest, windows, user vectors,
+candidate index, bucket close, guardrails, attribution). After a
 warm-up the recommender and the promotion model are trained as `salescast
 retrain` trains them, and again every week on everything so far, finished
 promotions included (the feedback). Each day's close runs the promotion step
@@ -26,17 +27,14 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from models.cf import candidates
-from models.promo import guardrails
 from models.promo.attribution import uplift_interval
 from models.store import ModelStore
-from salescast.engine import BaselineForecaster, Ingestor, apply_sku_update, apply_user_update, close_buckets
 from salescast.generator import CATEGORIES, Shop, ShopConfig
-from salescast.promoting import Promoter, admit, load_promo_model, registration
-from salescast.recommending import affinity_updates, load_recommender
+from salescast.pipeline import Emitted, LocalPipeline
+from salescast.promoting import load_promo_model
+from salescast.recommending import load_recommender
 from salescast.settings import Settings
 
-TOPIC_KINDS = ("orders", "clicks", "inventory")
 DAY_MS = 86_400_000
 RETRAIN_EVERY_DAYS = 7
 ENOUGH_CUT_PRICE_BUCKETS = 40  # a category with at least this many is held to the +-20% elasticity target
@@ -58,9 +56,13 @@ class Simulation:
 
 
 def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
-    """The closed loop, with its models in a model store of its own that is removed afterwards."""
+    """The closed loop, with its models in a model store of its own that is removed afterwards.
+
+    The shop's event time is the clock (SALESCAST_CLOCK=events): its days are
+    simulated faster than real time, and its promotions are decided as they close.
+    """
     with tempfile.TemporaryDirectory(prefix="salescast-promo-eval-") as store_dir:
-        settings = replace(settings, model_store=Path(store_dir),
+        settings = replace(settings, model_store=Path(store_dir), clock="events",
                            history_buckets=max(settings.history_buckets, config.days + 1))
         return _simulate(config, warmup_days, settings, log)
 
@@ -70,80 +72,55 @@ def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Cal
 
     shop = Shop(config)
     sim = Simulation(shop)
-    ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
-    windows: dict[str, dict] = {}
-    vectors: dict[str, dict] = {}
-    entries: dict[str, dict] = {}
-    guard_state = guardrails.new_state()
-    forecaster = BaselineForecaster(settings.season)
-    recommender = load_recommender(settings)
-    promoter = Promoter(None, settings.promo, settings, entries.get, lambda: {recommender.name: recommender.version})
-    sequence = 0
+    pipeline = LocalPipeline(settings, recommender=load_recommender(settings))
     last_offer_day = config.days - settings.promo.validity_ms // DAY_MS
 
     def train(day: int) -> None:
-        nonlocal recommender
         store = ModelStore(settings.model_store)
         finished = _joined_outcomes(sim)
-        for saved in (training.train_cf(settings, vectors, windows, config.seed, "simulation", log),
-                      training.train_promo(settings, windows, vectors, sim.triggers, finished, "simulation", log)):
+        for saved in (training.train_cf(settings, pipeline.vectors, pipeline.windows, config.seed, "simulation", log),
+                      training.train_promo(settings, pipeline.windows, pipeline.vectors, sim.triggers, finished,
+                                           "simulation", log)):
             store.set_current(saved["name"], saved["version"])
-        recommender = load_recommender(settings)
-        promoter.model = load_promo_model(settings)
-        sim.models.append({"day": day, "outcomes": len(finished), **promoter.model.elasticity.facts})
-        sim.cut_price = promoter.model.elasticity.facts.get("discounted_rows_by_category", {})
-        sim.sku_elasticities = {sku: e.elasticity for sku, e in promoter.model.elasticity.skus.items()}
+        pipeline.recommender = load_recommender(settings)
+        model = pipeline.promo_model = load_promo_model(settings)
+        sim.models.append({"day": day, "outcomes": len(finished), **model.elasticity.facts})
+        sim.cut_price = model.elasticity.facts.get("discounted_rows_by_category", {})
+        sim.sku_elasticities = {sku: e.elasticity for sku, e in model.elasticity.skus.items()}
         if not sim.elasticity_before_feedback:
-            sim.elasticity_before_feedback = _elasticities(promoter.model)
-        sim.elasticity_after_feedback = _elasticities(promoter.model)
-        _refresh_candidates(list(vectors), vectors, entries, recommender, settings)
+            sim.elasticity_before_feedback = _elasticities(model)
+        sim.elasticity_after_feedback = _elasticities(model)
+        pipeline.refresh_candidates(every_user=True)  # the new recommender scores everyone afresh
+
+    def act(emitted: list[Emitted]) -> None:
+        for item in emitted:
+            if item.topic == "promo_outcomes" and item.record["final"]:
+                sim.outcomes[item.record["trigger_id"]] = item.record
+            elif item.topic == "promo_triggers":
+                trigger = item.record
+                if shop.on_hand[shop.sku_index[trigger["sku"]]] < trigger["forecast_units"]:
+                    sim.short_stock += 1
+                sim.triggers.append({**trigger, "elasticity": item.proposal["elasticity"],
+                                     "category": item.proposal["category"]})
+                shop.offer(trigger)
 
     started = time.monotonic()
     for day in range(config.days):
         if day >= warmup_days and (day - warmup_days) % RETRAIN_EVERY_DAYS == 0 and day < last_offer_day:
             train(day)
         if day == last_offer_day:
-            promoter.model = None  # no offer the simulation cannot follow to its end
-        touched_users = set()
+            pipeline.promo_model = None  # no offer the simulation cannot follow to its end
         for topic, record in shop.day(day):
-            raw = orjson.dumps(record)
-            result = ingestor.ingest(topic, raw, 0, sequence, record=record, dedup_offset=sequence)
-            sequence += 1
-            for update in result.sku_updates:
-                windows[update.sku], _ = apply_sku_update(windows.get(update.sku), update, settings)
-            for update in result.user_updates:
-                vectors[update.user], _ = apply_user_update(vectors.get(update.user), update, settings)
-                touched_users.add(update.user)
-        if recommender.model is not None:
-            _refresh_candidates(list(touched_users), vectors, entries, recommender, settings)
-        close_bucket = (config.start_ms + (day + 1) * DAY_MS) // settings.bucket_ms
-        for closed in close_buckets(windows.items(), close_bucket, settings, forecaster, promoter):
-            windows[closed.sku] = closed.window
-            for _, outcome in closed.outcomes:
-                sim.outcomes[outcome["trigger_id"]] = outcome
-            if closed.proposal is None:
-                continue
-            verdict = admit(guard_state, closed.proposal, settings.promo)
-            if verdict != guardrails.ADMITTED:
-                sim.refused[verdict] = sim.refused.get(verdict, 0) + 1
-                continue
-            trigger = closed.proposal["trigger"]
-            sequence += 1
-            windows[trigger["sku"]], _ = apply_sku_update(windows[trigger["sku"]],
-                                                          registration(trigger, "p0", sequence), settings)
-            sku_index = shop.sku_index[trigger["sku"]]
-            if shop.on_hand[sku_index] < trigger["forecast_units"]:
-                sim.short_stock += 1
-            sim.triggers.append({**trigger, "elasticity": closed.proposal["elasticity"],
-                                 "category": closed.proposal["category"]})
-            shop.offer(trigger)
+            act(pipeline.feed(topic, orjson.dumps(record), record=record))
+        act(pipeline.close((config.start_ms + (day + 1) * DAY_MS) // settings.bucket_ms))
         if day % 10 == 9:
             log(f"day {day + 1}/{config.days}: {len(sim.triggers)} triggers, {len(sim.outcomes)} finished "
                 f"({time.monotonic() - started:.0f}s)")
-    for window in windows.values():
+    sim.refused = dict(pipeline.counts.refused)
+    for window in pipeline.windows.values():
         for state in window.get("promos", ()):
             log(f"trigger {state['id']} still open at the end; left out")
-    sim.information = _price_information(windows, sim.triggers, settings)
+    sim.information = _price_information(pipeline.windows, sim.triggers, settings)
     return sim
 
 
@@ -163,19 +140,6 @@ def _price_information(windows: dict[str, dict], triggers: list[dict], settings:
             x = np.log(panel.price_ratio)
             information[sku] = float(np.sum(panel.units * (x - np.average(x, weights=panel.units + 1e-9)) ** 2))
     return information
-
-
-def _refresh_candidates(users: list[str], vectors: dict[str, dict], entries: dict[str, dict], recommender,
-                        settings: Settings) -> None:
-    """What the user agent and the candidate agent do for a batch: score the users, fold the changes in."""
-    changes = affinity_updates(recommender, users, [vectors[u] for u in users], settings.cf_affinity_top,
-                               lambda sku: 0).get(0, [])
-    by_sku: dict[str, list] = {}
-    for sku, user, score, ts in changes:
-        by_sku.setdefault(sku, []).append((user, score, ts))
-    for sku, sku_changes in by_sku.items():
-        entries[sku] = candidates.apply_changes(entries.get(sku), sku_changes, settings.cf_candidates_per_sku,
-                                                settings.interaction_half_life_ms)
 
 
 def _joined_outcomes(sim: Simulation) -> list[dict]:

@@ -1,44 +1,36 @@
-"""`salescast replay FILE`: the pipeline over an events file, no Kafka.
+"""`salescast replay FILE`: the pipeline over an events file, no Kafka (salescast.pipeline).
 
-The same `engine` functions the agents call, with dicts for tables. Records are
-taken in `ts` order (stable, so ties keep file order); a line that cannot be
-parsed or names no known topic is dead-lettered where it stands. Dead letters
-report partition 0 and the line's number (from 0) as the offset.
+Records are taken in `ts` order (stable, so ties keep file order); a line that
+cannot be parsed or names no known topic is dead-lettered where it stands.
+Dead letters report partition 0 and the line's number (from 0) as the offset.
+The model store's current models serve, as in a worker, so the output is
+what a worker emits for the same input.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
 import orjson
 
-from salescast.contract import Source, dead_letter
-from salescast.engine import (BaselineForecaster, Forecaster, Ingestor, apply_sku_update, apply_user_update,
-                              close_buckets)
+from salescast.pipeline import INPUT_KINDS, Emitted, LocalPipeline
 from salescast.settings import Settings
 
-TOPIC_KINDS = ("orders", "clicks", "inventory")
+PROGRESS_EVERY_S = 2.0
 
 
 @dataclass
-class ReplayState:
-    """What a worker would hold in its tables, in memory."""
+class Parsed:
+    """An events file split into input records in `ts` order and lines that are no input record."""
 
-    windows: dict[str, dict] = field(default_factory=dict)
-    vectors: dict[str, dict] = field(default_factory=dict)
-
-
-@dataclass
-class ReplayStats:
-    dead_letters: int = 0
-    forecasts: int = 0
+    records: list[tuple[int, int, str, dict, bytes]]  # (ts, line number, kind, record, raw)
+    bad: list[tuple[int, str, str, bytes]]  # (line number, reason, error, raw)
 
 
-def _parse(lines: Iterable[bytes]) -> tuple[list[tuple[int, int, str, dict, bytes]], list[dict]]:
-    """Split lines into (ts, line number, kind, record, raw) to replay, and dead letters."""
+def parse(lines: Iterable[bytes]) -> Parsed:
     good, bad = [], []
     for number, raw in enumerate(lines):
         raw = raw.rstrip(b"\r\n")
@@ -47,84 +39,97 @@ def _parse(lines: Iterable[bytes]) -> tuple[list[tuple[int, int, str, dict, byte
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            bad.append(dead_letter(Source("replay", 0, number), "not_json", f"not valid UTF-8 JSON: {exc}", raw))
+            bad.append((number, "not_json", f"not valid UTF-8 JSON: {exc}", raw))
             continue
         kind = record.get("topic") if isinstance(record, dict) else None
-        if kind not in TOPIC_KINDS:
-            bad.append(dead_letter(Source("replay", 0, number), "schema",
-                                   f"line needs a \"topic\" field, one of {', '.join(TOPIC_KINDS)}; got {kind!r}", raw))
+        if kind not in INPUT_KINDS:
+            bad.append((number, "schema",
+                        f"line needs a \"topic\" field, one of {', '.join(INPUT_KINDS)}; got {kind!r}", raw))
             continue
         ts = record.get("ts")
         sort_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else -1
         good.append((sort_ts, number, kind, record, raw))
     good.sort(key=lambda item: (item[0], item[1]))
-    return good, bad
+    return Parsed(good, bad)
 
 
-def replay(lines: Iterable[bytes], settings: Settings, forecaster: Forecaster | None = None,
-           state: ReplayState | None = None) -> Iterator[dict]:
-    """Yields every record the service would emit, each with its "topic"."""
-    forecaster = forecaster or BaselineForecaster(settings.season)
-    state = state or ReplayState()
-    forecasts_topic, dead_topic = settings.topic("forecasts"), settings.topic("dead_letters")
-    ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
-    good, bad = _parse(lines)
-    for record in bad:
-        yield {"topic": dead_topic, **record}
-    for sequence, (_, number, kind, record, raw) in enumerate(good):
-        result = ingestor.ingest(kind, raw, 0, number, record=record, dedup_offset=sequence)
-        if result.dead_letter is not None:
-            yield {"topic": dead_topic, **result.dead_letter}
-            continue
-        if result.tick is not None:
-            yield from _close(state, result.tick, settings, forecaster, forecasts_topic)
-        for update in result.sku_updates:
-            state.windows[update.sku], _ = apply_sku_update(state.windows.get(update.sku), update, settings)
-        for update in result.user_updates:
-            state.vectors[update.user], _ = apply_user_update(state.vectors.get(update.user), update, settings)
-    if ingestor.watermark is not None:
-        yield from _close(state, ingestor.watermark_bucket() + 1, settings, forecaster, forecasts_topic)
+def run_pipeline(parsed: Parsed, pipeline: LocalPipeline,
+                 progress: "Progress | None" = None) -> Iterator[Emitted]:
+    """Everything the pipeline emits for the parsed file, the end of the input included."""
+    for number, reason, error, raw in parsed.bad:
+        yield pipeline.dead_letter_line(number, reason, error, raw)
+    for done, (_, number, kind, record, raw) in enumerate(parsed.records):
+        yield from pipeline.feed(kind, raw, record=record, offset=number)
+        if progress is not None:
+            progress.update(done + 1)
+    yield from pipeline.finish()
 
 
-def build_state(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[ReplayState, int | None]:
-    """The tables a worker would hold after an events file (for training); and the newest bucket seen.
+def replay(lines: Iterable[bytes], settings: Settings, pipeline: LocalPipeline | None = None) -> Iterator[dict]:
+    """Yields every record the service would emit, each with its "topic" (the topic's configured name).
+
+    Without a `pipeline`, the model store's current models serve.
+    """
+    pipeline = pipeline or LocalPipeline.serving(settings)
+    for emitted in run_pipeline(parse(lines), pipeline):
+        yield {"topic": settings.topic(emitted.topic), **emitted.record}
+
+
+def build_state(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[LocalPipeline, int | None]:
+    """The tables a worker would hold after an events file (for training), and the newest bucket seen.
 
     No forecasts are made; user vectors only with `users`. Keep
     `settings.history_buckets` at least the file's span to keep all of it.
     """
-    state = ReplayState()
-    ingestor = Ingestor(settings, {kind: kind for kind in TOPIC_KINDS})
-    good, _ = _parse(lines)
-    for sequence, (_, number, kind, record, raw) in enumerate(good):
-        result = ingestor.ingest(kind, raw, 0, number, record=record, dedup_offset=sequence)
-        for update in result.sku_updates:
-            state.windows[update.sku], _ = apply_sku_update(state.windows.get(update.sku), update, settings)
-        if users:
-            for update in result.user_updates:
-                state.vectors[update.user], _ = apply_user_update(state.vectors.get(update.user), update, settings)
-    return state, ingestor.watermark_bucket()
+    pipeline = LocalPipeline(settings, users=users, closing=False)
+    for _ in run_pipeline(parse(lines), pipeline):
+        pass
+    return pipeline, pipeline.ingestor.watermark_bucket()
 
 
-def _close(state: ReplayState, watermark_bucket: int, settings: Settings, forecaster: Forecaster, topic: str):
-    for closed in close_buckets(state.windows.items(), watermark_bucket, settings, forecaster):
-        state.windows[closed.sku] = closed.window
-        yield {"topic": topic, **closed.forecast}
+class Progress:
+    """A progress line on standard error: a bar on a terminal, a line every few seconds elsewhere."""
+
+    def __init__(self, total: int, stream: IO[str], counts) -> None:
+        self.total, self.stream, self.counts = total, stream, counts
+        self.started = self._last = time.monotonic()
+        self.tty = stream.isatty() if hasattr(stream, "isatty") else False
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < (PROGRESS_EVERY_S if self.tty else 5 * PROGRESS_EVERY_S):
+            return
+        self._last = now
+        share = done / max(1, self.total)
+        bar = "#" * int(share * 30)
+        line = (f"replay [{bar:<30}] {share:6.1%} {done:,}/{self.total:,} records, "
+                f"{self.counts.forecasts:,} forecasts, {self.counts.dead_letters:,} dead letters, {now - self.started:.0f}s")
+        self.stream.write(f"\r{line}" if self.tty else f"{line}\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and time.monotonic() - self.started >= PROGRESS_EVERY_S:
+            self.stream.write("\n")
 
 
-def run(path: str, out: IO[bytes], settings: Settings, progress: IO[str] = sys.stderr) -> ReplayStats:
-    stats = ReplayStats()
+def run(path: str, out: IO[bytes], settings: Settings, progress: IO[str] = sys.stderr,
+        pipeline: LocalPipeline | None = None) -> LocalPipeline:
+    """`salescast replay`: the output as JSON lines into `out`, progress and a summary on `progress`."""
     started = time.monotonic()
     source = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
-        for record in replay(source, settings):
-            out.write(orjson.dumps(record) + b"\n")
-            if record["topic"] == settings.topic("forecasts"):
-                stats.forecasts += 1
-            else:
-                stats.dead_letters += 1
+        parsed = parse(source)
     finally:
         if source is not sys.stdin.buffer:
             source.close()
-    print(f"replay: {stats.forecasts} forecasts, {stats.dead_letters} dead letters "
-          f"in {time.monotonic() - started:.1f}s", file=progress)
-    return stats
+    pipeline = pipeline or LocalPipeline.serving(settings)
+    bar = Progress(len(parsed.records), progress, pipeline.counts)
+    for emitted in run_pipeline(parsed, pipeline, bar):
+        out.write(orjson.dumps({"topic": settings.topic(emitted.topic), **emitted.record}) + b"\n")
+    bar.done()
+    counts = pipeline.counts
+    print(f"replay: {counts.records:,} records in, {counts.forecasts:,} forecasts, {counts.triggers:,} promo "
+          f"triggers, {counts.outcomes:,} promo outcomes, {counts.dead_letters:,} dead letters "
+          f"in {time.monotonic() - started:.1f}s (forecaster {pipeline.forecaster.name} "
+          f"{pipeline.forecaster.version})", file=progress)
+    return pipeline

@@ -26,7 +26,8 @@ from models.forecast import backtest
 from models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from models.forecast.kernel import LSTMKernel
 from salescast.engine import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
-from salescast.replay import ReplayState, build_state
+from salescast.pipeline import LocalPipeline
+from salescast.replay import build_state
 from salescast.settings import Settings
 from salescast.topics import KafkaUnavailable, publish_model_version
 
@@ -54,7 +55,7 @@ class Evaluation:
     facts: dict = field(default_factory=dict)
 
 
-def state_from_events(path: str | Path, settings: Settings, users: bool = False) -> tuple[ReplayState, int]:
+def state_from_events(path: str | Path, settings: Settings, users: bool = False) -> tuple[LocalPipeline, int]:
     """The tables a worker would hold after the whole events file (the replay format)."""
     with open(path, "rb") as lines:
         state, newest = state_from_lines(lines, settings, users)
@@ -63,7 +64,7 @@ def state_from_events(path: str | Path, settings: Settings, users: bool = False)
     return state, newest
 
 
-def state_from_lines(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[ReplayState, int | None]:
+def state_from_lines(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[LocalPipeline, int | None]:
     return build_state(lines, dataclasses.replace(settings, history_buckets=10**7), users)
 
 

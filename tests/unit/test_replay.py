@@ -1,14 +1,23 @@
 import io
 
 import orjson
+import pytest
 
 from salescast import replay
 from salescast.contract import validator
 from salescast.generator import Shop, ShopConfig
+from salescast.pipeline import LocalPipeline
 from salescast.settings import Settings
 
 DAY = 86_400_000
 T0 = 20_000 * DAY
+
+
+@pytest.fixture(scope="module")
+def lstm():
+    from tests.unit.test_serving import lstm as trained
+
+    return trained.__wrapped__()
 
 
 def lines(*records):
@@ -25,7 +34,7 @@ def test_replay_sorts_by_ts_dead_letters_bad_lines_and_closes_at_the_end():
         {"topic": "clicks", "user_id": "u", "sku": "a", "action": "teleport", "ts": T0},
         {"order_id": "no topic"},
     ) + [b"{not json"]
-    out = list(replay.replay(records, settings))
+    out = list(replay.replay(records, settings, LocalPipeline(settings)))
     dead = [r for r in out if r["topic"] == "dead-letters"]
     forecasts = [r for r in out if r["topic"] == "forecasts"]
     assert sorted(r["reason"] for r in dead) == ["not_json", "schema", "schema"]
@@ -42,8 +51,8 @@ def test_replay_counts_every_generated_order_line_once():
     settings = Settings.from_env({})
     shop = Shop(ShopConfig(seed=3, skus=20, users=200, days=10))
     events = [orjson.dumps({**record, "topic": topic}) for topic, record in shop.events()]
-    state = replay.ReplayState()
-    list(replay.replay(events, settings, state=state))
+    state = LocalPipeline(settings)
+    list(replay.replay(events, settings, state))
     expected = {}
     for line in events:
         record = orjson.loads(line)
@@ -58,5 +67,26 @@ def test_run_writes_json_lines(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines({"topic": "inventory", "sku": "a", "on_hand": 3, "ts": T0})))
     out = io.BytesIO()
-    stats = replay.run(str(path), out, Settings.from_env({}), progress=io.StringIO())
-    assert stats.forecasts == 1 and orjson.loads(out.getvalue().splitlines()[0])["sku"] == "a"
+    summary = io.StringIO()
+    settings = Settings.from_env({"SALESCAST_MODEL_STORE": str(tmp_path / "models")})
+    done = replay.run(str(path), out, settings, progress=summary)
+    assert done.counts.forecasts == 1 and orjson.loads(out.getvalue().splitlines()[0])["sku"] == "a"
+    assert "1 records in, 1 forecasts" in summary.getvalue()
+
+
+def test_replay_serves_the_stores_current_forecaster(tmp_path, lstm):
+    """What `salescast replay` is for: backtesting the models the worker serves, not only the baseline."""
+    from models.store import ModelStore
+    from tests.unit.test_forecast_model import CONFIG
+
+    store = ModelStore(tmp_path / "models")
+    config, weights = lstm
+    version = store.save("lstm", config, weights, {"mase": 0.9})["version"]
+    store.set_current("lstm", version)
+    settings = Settings.from_env({"SALESCAST_MODEL_STORE": str(store.root), "SALESCAST_HORIZON": str(CONFIG.horizon)})
+    shop = Shop(ShopConfig(seed=3, skus=8, users=100, days=CONFIG.input_length + 3))
+    events = [orjson.dumps({**record, "topic": topic}) for topic, record in shop.events()]
+    forecasts = [r for r in replay.replay(events, settings) if r["topic"] == "forecasts"]
+    models = {(f["model"]["name"], f["model"]["version"]) for f in forecasts}
+    assert ("lstm", version) in models  # SKUs with the model's input length of history
+    assert ("seasonal_naive", "baseline-s7-v1") in models  # cold SKUs, early buckets
