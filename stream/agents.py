@@ -134,13 +134,32 @@ def _assigned_inputs() -> list[tuple[str, int]]:
     return [(kinds[tp.topic], tp.partition) for tp in assignment if tp.topic in kinds]
 
 
+_end_offsets: dict[TP, int] = {}  # the input partitions' log end offsets, asked of the broker by the marks timer
+
+
 def _backlog(kind: str, partition: int) -> bool:
-    """Records wait in the partition past the last one ingested (the broker's high-water mark says)."""
+    """Records wait in the partition past the last one ingested.
+
+    The fetcher's high-water mark is stale for a partition Faust paused (its
+    agent's buffer full, as in a backfill), so the broker's end offset, asked
+    every couple of seconds, counts too: a paused partition must not pass for idle.
+    """
+    tp = TP(ingestor.topic_names[kind], partition)
     try:
-        highwater = app.consumer.highwater(TP(ingestor.topic_names[kind], partition))
+        highwater = app.consumer.highwater(tp)
     except ConsumerNotStarted:
         return False
-    return highwater is not None and highwater > ingestor.last_read((kind, partition)) + 1
+    end = max(highwater if highwater is not None else -1, _end_offsets.get(tp, -1))
+    return end > ingestor.last_read((kind, partition)) + 1
+
+
+async def _refresh_end_offsets() -> None:
+    tps = [TP(ingestor.topic_names[kind], partition) for kind, partition in _assigned_inputs()]
+    if tps:
+        try:
+            _end_offsets.update(await app.consumer.highwaters(*tps))
+        except Exception as exc:  # noqa: BLE001 - the fetcher's high-water marks still serve meanwhile
+            log.warning("could not ask the broker for the input partitions' end offsets: %s", exc)
 
 
 class MarksSender:
@@ -179,6 +198,7 @@ def _send_marks(out: Outbox) -> None:
 async def send_marks_when_changed() -> None:
     if watermark_seeding.needed:
         return  # the first batch after an assignment seeds, then sends
+    await _refresh_end_offsets()
     out = Outbox()
     marks_sender.add(out, force=False)
     await out.flush(_producer())
