@@ -81,6 +81,8 @@ class Worker:
                     "SALESCAST_DATA_DIR": str(directory / "var"), "SALESCAST_PARTITIONS": "4",
                     "SALESCAST_WEB_PORT": str(self.web_port), "SALESCAST_METRICS_PORT": str(self.metrics_port),
                     "SALESCAST_ADVERTISED_URL": f"http://127.0.0.1:{self.web_port}",
+                    # a test's input partitions are mostly empty: each holds bucket close back this long
+                    "SALESCAST_IDLE_TIMEOUT_MS": "3000",
                     **{f"SALESCAST_TOPIC_{key.upper()}": name for key, name in self.topics.items()},
                     **(extra_env or {})}
         self.bootstrap = bootstrap

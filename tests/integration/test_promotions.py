@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_an_overstocked_sku_gets_a_trigger_and_its_outcome_counts_the_orders_that_followed(make_worker, tmp_path):
-    worker = make_worker(SALESCAST_PROMO_MAX_OPEN="1000", SALESCAST_PROMO_DAILY_BUDGET="1000000000",
+    # the generated shop's days are history by the wall clock: its event time is the clock here
+    worker = make_worker(SALESCAST_CLOCK="events", SALESCAST_PROMO_MAX_OPEN="1000", SALESCAST_PROMO_DAILY_BUDGET="1000000000",
                          SALESCAST_PROMO_COOLDOWN="1h")
     events = tmp_path / "history.jsonl"
     generated = salescast(worker, "generate", "--seed", "5", "--skus", "30", "--users", "1500", "--days", "28",
