@@ -1,23 +1,16 @@
 import io
 
 import orjson
-import pytest
 
 from salescast import replay
 from salescast.contract import validator
 from salescast.generator import Shop, ShopConfig
 from salescast.pipeline import LocalPipeline
 from salescast.settings import Settings
+from tests.unit.test_serving import lstm  # noqa: F401 - the small trained LSTM fixture
 
 DAY = 86_400_000
 T0 = 20_000 * DAY
-
-
-@pytest.fixture(scope="module")
-def lstm():
-    from tests.unit.test_serving import lstm as trained
-
-    return trained.__wrapped__()
 
 
 def lines(*records):
