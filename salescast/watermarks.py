@@ -13,6 +13,9 @@ nothing is left to read in it, so one silent partition cannot hold the service
 back forever; one assigned but not read yet (ts -1, not idle) holds it back.
 The marks travel to every partition of the SKU topic, where `LowWatermark`
 merges them, from any number of workers, into the bucket to close up to.
+Each message also names the input topics' partition counts, so a partition
+whose worker has not reported yet (two workers starting together) holds the
+watermark back too, for at most the idle timeout.
 """
 
 from __future__ import annotations
@@ -32,13 +35,24 @@ class LowWatermark:
     idle behind the others does not reopen what closed.
     """
 
-    def __init__(self, bucket_ms: int) -> None:
+    def __init__(self, bucket_ms: int, idle_timeout_ms: int = 60_000) -> None:
         self.bucket_ms = bucket_ms
+        self.idle_timeout_s = idle_timeout_ms / 1000
         self.marks: dict[str, tuple[int, bool, float]] = {}
+        self.unheard: dict[str, float] = {}  # partitions known to exist, no mark yet: since when
+        self.latest = 0.0  # the newest `sent_at` received: the clock that times the unheard out
         self._closed_before: int | None = None
 
-    def update(self, marks: dict[str, list], sent_at: float) -> None:
+    def update(self, marks: dict[str, list], sent_at: float, partitions: dict[str, int] | None = None) -> None:
+        """Merge one message's marks; `partitions`: the input topics' partition counts, as its sender knows them."""
+        self.latest = max(self.latest, sent_at)
+        for topic, count in (partitions or {}).items():
+            for partition in range(count):
+                name = f"{topic}/{partition}"
+                if name not in self.marks and name not in self.unheard:
+                    self.unheard[name] = sent_at
         for name, (ts, idle) in marks.items():
+            self.unheard.pop(name, None)
             known = self.marks.get(name)
             if known is None:
                 self.marks[name] = (int(ts), bool(idle), sent_at)
@@ -50,9 +64,12 @@ class LowWatermark:
     def value(self) -> int | None:
         """The low watermark (ms): each partition that is not idle has read an event at least this new.
 
-        None while a partition that is not idle has read nothing. When every
-        partition is idle, the newest event read: the input is all caught up.
+        None while a partition that is not idle has read nothing, or one no
+        worker has reported yet, for the idle timeout. When every partition is
+        idle, the newest event read: the input is all caught up.
         """
+        if any(self.latest - since < self.idle_timeout_s for since in self.unheard.values()):
+            return None
         active = []
         for ts, idle, _ in self.marks.values():
             if not idle:

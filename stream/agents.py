@@ -182,12 +182,25 @@ class MarksSender:
         if not marks or (not force and marks == self.last and now - self.sent_at < self.RESEND_S):
             return
         self.last, self.sent_at = marks, now
-        message = orjson.dumps([MARKS, marks, now])
+        message = orjson.dumps([MARKS, marks, now, _input_partition_counts()])
         for partition in _all_partitions:
             out.add(SKU_EVENTS, None, message, partition=partition)
 
 
 marks_sender = MarksSender()
+
+
+def _input_partition_counts() -> dict[str, int]:
+    """Partitions of each input topic, from the consumer's metadata: every one must report its marks."""
+    counts = {}
+    for topic in ingestor.topic_names.values():
+        try:
+            count = app.consumer.topic_partitions(topic)
+        except ConsumerNotStarted:
+            count = None
+        if count:
+            counts[topic] = count
+    return counts
 
 
 def _send_marks(out: Outbox) -> None:
@@ -378,7 +391,7 @@ class ClosingState:
 
     def low(self, partition: int) -> LowWatermark:
         if partition not in self.lows:
-            self.lows[partition] = LowWatermark(settings.bucket_ms)
+            self.lows[partition] = LowWatermark(settings.bucket_ms, settings.idle_timeout_ms)
         return self.lows[partition]
 
     def to_close(self, partition: int) -> int | None:
@@ -419,10 +432,10 @@ async def update_sku_windows(stream):
                 updates.append(event)
                 continue
             try:
-                kind, marks, sent_at = orjson.loads(event.message.value)
+                kind, marks, sent_at, *counts = orjson.loads(event.message.value)
                 if kind != MARKS:
                     continue  # a v1 worker's tick during a rolling upgrade: its marks follow
-                closing_state.low(event.message.partition).update(marks, sent_at)
+                closing_state.low(event.message.partition).update(marks, sent_at, counts[0] if counts else None)
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
                 _processing_error(out, event.message, exc)
                 continue

@@ -119,6 +119,19 @@ def test_low_watermark_merges_marks_from_many_workers_in_any_order():
     assert low.bucket() == T0 // DAY + 1 and low.newest() == T0 + 2 * DAY
 
 
+def test_a_partition_no_worker_has_reported_yet_holds_the_watermark_back_for_the_idle_timeout():
+    """Two workers starting together: the first one's marks reach a SKU partition before the second's."""
+    low = LowWatermark(DAY, idle_timeout_ms=30_000)
+    low.update({"orders/0": [T0 + DAY, False]}, sent_at=100.0, partitions={"orders": 2})
+    assert low.bucket() is None  # orders/1 exists, and its worker has not said where it is
+    low.update({"orders/0": [T0 + DAY, False]}, sent_at=131.0, partitions={"orders": 2})
+    assert low.bucket() == T0 // DAY + 1  # silent for the idle timeout: no longer waited for
+    low = LowWatermark(DAY, idle_timeout_ms=30_000)
+    low.update({"orders/0": [T0 + DAY, False]}, sent_at=100.0, partitions={"orders": 2})
+    low.update({"orders/1": [T0 + 5, False]}, sent_at=101.0)
+    assert low.bucket() == T0 // DAY
+
+
 def window_with(*events, settings):
     window = None
     for offset, (kind, day) in enumerate(events):
