@@ -10,6 +10,11 @@ few days and lift the chance to buy by (1 - discount) ** elasticity, so later
 work can check a measured uplift against the truth. Everything is drawn from
 one numpy Generator seeded by --seed: the same seed gives the same events.
 
+The shop can be closed on some days (`closed_days`, a weekly `closed_weekday`,
+`holidays` drawn from the seed): a closed day has no event at all, no visit,
+order or inventory record, and its stock waits for the next open day. The
+days before the first closure are the same as without it.
+
 `GroundTruth` keeps what a model should recover: elasticities, base demand,
 category preferences and the users' strongest SKUs.
 """
@@ -26,6 +31,9 @@ DAY_MS = 86_400_000
 CATEGORIES = ("toys", "books", "garden", "kitchen", "sports", "beauty", "electronics", "fashion")
 # a visit is more likely in the evening: relative weight of each hour of the day (UTC)
 HOURLY_PROFILE = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 11, 10, 8, 5, 2], dtype=float)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+HOLIDAY_DAYS = (2, 10)  # a holiday closure lasts this many days, both included
+HOLIDAY_STREAM = 0x401  # holidays come from their own stream of the seed, so the other draws stay as they were
 
 
 @dataclass
@@ -42,6 +50,85 @@ class ShopConfig:
     wishlist_rate: float = 0.03
     promo_rate: float = 0.01  # chance per SKU per day that a promotion starts
     latent_dim: int = 8
+    closed_days: tuple[int, ...] = ()  # days (0 = the first) on which the shop is closed: no event at all
+    closed_weekday: int | None = None  # also closed every week on this weekday (0 = Monday, UTC)
+    holidays: int = 0  # also closed for this many random spans of 2 to 10 days (drawn from the seed)
+
+
+def weekday(ts_ms: int) -> int:
+    """The UTC weekday of a time, 0 = Monday."""
+    return (ts_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
+
+
+def parse_days(text: str) -> tuple[int, ...]:
+    """Day indexes from a list such as "5,6,40-49" (ranges include both ends), sorted, each once."""
+    days: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last if dash else first)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a day (0 = the first) or a range such as 40-49") from None
+        if lo < 0 or hi < lo:
+            raise ValueError(f"{part.strip()!r}: days count from 0 and a range runs from low to high")
+        days.update(range(lo, hi + 1))
+    return tuple(sorted(days))
+
+
+def parse_weekday(text: str) -> int:
+    """0 (Monday) to 6 (Sunday) from "0".."6" or a weekday's name, whole or its first three letters."""
+    name = text.strip().lower()
+    for index, day in enumerate(WEEKDAYS):
+        if name in (str(index), day, day[:3]):
+            return index
+    raise ValueError(f"{text!r} is not a weekday: give 0 (Monday) to 6 (Sunday), or a name such as sun")
+
+
+def closures(config: ShopConfig) -> tuple[dict[int, list[str]], list[tuple[int, int]]]:
+    """The closed days, each with why ("closed_days", "weekly", "holiday"), and the holidays as (first day, days)."""
+    c = config
+    closed: dict[int, list[str]] = {}
+    outside = [day for day in c.closed_days if not 0 <= day < c.days]
+    if outside:
+        raise ValueError(f"closed days {outside} are outside the {c.days} simulated days (0 to {c.days - 1})")
+    for day in sorted(set(c.closed_days)):
+        closed[day] = ["closed_days"]
+    if c.closed_weekday is not None:
+        if not 0 <= c.closed_weekday <= 6:
+            raise ValueError(f"closed weekday {c.closed_weekday} is not 0 (Monday) to 6 (Sunday)")
+        for day in range(c.days):
+            if weekday(c.start_ms + day * DAY_MS) == c.closed_weekday:
+                closed.setdefault(day, []).append("weekly")
+    if c.holidays < 0:
+        raise ValueError(f"holidays {c.holidays}: give a number of closures, 0 or more")
+    holidays = _draw_holidays(c.holidays, c.days, c.seed)
+    for first, length in holidays:
+        for day in range(first, first + length):
+            closed.setdefault(day, []).append("holiday")
+    return dict(sorted(closed.items())), holidays
+
+
+def _draw_holidays(count: int, days: int, seed: int) -> list[tuple[int, int]]:
+    """`count` spans of 2 to 10 days at random, apart from each other by an open day at least."""
+    if count <= 0:
+        return []
+    rng = np.random.default_rng([seed, HOLIDAY_STREAM])
+    taken = np.zeros(days + 2, dtype=bool)  # one day of margin on each side
+    spans = []
+    for _ in range(count):
+        for _attempt in range(1000):
+            length = int(rng.integers(HOLIDAY_DAYS[0], HOLIDAY_DAYS[1] + 1))
+            if length > days:
+                continue
+            first = int(rng.integers(0, days - length + 1))
+            if not taken[first:first + length + 2].any():  # taken[k] stands for day k - 1
+                break
+        else:
+            raise ValueError(f"cannot fit {count} holidays of {HOLIDAY_DAYS[0]} to {HOLIDAY_DAYS[1]} days, "
+                             f"an open day apart, into {days} days: ask for fewer or simulate more days")
+        taken[first + 1:first + length + 1] = True
+        spans.append((first, length))
+    return sorted(spans)
 
 
 class Shop:
@@ -79,6 +166,7 @@ class Shop:
         self.user_index = {user: j for j, user in enumerate(self.user_ids)}
         self.offers: dict[int, list[Offer]] = {}  # sku index -> offers made to some users (promo triggers)
         self._pending: list[tuple[int, str, dict]] = []  # events of a visit that ran past midnight
+        self.closed, self.holidays = closures(c)  # day -> why it is closed; (first day, days) of each holiday
 
     def offer(self, trigger: dict) -> None:
         """A promo engine acting on a trigger: its targets, and no one else, get its discount until valid_until.
@@ -114,6 +202,11 @@ class Shop:
                       for j, user in enumerate(self.user_ids)},
             "promotions": self.promotions,
             "offers": {offer.trigger_id: offer.truth() for offers in self.offers.values() for offer in offers},
+            "closed_days": [{"day": day, "start": self.config.start_ms + day * DAY_MS, "reasons": reasons}
+                            for day, reasons in self.closed.items()],
+            "holidays": [{"first_day": first, "days": length, "start": self.config.start_ms + first * DAY_MS,
+                          "end": self.config.start_ms + (first + length) * DAY_MS}
+                         for first, length in self.holidays],
         }
 
     def events(self, before_day: Callable[[], Iterable[dict]] | None = None) -> Iterator[tuple[str, dict]]:
@@ -130,8 +223,17 @@ class Shop:
     def day(self, day: int) -> list[tuple[str, dict]]:
         """One simulated day's (topic, record) in ts order; call it for day 0, 1, ... in turn.
 
-        A visit that runs past midnight finishes in the next day's list.
+        A visit that runs past midnight finishes in the next day's list, unless the shop is
+        closed that day: a closed day's list is empty, and what was cut off of such a visit
+        did not happen (its order's stock is back on the shelf).
         """
+        if day in self.closed:
+            for _, topic, record in self._pending:
+                if topic == "orders":
+                    for item in record["items"]:
+                        self.on_hand[self.sku_index[item["sku"]]] += item["qty"]
+            self._pending = []
+            return []
         events = self._pending + self._simulate(day)
         events.sort(key=lambda e: e[0])
         if day < self.config.days - 1:
@@ -152,7 +254,7 @@ class Shop:
         on_promo = self.promo_until >= day
         discount = np.where(on_promo, self.promo_discount, 0.0)
         price_lift = (1 - discount) ** self.elasticity
-        dow = (day_start // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+        dow = weekday(day_start)
         demand = self.base_demand * np.exp(self.trend * day) * self.weekly[self.category, dow]
         for i in range(n):
             events.append((day_start, "inventory", self._inventory(i, day_start)))
