@@ -82,9 +82,14 @@ def cmd_generate(args) -> int:
     from salescast.generator import Shop, ShopConfig, paced
 
     config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users, days=args.days,
-                        start_ms=_start_ms(args.start),
+                        start_ms=_start_ms(args.start), closed_days=args.closed_days,
+                        closed_weekday=args.closed_weekday, holidays=args.holidays,
                         **({} if args.promo_rate is None else {"promo_rate": args.promo_rate}))
-    shop = Shop(config)
+    try:
+        shop = Shop(config)
+    except ValueError as exc:  # closed days outside --days, holidays that do not fit
+        print(f"salescast generate: {exc}", file=sys.stderr)
+        return 2
     count = 0
     if args.out:
         events = shop.events()
@@ -138,28 +143,46 @@ def _promo_inbox(settings: Settings):
     return drain
 
 
-def _publish(events, settings: Settings, limit: int | None) -> int:
-    import orjson
+def _producer(settings: Settings, **tuning):
+    """A kafka-python producer for the input topics (acks from all replicas), which it creates when missing."""
     from kafka import KafkaProducer
 
-    from salescast.contract import record_key
     from salescast.topics import ensure_topics
 
     ensure_topics(settings)
-    producer = KafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
-    count = 0
+    return KafkaProducer(acks="all", **tuning, **settings.kafka_client_options())
+
+
+def _publish(events, settings: Settings, limit: int | None) -> int:
+    import itertools
+
+    from salescast.backfill import close, encode, produce
+
+    messages = (encode(number, topic, record) for number, (topic, record) in enumerate(events, 1))
+    producer = _producer(settings, linger_ms=5)
     try:
-        for topic, record in events:
-            producer.send(settings.topic(topic), key=record_key(topic, record), value=orjson.dumps(record))
-            count += 1
-            if limit and count >= limit:
-                break
-    except KeyboardInterrupt:
-        pass
+        delivery = produce(itertools.islice(messages, limit) if limit else messages, producer, settings.topic)
     finally:
-        producer.flush()
-        producer.close()
-    return count
+        close(producer)
+    if delivery.failed:
+        print(f"salescast generate: {len(delivery.failed)} events were not delivered, e.g. "
+              f"{delivery.failed[0][1]}", file=sys.stderr)
+    return delivery.sent_total
+
+
+def cmd_backfill(args) -> int:
+    from kafka.errors import KafkaError
+
+    from salescast import backfill
+    from salescast.topics import KafkaUnavailable
+
+    settings = _settings()
+    tuning = dict(linger_ms=50, batch_size=512 * 1024)
+    try:
+        return backfill.run(args.file, settings, lambda: _producer(settings, **tuning), args.undelivered)
+    except (KafkaUnavailable, KafkaError) as exc:
+        print(f"salescast backfill: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_replay(args) -> int:
@@ -336,13 +359,39 @@ def parser() -> argparse.ArgumentParser:
                           help="event time runs this many times faster than the clock")
     generate.add_argument("--limit", type=int, default=None, help="stop after this many events")
     generate.add_argument("--out", help="write JSON lines in the replay format to FILE ('-' for stdout) instead")
-    generate.add_argument("--truth", help="write the ground truth (preferences, elasticities) to FILE as JSON")
+    generate.add_argument("--truth", help="write the ground truth (preferences, elasticities, closed days) to "
+                          "FILE as JSON")
+    generate.add_argument("--closed-days", type=_days, default=(), metavar="DAYS",
+                          help="days the shop is closed (no event at all), counted from 0 = the --start day: a "
+                               "comma-separated list of days and inclusive ranges, e.g. 5,6,40-49")
+    generate.add_argument("--closed-weekday", type=_weekday, default=None, metavar="DAY",
+                          help="the shop is also closed every week on this weekday (UTC): 0 (Monday) to 6 "
+                               "(Sunday), or a name such as sun")
+    generate.add_argument("--holidays", type=int, default=0, metavar="N",
+                          help="the shop is also closed N times for 2 to 10 days in a row, on days drawn from "
+                               "--seed (default 0)")
     generate.set_defaults(func=cmd_generate)
 
     rep = commands.add_parser("replay", help="the same pipeline over an events file, no Kafka")
     rep.add_argument("file", help="JSON lines with a 'topic' field; '-' reads standard input")
     rep.add_argument("--out", help="write output records here instead of standard output")
     rep.set_defaults(func=cmd_replay)
+
+    backfill = commands.add_parser(
+        "backfill", help="load a shop's history (an events file) into the running service through Kafka",
+        description="Produce every record of an events file (the replay format: JSON lines, each an input record "
+                    "with a \"topic\" field) to its input topic, in ts order (ties in file order), without the "
+                    "\"topic\" field, keyed as the contract suggests (orders by order_id, clicks by user_id, "
+                    "inventory by sku), and wait for every delivery. Lines that are not JSON or name no known "
+                    "topic are skipped and reported by line number; other invalid records are sent, and the "
+                    "worker dead-letters them. Progress goes to standard error, a summary line to standard "
+                    "output. Exit status 1 when any record was not delivered: those are written to a file to be "
+                    "sent again.")
+    backfill.add_argument("file", help="JSON lines with a 'topic' field; '-' reads standard input")
+    backfill.add_argument("--undelivered", metavar="FILE",
+                          help="where to write the records that were not delivered, if any (default "
+                               "FILE.undelivered.jsonl, or backfill-undelivered.jsonl for standard input)")
+    backfill.set_defaults(func=cmd_backfill)
 
     retrain = commands.add_parser("retrain", help="train new model versions now and make them current")
     retrain.add_argument("--events", help="train from this events file (the replay format) instead of the "
@@ -412,6 +461,24 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     demo.set_defaults(func=cmd_demo)
     return root
+
+
+def _days(text: str) -> tuple[int, ...]:
+    from salescast.generator import parse_days
+
+    try:
+        return parse_days(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _weekday(text: str) -> int:
+    from salescast.generator import parse_weekday
+
+    try:
+        return parse_weekday(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _training_options(command: argparse.ArgumentParser) -> None:
