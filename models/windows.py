@@ -6,12 +6,18 @@ changelogged table, and replay can keep it in memory):
     {"b": first bucket index, "u": [units], "r": [revenue], "c": [clicks],
      "d": [units sold on promotion], "s": [last on-hand reported, -1 if none],
      "oh": on hand, "oh_ts": its ts, "lp": list price, "uc": unit cost, "cat": category,
-     "closed": last bucket index closed, "le": newest bucket with a sale, click or stock report,
+     "closed": last bucket index closed (None: none yet),
+     "le": newest bucket with a sale, click or stock report,
      "seen": {source: [offset, line]}}
 
 Bucket index k covers event time [k * bucket_ms, (k + 1) * bucket_ms), epoch
-aligned in UTC. The arrays cover buckets b .. b + len - 1, at most `history`
-of them; older buckets drop off the front.
+aligned in UTC. The arrays cover buckets b .. b + len - 1: the `history`
+buckets up to the newest, or up to the oldest bucket not closed yet if that is
+older (at most twice `history` in all); older buckets drop off the front. So
+a bucket does not drop off before it closed, with the history its forecast
+reads: a backfill reads partitions unevenly, and a SKU's window may take
+events months ahead of the buckets still to close (MovieLens through a
+worker lost 48k forecasts that way).
 
 `seen` is the last input position applied per source (models.positions): what
 makes every order line count exactly once across restarts.
@@ -31,7 +37,7 @@ _FILLS = tuple(SERIES.values())
 
 
 def new_window(bucket: int) -> dict:
-    window = {"b": bucket, "oh": None, "oh_ts": None, "lp": None, "cat": None, "closed": bucket - 1, "seen": {}}
+    window = {"b": bucket, "oh": None, "oh_ts": None, "lp": None, "cat": None, "closed": None, "seen": {}}
     window.update({name: [] for name in SERIES})
     return window
 
@@ -43,6 +49,22 @@ def _arrays(window: dict) -> list[list]:
         if name not in window:
             window[name] = [fill] * length
     return [window[name] for name in SERIES]
+
+
+def first_open(window: dict) -> int:
+    """The oldest bucket not closed yet: the first held while none has closed (an earlier event may still
+    come from a partition read behind the one that made the window)."""
+    closed = window.get("closed")
+    return window["b"] if closed is None else closed + 1
+
+
+def _keep_from(window: dict, newest: int, history: int) -> int:
+    """The oldest bucket the window keeps once it holds `newest`: `history` buckets up to the oldest one
+    open, but never more than twice `history` in all (a SKU quiet for a year keeps no year of zeros; a
+    backfill read more unevenly than `history` buckets needs SALESCAST_HISTORY_BUCKETS raised)."""
+    bound = newest - 2 * history + 1
+    closed = window.get("closed")
+    return bound if closed is None else max(bound, min(newest, closed + 1) - history + 1)
 
 
 def _slot(window: dict, bucket: int, history: int) -> int | None:
@@ -57,13 +79,14 @@ def _slot(window: dict, bucket: int, history: int) -> int | None:
         return 0
     last = first + length - 1
     if bucket > last:
-        grow = bucket - last
-        if grow >= history:
+        keep_from = _keep_from(window, bucket, history)
+        if keep_from > last:
             for array, fill in zip(arrays, _FILLS):
                 array[:] = [fill]
             window["b"] = bucket
             return 0
-        excess = max(0, length + grow - history)
+        grow = bucket - last
+        excess = max(0, keep_from - first)
         for array, fill in zip(arrays, _FILLS):
             array.extend([fill] * grow)
             if excess:
@@ -71,7 +94,7 @@ def _slot(window: dict, bucket: int, history: int) -> int | None:
         window["b"] = first + excess
         return len(arrays[0]) - 1
     if bucket < first:
-        if last - bucket >= history:
+        if bucket < _keep_from(window, last, history):
             return None
         pad = first - bucket
         for array, fill in zip(arrays, _FILLS):
@@ -196,4 +219,4 @@ def live_buckets(window: dict, first: int, last: int, active: int) -> list[int]:
 
 def buckets_to_close(window: dict, watermark_bucket: int) -> bool:
     """True when the watermark entered a bucket after the last one this SKU closed."""
-    return window["closed"] < watermark_bucket - 1
+    return first_open(window) < watermark_bucket

@@ -398,7 +398,7 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
     last = watermark_bucket - 1
     closing: list[tuple[str, dict, list[int]]] = []
     for sku, window in items:
-        first = window["closed"] + 1
+        first = windows.first_open(window)
         if first > last:
             continue
         live = windows.live_buckets(window, first, last, settings.active_buckets)

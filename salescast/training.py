@@ -195,7 +195,7 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         if not windows:
             raise ValueError(f"the {SKU_WINDOWS_TABLE} changelog holds no SKU windows yet")
         vectors = read_table(settings, USER_ITEMS_TABLE) if wants_cf else {}
-        end = max(window["closed"] for window in windows.values())
+        end = max(sku_windows.first_open(window) - 1 for window in windows.values())
         source = f"service tables of {settings.app_id}"
     from models.store import ModelStore
 

@@ -18,6 +18,7 @@ def test_sales_land_in_their_bucket_and_late_ones_still_count():
 def test_history_is_bounded_and_old_buckets_drop_off():
     w = windows.new_window(0)
     for bucket in range(200):
+        w["closed"] = bucket - 1  # each bucket closes as the next one opens
         windows.add_sale(w, bucket, 1, 1.0, HISTORY)
     assert len(w["u"]) == HISTORY and w["b"] == 200 - HISTORY
     assert not windows.add_sale(w, 5, 1, 1.0, HISTORY)  # too old to keep
@@ -27,8 +28,28 @@ def test_history_is_bounded_and_old_buckets_drop_off():
 def test_a_long_gap_resets_the_window():
     w = windows.new_window(0)
     windows.add_sale(w, 0, 4, 4.0, HISTORY)
+    w["closed"] = 0
     windows.add_sale(w, 1000, 1, 1.0, HISTORY)
     assert w["b"] == 1000 and w["u"] == [1]
+
+
+def test_no_bucket_drops_off_before_it_closed():
+    """A backfill read unevenly: a partition months ahead reaches a SKU's window before its older buckets
+    closed. They stay, with the history their forecasts read, however far ahead the new event is; and
+    a window none of whose buckets closed yet takes events from before its first bucket."""
+    w = windows.new_window(500)
+    windows.add_sale(w, 500, 1, 1.0, HISTORY)
+    windows.add_sale(w, 400, 2, 2.0, HISTORY)  # a partition read behind the one that made the window
+    assert w["b"] == 400 and sum(w["u"]) == 3
+    w["closed"] = 399
+    windows.add_sale(w, 560, 1, 1.0, HISTORY)
+    assert w["b"] == 400 and windows.history(w, 400).units[-1] == 2  # bucket 400 still there to close
+    w["closed"] = 559
+    windows.add_sale(w, 561, 1, 1.0, HISTORY)  # once closed, the history bound holds again: the
+    # HISTORY buckets up to the oldest one open (560), and the open ones
+    assert w["b"] == 560 - HISTORY + 1 and len(w["u"]) == HISTORY + 1
+    windows.add_sale(w, 1000, 1, 1.0, HISTORY)  # never more than twice HISTORY buckets held
+    assert len(w["u"]) <= 2 * HISTORY
 
 
 def test_replayed_positions_are_skipped_per_source():
