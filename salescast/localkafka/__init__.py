@@ -79,6 +79,22 @@ def ensure_jars(log=print) -> Path:
     return lib
 
 
+def free_port(pair: bool = False) -> int:
+    """A free loopback port; with `pair`, one whose next port is free too (a broker's controller takes it)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not pair:
+            return port
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
 @dataclass
 class LocalBroker:
     directory: Path

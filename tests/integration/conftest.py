@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,24 +24,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from salescast.contract import SCHEMA_FILES, load_schema
-from salescast.localkafka import LocalBroker
+from salescast.localkafka import LocalBroker, free_port
 
 SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "contract" / "schemas"
-
-
-def free_port(pair: bool = False) -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if not pair:
-            return port
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 @pytest.fixture(scope="session")
