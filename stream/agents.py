@@ -209,10 +209,10 @@ def _send_marks(out: Outbox) -> None:
 
 @app.timer(2.0)
 async def send_marks_when_changed() -> None:
-    if watermark_seeding.needed:
-        return  # the first batch after an assignment seeds, then sends
+    """Also where a worker whose input partitions hold no record at all says so: no batch ever seeds it."""
     await _refresh_end_offsets()
     out = Outbox()
+    await watermark_seeding.ensure(out)  # sends the marks itself when it seeds
     marks_sender.add(out, force=False)
     await out.flush(_producer())
 
