@@ -168,7 +168,9 @@ def run_demo(args) -> int:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SALESCAST_DATA_DIR": str(data_dir),
            "SALESCAST_APP_ID": os.environ.get("SALESCAST_APP_ID", "salescast-demo"),
            # the simulated shop's event time runs --speedup times the clock: it is the clock here
-           "SALESCAST_CLOCK": "events"}
+           "SALESCAST_CLOCK": "events",
+           # a simulated day passes in seconds: a partition silent for 5 s holds nothing back
+           "SALESCAST_IDLE_TIMEOUT_MS": os.environ.get("SALESCAST_IDLE_TIMEOUT_MS", "5000")}
     web_port = int(env.get("SALESCAST_WEB_PORT", "6066"))
     processes: list[subprocess.Popen] = []
     try:
