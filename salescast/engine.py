@@ -191,6 +191,10 @@ class Ingestor:
         persisted = self._persisted.get(partition_key, (PENDING, -1))[0]
         return max(self.partition_watermarks.get(partition_key, PENDING), persisted)
 
+    def persisted_newest(self) -> dict[str, int]:
+        """`{"topic/partition": newest event time}` as `seed` handed it over (read before this start)."""
+        return {f"{self.topic_names[kind]}/{partition}": ts for (kind, partition), (ts, _) in self._persisted.items()}
+
     def last_read(self, partition_key: tuple[str, int]) -> int:
         """The last offset read of the partition, this run or before the restart; -1 if none."""
         return max(self._read_up_to.get(partition_key, -1), self._persisted.get(partition_key, (PENDING, -1))[1])

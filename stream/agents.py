@@ -31,7 +31,7 @@ from salescast.promoting import Promoter, admit, load_promo_model, outcome_updat
 from salescast.recommending import affinity_updates, load_recommender
 from salescast.serving import SERVED, HotSwap, ServedModels
 from salescast.topics import read_latest
-from salescast.watermarks import LowWatermark
+from salescast.watermarks import PENDING, LowWatermark
 from stream import metrics
 from stream.app import app, settings
 from stream.batching import Outbox, partition_for
@@ -108,9 +108,12 @@ class WatermarkSeeding:
                 except (ValueError, TypeError, UnicodeDecodeError):  # not ours to stop on: judged afresh
                     log.warning("ignoring an unreadable input watermark %r: %r", key, value)
             ingestor.seed(usable)
-            ingestor.assign(_assigned_inputs())
+            assigned = _assigned_inputs()
+            if assigned is not None:
+                ingestor.assign(assigned)
             # closing is idempotent: this re-sends marks a crash may have cut off
-            _send_marks(out)
+            marks_sender.publish_persisted()
+            marks_sender.add(out)
             log.info("input watermarks seeded from %d partitions: newest event %s", len(persisted),
                      ingestor.watermark)
             self.needed = False
@@ -124,13 +127,13 @@ async def _read_input_watermarks() -> dict[bytes, bytes]:
 watermark_seeding = WatermarkSeeding(_read_input_watermarks)
 
 
-def _assigned_inputs() -> list[tuple[str, int]]:
-    """The input partitions (kind, partition) this worker reads now."""
+def _assigned_inputs() -> list[tuple[str, int]] | None:
+    """The input partitions (kind, partition) this worker reads now; None before the consumer started."""
     kinds = {name: kind for kind, name in ingestor.topic_names.items()}
     try:
         assignment = app.consumer.assignment()
     except ConsumerNotStarted:  # the agents' test context: no consumer, only the partitions read count
-        return []
+        return None
     return [(kinds[tp.topic], tp.partition) for tp in assignment if tp.topic in kinds]
 
 
@@ -154,7 +157,7 @@ def _backlog(kind: str, partition: int) -> bool:
 
 
 async def _refresh_end_offsets() -> None:
-    tps = [TP(ingestor.topic_names[kind], partition) for kind, partition in _assigned_inputs()]
+    tps = [TP(ingestor.topic_names[kind], partition) for kind, partition in _assigned_inputs() or ()]
     if tps:
         try:
             _end_offsets.update(await app.consumer.highwaters(*tps))
@@ -168,16 +171,38 @@ class MarksSender:
     After each batch whose records moved a partition into a new bucket, and
     from a timer: a partition turns idle with no record at all, and a worker
     that restarted (or took SKU partitions over) learns the marks again.
+
+    A mark may only claim what has been handed to the producer ahead of it:
+    the three ingest agents share the Ingestor, and a mark that carried the
+    clicks agent's progress out with the orders agent's batch, while the
+    clicks batch's updates were still in its own outbox, closed buckets before
+    those updates reached their SKUs (MovieLens through a worker: forecasts
+    from half a bucket). So a message carries the partitions of the batch it
+    follows as read, and every other partition as of its last flushed batch.
     """
 
     RESEND_S = 10.0
 
     def __init__(self) -> None:
+        self.published: dict[str, int] = {}  # newest event time per partition whose updates were flushed
         self.last: dict | None = None
         self.sent_at = 0.0
 
-    def add(self, out: Outbox, force: bool = True) -> None:
-        marks = ingestor.marks(_backlog)
+    def publish(self, topic: str) -> None:
+        """The batch's updates were flushed: the marks of `topic`'s partitions may go out."""
+        for name, (ts, _) in ingestor.marks().items():
+            if name.rpartition("/")[0] == topic:
+                self.published[name] = ts
+
+    def publish_persisted(self) -> None:
+        """A persisted progress was sent after its batch's updates, before this start: its marks may go out."""
+        for name, ts in ingestor.persisted_newest().items():
+            self.published[name] = max(ts, self.published.get(name, PENDING))
+
+    def add(self, out: Outbox, topic: str | None = None, force: bool = True) -> None:
+        """Marks behind the records `out` holds so far: those of `topic`'s partitions as read."""
+        marks = {name: [ts if name.rpartition("/")[0] == topic else self.published.get(name, PENDING), idle]
+                 for name, (ts, idle) in ingestor.marks(_backlog).items()}
         now = time.time()
         if not marks or (not force and marks == self.last and now - self.sent_at < self.RESEND_S):
             return
@@ -203,17 +228,13 @@ def _input_partition_counts() -> dict[str, int]:
     return counts
 
 
-def _send_marks(out: Outbox) -> None:
-    marks_sender.add(out)
-
-
 @app.timer(2.0)
 async def send_marks_when_changed() -> None:
     """Also where a worker whose input partitions hold no record at all says so: no batch ever seeds it."""
     await _refresh_end_offsets()
     out = Outbox()
     await watermark_seeding.ensure(out)  # sends the marks itself when it seeds
-    marks_sender.add(out, force=False)
+    marks_sender.add(out, force=False)  # every partition as of its last flushed batch
     await out.flush(_producer())
 
 
@@ -241,11 +262,13 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
             out.add(topic, key, value)
         if result.tick is not None:
             advanced = True
+    topic = ingestor.topic_names[kind]
     if advanced:
-        _send_marks(out)
+        marks_sender.add(out, topic)
     for name, newest in ingestor.progress().items():
         out.add(INPUT_WATERMARKS, name.encode(), orjson.dumps(newest), partition=0)
     await out.flush(_producer())
+    marks_sender.publish(topic)
     metrics.EVENTS_CONSUMED.labels(kind).inc(count)
     if count:
         metrics.PROCESSING_LATENCY.labels("ingest").observe((time.perf_counter() - started) / count)

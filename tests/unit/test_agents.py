@@ -63,6 +63,7 @@ def producer(monkeypatch):
     monkeypatch.setattr(offsets.continuity, "read_range", nothing_to_read)
     offsets.continuity.reset()
     monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
+    monkeypatch.setattr(agents, "marks_sender", agents.MarksSender())
     yield fake
 
 
@@ -162,3 +163,25 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
         f"{orders_topic}/0": [T0 + 9 * DAY, False], f"{orders_topic}/2": [T0 + 10 * DAY + DAY // 2, False]}
     assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
         f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}
+
+
+async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents_outbox(producer):
+    """The clicks agent has read a batch whose updates it has not sent yet: the orders agent's marks must
+    not carry that progress out ahead of them, or a SKU partition closes buckets those clicks belong to."""
+    clicks_topic, orders_topic = agents.settings.topic("clicks"), agents.settings.topic("orders")
+    click = orjson.dumps({"user_id": "u", "sku": "a", "action": "view", "ts": T0 + 3 * DAY})
+    assert agents.ingestor.ingest("clicks", click, 0, 0).dead_letter is None  # read, not yet flushed
+    good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + DAY,
+                         "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(good, key=b"o", partition=0)
+        await settled(lambda: producer.to(agents.SKU_EVENTS))
+    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+    assert marks[f"{orders_topic}/0"] == [T0 + DAY, False]
+    assert marks[f"{clicks_topic}/0"] == [-1, False]  # nothing of it flushed: it holds the watermark back
+    agents.marks_sender.publish(clicks_topic)  # the clicks batch was sent
+    out = agents.Outbox()
+    agents.marks_sender.add(out)
+    await out.flush(producer)
+    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+    assert marks[f"{clicks_topic}/0"] == [T0 + 3 * DAY, False]
