@@ -13,7 +13,7 @@ changelogged table, and replay can keep it in memory):
 Bucket index k covers event time [k * bucket_ms, (k + 1) * bucket_ms), epoch
 aligned in UTC. The arrays cover buckets b .. b + len - 1: the `history`
 buckets up to the newest, or up to the oldest bucket not closed yet if that is
-older (at most twice `history` in all); older buckets drop off the front. So
+older (at most HOLD_LIMIT x `history` in all); older buckets drop off the front. So
 a bucket does not drop off before it closed, with the history its forecast
 reads: a backfill reads partitions unevenly, and a SKU's window may take
 events months ahead of the buckets still to close (MovieLens through a
@@ -33,6 +33,8 @@ from models.forecast.features import History
 # per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
 # promotion or discount, and the last on-hand level reported in the bucket (-1: no report)
 SERIES = {"u": 0, "r": 0.0, "c": 0, "d": 0, "s": -1}
+# a window holds at most this many times its history while buckets wait to close (a backfill read unevenly)
+HOLD_LIMIT = 8
 _FILLS = tuple(SERIES.values())
 
 
@@ -60,11 +62,23 @@ def first_open(window: dict) -> int:
 
 def _keep_from(window: dict, newest: int, history: int) -> int:
     """The oldest bucket the window keeps once it holds `newest`: `history` buckets up to the oldest one
-    open, but never more than twice `history` in all (a SKU quiet for a year keeps no year of zeros; a
-    backfill read more unevenly than `history` buckets needs SALESCAST_HISTORY_BUCKETS raised)."""
-    bound = newest - 2 * history + 1
+    open, but never more than HOLD_LIMIT x `history` in all (a backfill read more unevenly than that
+    needs SALESCAST_HISTORY_BUCKETS raised)."""
+    bound = newest - HOLD_LIMIT * history + 1
     closed = window.get("closed")
     return bound if closed is None else max(bound, min(newest, closed + 1) - history + 1)
+
+
+def catch_up(window: dict, close_before: int, active: int) -> None:
+    """Mark closed the buckets before `close_before` at which the SKU is live nowhere.
+
+    A quiet SKU's close is not written (salescast.engine.close_buckets skips
+    it), so its `closed` falls behind; without this, the window of a SKU that
+    sells again after a quiet year would keep that year open, and whole.
+    """
+    first, last = first_open(window), close_before - 1
+    if first <= last and not live_buckets(window, first, last, active):
+        window["closed"] = last
 
 
 def _slot(window: dict, bucket: int, history: int) -> int | None:

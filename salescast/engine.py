@@ -297,13 +297,20 @@ class Ingestor:
         return out
 
 
-def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings) -> tuple[dict, bool]:
-    """Returns the window and whether the update changed it (False: a replayed duplicate)."""
+def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings,
+                     close_before: int | None = None) -> tuple[dict, bool]:
+    """Returns the window and whether the update changed it (False: a replayed duplicate).
+
+    `close_before`: the bucket the caller has closed buckets up to (its low
+    watermark's), so a quiet SKU's window catches up (windows.catch_up).
+    """
     bucket = update.ts // settings.bucket_ms
     if window is None:
         window = windows.new_window(bucket)
     if already_applied(window, update.source, (update.offset, update.line)):
         return window, False
+    if close_before is not None:
+        windows.catch_up(window, close_before, settings.active_buckets)
     if update.kind == "sale":
         windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets, update.promo_units)
         if update.user is not None:

@@ -129,7 +129,8 @@ class LocalPipeline:
             self.open_bucket = bucket
         windows = self.windows
         for update in result.sku_updates:
-            window, _ = apply_sku_update(windows.get(update.sku), update, self.settings)
+            window, _ = apply_sku_update(windows.get(update.sku), update, self.settings,
+                                         self.open_bucket if self.closing else None)
             windows[update.sku] = window
             if update.user is not None and window.get("promos"):
                 emitted += [self._outcome(outcome) for outcome in outcome_updates(update.sku, window)]

@@ -463,8 +463,12 @@ async def update_sku_windows(stream):
                 _processing_error(out, event.message, exc)
                 continue
             ticks[event.message.partition] = (sent_at, event)
-        touched = apply_batch(stream, sku_windows, "sku-windows", updates,
-                              lambda window, wire: apply_sku_update(window, SkuUpdate.from_wire(wire), settings), out,
+        def apply(window, wire):
+            update = SkuUpdate.from_wire(wire)
+            close_before = closing_state.closed_before.get(_sku_partition(update.sku))
+            return apply_sku_update(window, update, settings, close_before)
+
+        touched = apply_batch(stream, sku_windows, "sku-windows", updates, apply, out,
                               before_write=send_outcome_updates)
         for key, (_, event) in touched.items():
             partition_index.add(event.message.partition, key)

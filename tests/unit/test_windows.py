@@ -48,8 +48,8 @@ def test_no_bucket_drops_off_before_it_closed():
     windows.add_sale(w, 561, 1, 1.0, HISTORY)  # once closed, the history bound holds again: the
     # HISTORY buckets up to the oldest one open (560), and the open ones
     assert w["b"] == 560 - HISTORY + 1 and len(w["u"]) == HISTORY + 1
-    windows.add_sale(w, 1000, 1, 1.0, HISTORY)  # never more than twice HISTORY buckets held
-    assert len(w["u"]) <= 2 * HISTORY
+    windows.add_sale(w, 1000, 1, 1.0, HISTORY)  # never more than HOLD_LIMIT x HISTORY buckets held
+    assert len(w["u"]) <= windows.HOLD_LIMIT * HISTORY
 
 
 def test_replayed_positions_are_skipped_per_source():
@@ -106,3 +106,18 @@ def test_buckets_view_is_oldest_first_with_starts():
     assert rows == [{"start": 1000, "units": 1, "revenue": 2.0, "clicks": 0},
                     {"start": 2000, "units": 0, "revenue": 0.0, "clicks": 3}]
     assert windows.buckets_view(w, 1000, 1) == rows[-1:]
+
+
+def test_a_quiet_skus_window_catches_up_so_a_sale_after_a_quiet_year_keeps_no_year_open():
+    w = windows.new_window(0)
+    windows.add_sale(w, 0, 1, 1.0, HISTORY)
+    w["closed"] = 27  # its last live close; the quiet closes after it were not written
+    windows.catch_up(w, 400, active=28)
+    assert w["closed"] == 399
+    windows.add_sale(w, 400, 1, 1.0, HISTORY)
+    assert w["b"] == 400 and w["u"] == [1]
+    live = windows.new_window(0)
+    windows.add_sale(live, 390, 1, 1.0, HISTORY)
+    live["closed"] = 380
+    windows.catch_up(live, 400, active=28)
+    assert live["closed"] == 380  # buckets 390-399 still to forecast: left open
