@@ -417,7 +417,8 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
             closing.append((sku, window, live))
     if not closing:
         return []
-    histories = [windows.history(window, bucket) for _, window, live in closing for bucket in live]
+    histories = [windows.history(window, bucket, settings.history_buckets)
+                 for _, window, live in closing for bucket in live]
     results = iter(forecaster.forecast_many(histories, settings.horizon))
     now = watermark_bucket * settings.bucket_ms
     propose = promotions_allowed(now, now_ms, settings)

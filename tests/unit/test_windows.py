@@ -121,3 +121,22 @@ def test_a_quiet_skus_window_catches_up_so_a_sale_after_a_quiet_year_keeps_no_ye
     live["closed"] = 380
     windows.catch_up(live, 400, active=28)
     assert live["closed"] == 380  # buckets 390-399 still to forecast: left open
+
+
+def test_the_history_a_close_reads_does_not_depend_on_what_else_the_window_holds():
+    """A worker whose window kept old buckets open and a replay whose window dropped them read the same."""
+    kept, dropped = windows.new_window(100), windows.new_window(100)
+    for w in (kept, dropped):
+        windows.add_sale(w, 100, 3, 3.0, HISTORY)
+    kept["closed"] = 127  # a worker behind: its window keeps bucket 100
+    dropped["closed"] = 299  # a replay that caught the quiet SKU up: the sale at 300 resets its window
+    for w in (kept, dropped):
+        windows.add_sale(w, 300, 1, 1.0, HISTORY)
+    assert kept["b"] == 100 and dropped["b"] == 300
+    a, b = windows.history(kept, 300, HISTORY), windows.history(dropped, 300, HISTORY)
+    assert a.first_bucket == b.first_bucket == 300 - HISTORY + 1
+    assert a.units.tolist() == b.units.tolist() == [0] * (HISTORY - 1) + [1]
+    assert a.on_hand.tolist() == b.on_hand.tolist()
+    young = windows.new_window(295)
+    windows.add_sale(young, 295, 2, 2.0, HISTORY)
+    assert windows.history(young, 300, HISTORY).units.tolist() == [2, 0, 0, 0, 0, 0]  # from its first event
