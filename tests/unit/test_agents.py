@@ -63,7 +63,9 @@ def producer(monkeypatch):
     monkeypatch.setattr(offsets.continuity, "read_range", nothing_to_read)
     offsets.continuity.reset()
     monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
-    monkeypatch.setattr(agents, "marks_sender", agents.MarksSender())
+    marks_sender = agents.MarksSender()
+    marks_sender.BATCH_EVERY_S = 0.0  # every batch's marks, not at most two a second
+    monkeypatch.setattr(agents, "marks_sender", marks_sender)
     yield fake
 
 
