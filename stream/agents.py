@@ -152,6 +152,8 @@ def _backlog(kind: str, partition: int) -> bool:
         highwater = app.consumer.highwater(tp)
     except ConsumerNotStarted:
         return False
+    except AssertionError:  # aiokafka: "Partition is not assigned", a rebalance just moved it away
+        highwater = None
     end = max(highwater if highwater is not None else -1, _end_offsets.get(tp, -1))
     return end > ingestor.last_read((kind, partition)) + 1
 
