@@ -5,14 +5,14 @@
 The matrix is synthetic (not timed): items in clusters of 1,000 with Zipf
 popularity inside each, users drawn to one cluster for 80% of their
 interactions, 1 + geometric(mean 4) interactions per user, weights from the
-worker's action weights; a user's vector is what models.useritem would hold.
+worker's action weights; a user's vector is what salescast.models.useritem would hold.
 
 1. Rebuild (`retrain`'s CF path from the users' vectors, in a child process
    so its peak RSS is its own): the matrix from the vectors, the holdout
    scoring against popularity, the fit on everything, the artifact arrays.
    Reported by phase, with the artifact's size and the child's peak RSS.
 2. Live update, on a model of --serve-skus SKUs: what the user agent does
-   per batch of 2,000 events from 2,000 users (salescast.recommending.
+   per batch of 2,000 events from 2,000 users (salescast.stream.serving.recommender.
    affinity_updates: score every user at once, diff against the scores last
    sent, group the changes by SKU partition; then encode them), per event:
    for users met for the first time (every top affinity is new), and for the
@@ -41,12 +41,12 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.cf import candidates  # noqa: E402
-from models.cf.itemknn import ItemKNN  # noqa: E402
-from salescast import cf_training  # noqa: E402
-from salescast.recommending import Recommender, affinity_updates  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from stream.batching import partition_for  # noqa: E402
+from salescast.models.cf import candidates  # noqa: E402
+from salescast.models.cf.itemknn import ItemKNN  # noqa: E402
+from salescast.training import recommender as cf_training  # noqa: E402
+from salescast.stream.serving.recommender import Recommender, affinity_updates  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.stream.delivery.outbox import partition_for  # noqa: E402
 
 ACTION_WEIGHTS = np.array([1.0, 2.0, 3.0, 5.0])  # view, wishlist, cart, purchase
 ACTION_SHARE = np.array([0.80, 0.03, 0.10, 0.07])
@@ -113,7 +113,7 @@ def shop_events_per_user(events: int = 300_000) -> float:
     """Interactions per distinct user in batches of BATCH_EVENTS consecutive interactions of the
     generator's shop (the throughput bench's: 1,000 SKUs, 20,000 users): a visit's views, carts
     and order lines come together, so a batch holds several events of each of its users."""
-    from salescast.generator import Shop, ShopConfig
+    from salescast.sim.generator import Shop, ShopConfig
 
     users, ratios = [], []
     for count, (topic, record) in enumerate(Shop(ShopConfig(seed=1, skus=1000, users=20_000, days=365)).events()):

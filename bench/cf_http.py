@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cf import synthetic_vectors  # noqa: E402
 from throughput import free_port, metric_sum, start_worker, worker_env  # noqa: E402
 
-from models.cf.itemknn import ItemKNN  # noqa: E402
-from models.store import ModelStore  # noqa: E402
-from salescast import cf_training  # noqa: E402
+from salescast.models.cf.itemknn import ItemKNN  # noqa: E402
+from salescast.models.store import ModelStore  # noqa: E402
+from salescast.training import recommender as cf_training  # noqa: E402
 from salescast.localkafka import LocalBroker  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from salescast.topics import ensure_topics  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.stream.kafka import ensure_topics  # noqa: E402
 
 
 def timed_gets(connection: http.client.HTTPConnection, paths: list[str]) -> list[float]:

@@ -5,7 +5,7 @@
 A catalogue of --skus windows with 90 days of history: a share --live of them sold within the last
 SALESCAST_ACTIVE_BUCKETS (28) days, intermittently (each such SKU sells on a day with chance 0.3),
 --sold-today of all of them on the day that closes; the rest fell quiet 40-90 days ago. Then one daily
-close, the in-memory part of what the SKU agent does (salescast.engine.close_buckets: the live check,
+close, the in-memory part of what the SKU agent does (salescast.stream.core.engine.close_buckets: the live check,
 the histories, the forecaster, the records), median of --runs, with:
 
 - the baseline of the same run: closing only the SKUs that sold in the bucket (a forecast only on the
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import windows  # noqa: E402
-from salescast.engine import BaselineForecaster, close_buckets  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
+from salescast.models import windows  # noqa: E402
+from salescast.stream.core.engine import BaselineForecaster, close_buckets  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
 
 DAY = 86_400_000
 TODAY = 20_500  # the bucket that closes
@@ -68,10 +68,10 @@ def timed(function, runs: int, setup=lambda: None) -> float:
 
 def lstm_serving(items, settings: Settings):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from models.forecast.features import FeatureConfig, make_samples, split_by_time
-    from models.forecast.lstm import LSTMForecaster
-    from models.store import ModelStore
-    from salescast.forecasting import LSTMServing
+    from salescast.models.forecast.features import FeatureConfig, make_samples, split_by_time
+    from salescast.models.forecast.lstm import LSTMForecaster
+    from salescast.models.store import ModelStore
+    from salescast.stream.serving.forecaster import LSTMServing
 
     config = FeatureConfig(input_length=28, horizon=settings.horizon, season=7)
     histories = [windows.history(window, TODAY - 1) for _, window in items[:2000]]

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
 
-from salescast.contract import INPUT_KINDS  # noqa: E402
+from salescast.stream.core.contract import INPUT_KINDS  # noqa: E402
 from salescast.localkafka import LocalBroker  # noqa: E402
 
 

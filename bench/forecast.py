@@ -25,13 +25,13 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.forecast.features import History, make_inputs  # noqa: E402
-from models.store import ModelStore  # noqa: E402
-from salescast.engine import BaselineForecaster  # noqa: E402
-from salescast.forecasting import LSTMServing  # noqa: E402
-from salescast.generator import Shop, ShopConfig  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from salescast.training import TrainOptions, histories_from_events, retrain  # noqa: E402
+from salescast.models.forecast.features import History, make_inputs  # noqa: E402
+from salescast.models.store import ModelStore  # noqa: E402
+from salescast.stream.core.engine import BaselineForecaster  # noqa: E402
+from salescast.stream.serving.forecaster import LSTMServing  # noqa: E402
+from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.training.retrain import TrainOptions, histories_from_events, retrain  # noqa: E402
 
 
 def timed(function, runs: int) -> float:
@@ -86,7 +86,7 @@ def main() -> None:
     kernel_10k = timed(lambda: serving.kernel.predict(x, future), args.runs)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from models.forecast.lstm import LSTMForecaster
+    from salescast.models.forecast.lstm import LSTMForecaster
 
     keras_model = LSTMForecaster.from_artifact(stored.config, stored.weights)
     keras_model.predict(x[:10], future[:10])  # graph built outside the timing

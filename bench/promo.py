@@ -31,15 +31,15 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.baseline import SeasonalNaive  # noqa: E402
-from models.promo import attribution, guardrails  # noqa: E402
-from models import windows as sku_windows  # noqa: E402
-from salescast import promo_training  # noqa: E402
-from salescast.engine import BaselineForecaster, close_buckets  # noqa: E402
-from salescast.generator import Shop, ShopConfig  # noqa: E402
-from salescast.promoting import Promoter, PromoModel  # noqa: E402
+from salescast.models.baseline import SeasonalNaive  # noqa: E402
+from salescast.models.promo import attribution, guardrails  # noqa: E402
+from salescast.models import windows as sku_windows  # noqa: E402
+from salescast.training import promotions as promo_training  # noqa: E402
+from salescast.stream.core.engine import BaselineForecaster, close_buckets  # noqa: E402
+from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
+from salescast.stream.serving.promoter import Promoter, PromoModel  # noqa: E402
 from salescast.replay import build_state  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
 
 
 def per_call(function, items, runs: int) -> float:

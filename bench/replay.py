@@ -19,8 +19,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast import replay  # noqa: E402
-from salescast.generator import Shop, ShopConfig  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
+from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
 
 
 def main() -> None:

@@ -28,11 +28,11 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.store import ModelStore  # noqa: E402
-from salescast.generator import Shop, ShopConfig  # noqa: E402
-from salescast.serving import HotSwap, ServedModels, load_version  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from salescast.training import TrainOptions, retrain  # noqa: E402
+from salescast.models.store import ModelStore  # noqa: E402
+from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
+from salescast.stream.serving.registry import HotSwap, ServedModels, load_version  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.training.retrain import TrainOptions, retrain  # noqa: E402
 
 
 class NoPromoter:

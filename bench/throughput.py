@@ -40,11 +40,11 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from salescast.contract import INPUT_KINDS, record_key  # noqa: E402
-from salescast.generator import Shop, ShopConfig  # noqa: E402
+from salescast.stream.core.contract import INPUT_KINDS, record_key  # noqa: E402
+from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
 from salescast.localkafka import LocalBroker  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from salescast.topics import ensure_topics  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.stream.kafka import ensure_topics  # noqa: E402
 
 DAY = 86_400_000
 
@@ -213,7 +213,7 @@ def histogram_quantiles(port: int, name: str) -> dict:
 
 def build_cf_model(events: list[tuple[str, dict]], store: Path) -> None:
     """`salescast retrain --model cf --events` on the benchmark's own events, into the workers' store."""
-    from salescast.training import TrainOptions, retrain
+    from salescast.training.retrain import TrainOptions, retrain
 
     path = store.parent / "cf-events.jsonl"
     with open(path, "wb") as out:

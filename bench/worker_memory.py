@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from throughput import free_port, load, metric_sum, start_worker, worker_env  # noqa: E402
 
 from salescast.localkafka import LocalBroker  # noqa: E402
-from salescast.settings import Settings  # noqa: E402
-from salescast.training import TrainOptions, retrain  # noqa: E402
+from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.training.retrain import TrainOptions, retrain  # noqa: E402
 
 DAY = 86_400_000
 START = 1_760_000_000_000 // DAY * DAY
@@ -55,7 +55,7 @@ def main() -> None:
         events_file = work / "train.jsonl"
         import orjson
 
-        from salescast.generator import Shop, ShopConfig
+        from salescast.sim.generator import Shop, ShopConfig
 
         with open(events_file, "wb") as out:
             for topic, record in Shop(ShopConfig(skus=50, users=1500, days=120)).events():

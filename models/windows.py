@@ -19,7 +19,7 @@ reads: a backfill reads partitions unevenly, and a SKU's window may take
 events months ahead of the buckets still to close (MovieLens through a
 worker lost 48k forecasts that way).
 
-`seen` is the last input position applied per source (models.positions): what
+`seen` is the last input position applied per source (salescast.models.positions): what
 makes every order line count exactly once across restarts.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.forecast.features import History
+from salescast.models.forecast.features import History
 
 
 # per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
@@ -72,7 +72,7 @@ def _keep_from(window: dict, newest: int, history: int) -> int:
 def catch_up(window: dict, close_before: int, active: int) -> None:
     """Mark closed the buckets before `close_before` at which the SKU is live nowhere.
 
-    A quiet SKU's close is not written (salescast.engine.close_buckets skips
+    A quiet SKU's close is not written (salescast.stream.core.engine.close_buckets skips
     it), so its `closed` falls behind; without this, the window of a SKU that
     sells again after a quiet year would keep that year open, and whole.
     """

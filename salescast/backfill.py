@@ -27,9 +27,9 @@ from typing import IO, Callable, Iterable, NamedTuple, Protocol
 
 import orjson
 
-from salescast.contract import INPUT_KINDS, SUGGESTED_KEY_FIELD
+from salescast.stream.core.contract import INPUT_KINDS, SUGGESTED_KEY_FIELD
 from salescast.replay import parse
-from salescast.settings import Settings
+from salescast.stream.core.settings import Settings
 
 PROGRESS_EVERY_S = 5.0
 SKIPPED_SHOWN = 100  # skipped lines reported one by one; past this only counted

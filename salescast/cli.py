@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from salescast.settings import Settings, SettingsError
+from salescast.stream.core.settings import Settings, SettingsError
 
 
 def _settings() -> Settings:
@@ -45,8 +45,8 @@ def cmd_kafka(args) -> int:
 
 def cmd_worker(args) -> int:
     settings = _settings()
-    from salescast.topics import KafkaUnavailable, ensure_topics
-    from stream.topics import worker_topics
+    from salescast.stream.kafka import KafkaUnavailable, ensure_topics
+    from salescast.stream.topics import worker_topics
 
     try:
         created = ensure_topics(settings, worker_topics())
@@ -58,9 +58,9 @@ def cmd_worker(args) -> int:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     from faust import Worker
 
-    from stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
-    from stream import metrics
-    from stream.app import app
+    from salescast.stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
+    from salescast.stream import metrics
+    from salescast.stream.app import app
 
     metrics.serve(settings.metrics_port)
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
@@ -79,7 +79,7 @@ def _start_ms(text: str) -> int:
 
 
 def cmd_generate(args) -> int:
-    from salescast.generator import Shop, ShopConfig, paced
+    from salescast.sim.generator import Shop, ShopConfig, paced
 
     config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users, days=args.days,
                         start_ms=_start_ms(args.start), closed_days=args.closed_days,
@@ -118,7 +118,7 @@ def _promo_inbox(settings: Settings):
     import orjson
     from kafka import KafkaConsumer
 
-    from salescast.topics import ensure_topics
+    from salescast.stream.kafka import ensure_topics
 
     ensure_topics(settings)
     arrived: queue.Queue = queue.Queue()
@@ -147,7 +147,7 @@ def _producer(settings: Settings, **tuning):
     """A kafka-python producer for the input topics (acks from all replicas), which it creates when missing."""
     from kafka import KafkaProducer
 
-    from salescast.topics import ensure_topics
+    from salescast.stream.kafka import ensure_topics
 
     ensure_topics(settings)
     return KafkaProducer(acks="all", **tuning, **settings.kafka_client_options())
@@ -174,7 +174,7 @@ def cmd_backfill(args) -> int:
     from kafka.errors import KafkaError
 
     from salescast import backfill
-    from salescast.topics import KafkaUnavailable
+    from salescast.stream.kafka import KafkaUnavailable
 
     settings = _settings()
     tuning = dict(linger_ms=50, batch_size=512 * 1024)
@@ -199,8 +199,8 @@ def cmd_replay(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from salescast.settings import parse_duration_ms
-    from salescast.training import TrainOptions
+    from salescast.stream.core.settings import parse_duration_ms
+    from salescast.training.retrain import TrainOptions
 
     settings = _settings()
     options = TrainOptions(input_length=args.input_length, units=tuple(args.units), dense=args.dense,
@@ -215,7 +215,7 @@ def cmd_retrain(args) -> int:
         return 2
     import time
 
-    from salescast import retrain_metrics
+    from salescast.training import metrics as retrain_metrics
 
     try:
         retrain_metrics.serve(settings.retrain_metrics_port)
@@ -236,9 +236,9 @@ def cmd_retrain(args) -> int:
 
 
 def _retrain_once(settings: Settings, events: str | None, options, model: str, observe=None) -> int:
-    from models.store import ModelStoreError
-    from salescast.topics import KafkaUnavailable
-    from salescast.training import MODELS, RetrainFailed, retrain
+    from salescast.models.store import ModelStoreError
+    from salescast.stream.kafka import KafkaUnavailable
+    from salescast.training.retrain import MODELS, RetrainFailed, retrain
 
     failed = None
     try:
@@ -282,8 +282,8 @@ def _holdout_summary(record: dict) -> str:
 
 def cmd_models(args) -> int:
     """`salescast models list|promote|rollback`: the model store, for people."""
-    from models.store import ModelStore, ModelStoreError
-    from salescast.training import MODELS, announce
+    from salescast.models.store import ModelStore, ModelStoreError
+    from salescast.training.retrain import MODELS, announce
 
     settings = _settings()
     store = ModelStore(settings.model_store)
@@ -324,7 +324,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from salescast.evaluate import run
+    from salescast.evaluation.forecast import run
 
     return run(args, _settings())
 
@@ -464,7 +464,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _days(text: str) -> tuple[int, ...]:
-    from salescast.generator import parse_days
+    from salescast.sim.generator import parse_days
 
     try:
         return parse_days(text)
@@ -473,7 +473,7 @@ def _days(text: str) -> tuple[int, ...]:
 
 
 def _weekday(text: str) -> int:
-    from salescast.generator import parse_weekday
+    from salescast.sim.generator import parse_weekday
 
     try:
         return parse_weekday(text)

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from salescast.localkafka import BrokerError, LocalBroker
-from salescast.settings import parse_duration_ms
+from salescast.stream.core.settings import parse_duration_ms
 
 RECOMMEND_EVERY_S = 5.0
 RECOMMEND_TIMEOUT_S = 15.0
@@ -112,11 +112,11 @@ def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
 
 
 def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
-    from models.store import ModelStore
-    from salescast.forecasting import MODEL_NAME as LSTM
-    from salescast.promoting import MODEL_NAME as PROMO
-    from salescast.recommending import MODEL_NAME as CF
-    from salescast.settings import Settings
+    from salescast.models.store import ModelStore
+    from salescast.stream.serving.forecaster import MODEL_NAME as LSTM
+    from salescast.stream.serving.promoter import MODEL_NAME as PROMO
+    from salescast.stream.serving.recommender import MODEL_NAME as CF
+    from salescast.stream.core.settings import Settings
 
     store = ModelStore(Settings.from_env(env).model_store)
     missing = [name for name in (LSTM, CF, PROMO) if store.current(name) is None]
@@ -147,7 +147,7 @@ def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
 def run_demo(args) -> int:
     from kafka import KafkaConsumer
 
-    from salescast.settings import Settings
+    from salescast.stream.core.settings import Settings
 
     retrain_after = None  # seconds after the generator starts; None: no retrainer
     if args.retrain_every not in ("0", "off"):

@@ -1,4 +1,4 @@
-"""`salescast replay FILE`: the pipeline over an events file, no Kafka (salescast.pipeline).
+"""`salescast replay FILE`: the pipeline over an events file, no Kafka (salescast.stream.core.local).
 
 Records are taken in `ts` order (stable, so ties keep file order); a line that
 cannot be parsed or names no known topic is dead-lettered where it stands.
@@ -16,8 +16,8 @@ from typing import IO, Iterable, Iterator
 
 import orjson
 
-from salescast.pipeline import INPUT_KINDS, Emitted, LocalPipeline
-from salescast.settings import Settings
+from salescast.stream.core.local import INPUT_KINDS, Emitted, LocalPipeline
+from salescast.stream.core.settings import Settings
 
 PROGRESS_EVERY_S = 2.0
 

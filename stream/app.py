@@ -9,7 +9,7 @@ import faust
 from aiokafka.helpers import create_ssl_context
 from faust.transport.drivers import aiokafka as faust_kafka
 
-from salescast.settings import Settings
+from salescast.stream.core.settings import Settings
 
 settings = Settings.from_env()
 
@@ -39,7 +39,7 @@ class _ReadOffsets(defaultdict):
     committed offsets, so the records read again from there are all dropped: up to ~1,500 per
     partition in a worker restarted mid-stream, to the very end of the partition at times, where no
     later record shows the gap (faust-streaming issue 596). The agents' topics need no such filter:
-    stream.continuity keeps them in order, and the tables skip re-read records by their position.
+    salescast.stream.delivery.continuity keeps them in order, and the tables skip re-read records by their position.
     """
 
     def __init__(self, unfiltered_topics: set[str]) -> None:
@@ -66,8 +66,8 @@ class SalescastApp(faust.App):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.agent_topic_names: set[str] = set()  # filled by stream.topics
-        self.before_consumer_stops: list[Callable[[], Awaitable[None]]] = []  # filled by stream.offsets
+        self.agent_topic_names: set[str] = set()  # filled by salescast.stream.topics
+        self.before_consumer_stops: list[Callable[[], Awaitable[None]]] = []  # filled by salescast.stream.delivery.offsets
 
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)

@@ -1,7 +1,7 @@
 """RocksDB-backed tables, each with a changelog topic, partitioned like the topic that updates it.
 
-Values are one JSON document per key (see models.windows, models.useritem and
-models.cf.candidates).
+Values are one JSON document per key (see salescast.models.windows, salescast.models.useritem and
+salescast.models.cf.candidates).
 `use_partitioner=True` sends each changelog record to the partition the
 default partitioner picks for its key, the same one the key's events arrive
 on, so writes can be batched outside Faust's one-event-at-a-time context.
@@ -9,8 +9,8 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.engine import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
-from stream.app import app, settings
+from salescast.stream.core.engine import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
 TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions, "use_partitioner": True}
@@ -20,6 +20,6 @@ sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clic
 user_items = app.Table(USER_ITEMS_TABLE, help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)
 sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the strongest affinity (bounded)",
                            **TABLE_OPTIONS)
-# one key, the guardrails' state (models.promo.guardrails), beside the one-partition proposals topic
+# one key, the guardrails' state (salescast.models.promo.guardrails), beside the one-partition proposals topic
 promo_guardrails = app.Table(PROMO_GUARDRAILS_TABLE, help="cooldowns, open triggers and budget spent",
                              **{**TABLE_OPTIONS, "partitions": 1})

@@ -7,15 +7,15 @@ an exception inside Faust's deserialiser (which would skip it silently).
 
 from __future__ import annotations
 
-from stream.app import app, settings
+from salescast.stream.app import app, settings
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 def _agents_read(name: str, **options):
-    """A topic an agent reads: committed by stream.offsets once the agent has handled a record, not by
-    Faust's acks, which a rebalance can give for records no agent saw (stream.continuity); and with no
-    last-read filter in the consumer (stream.app._ReadOffsets)."""
+    """A topic an agent reads: committed by salescast.stream.delivery.offsets once the agent has handled a record, not by
+    Faust's acks, which a rebalance can give for records no agent saw (salescast.stream.delivery.continuity); and with no
+    last-read filter in the consumer (salescast.stream.app._ReadOffsets)."""
     topic = app.topic(name, **options, **RAW, acks=False)
     app.agent_topic_names.add(topic.get_topic_name())
     return topic
@@ -37,7 +37,7 @@ user_events = _agents_read(f"{settings.app_id}-user-events", internal=True, part
 # no key): for the worker that owns each SKU's candidate index.
 sku_affinities = _agents_read(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
-# rebalanced worker judges `future` and `late` against (salescast.engine.Ingestor.seed).
+# rebalanced worker judges `future` and `late` against (salescast.stream.core.engine.Ingestor.seed).
 input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open

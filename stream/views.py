@@ -9,11 +9,11 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
-from salescast.engine import sales_view
-from salescast.recommending import recommendations_record
-from stream.agents import load_value, served
-from stream.app import app, settings
-from stream.tables import sku_candidates, sku_windows, user_items
+from salescast.stream.core.engine import sales_view
+from salescast.stream.serving.recommender import recommendations_record
+from salescast.stream.agents import load_value, served
+from salescast.stream.app import app, settings
+from salescast.stream.tables import sku_candidates, sku_windows, user_items
 
 DEFAULT_BUCKETS = 28
 MAX_BUCKETS = 10_000

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.useritem import decay_factor
+from salescast.models.useritem import decay_factor
 
 
 def new_entry() -> dict:

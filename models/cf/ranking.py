@@ -63,7 +63,7 @@ def popularity_scorer(train: sparse.csr_matrix) -> Callable[[np.ndarray], np.nda
 
 
 def model_scorer(model, train: sparse.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
-    """A fitted recommender with `score(weight rows) -> sparse scores` (models.cf.itemknn.ItemKNN)."""
+    """A fitted recommender with `score(weight rows) -> sparse scores` (salescast.models.cf.itemknn.ItemKNN)."""
     return lambda rows: model.score(train[rows]).toarray()
 
 

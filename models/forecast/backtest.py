@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from models.forecast.features import FeatureConfig, History, make_inputs, stockout_mask
-from models.forecast.metrics import scores, seasonal_scale
+from salescast.models.forecast.features import FeatureConfig, History, make_inputs, stockout_mask
+from salescast.models.forecast.metrics import scores, seasonal_scale
 
 # histories cut at an origin -> (S, H, 3) quantiles in units
 Predictor = Callable[[list[History]], np.ndarray]
@@ -62,7 +62,7 @@ def run(histories: Sequence[History], origins: list[int], horizon: int, season: 
 
 
 def baseline(make_model: Callable[[], object], horizon: int) -> Predictor:
-    """A `models.baseline` forecaster, fitted on each SKU's history at each origin."""
+    """A `salescast.models.baseline` forecaster, fitted on each SKU's history at each origin."""
     def predict(cut: list[History]) -> np.ndarray:
         out = []
         for history in cut:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.forecast.features import FeatureConfig, Samples
-from models.forecast.metrics import QUANTILES
+from salescast.models.forecast.features import FeatureConfig, Samples
+from salescast.models.forecast.metrics import QUANTILES
 
 
 def _rows(x: np.ndarray, future: np.ndarray) -> np.ndarray:

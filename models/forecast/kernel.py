@@ -54,7 +54,7 @@ def _sigmoid_gates_first(weights: np.ndarray) -> np.ndarray:
 
 
 class LSTMKernel:
-    """`predict(x, future)` with the weights of a trained `models.forecast.lstm.LSTMForecaster`."""
+    """`predict(x, future)` with the weights of a trained `salescast.models.forecast.lstm.LSTMForecaster`."""
 
     def __init__(self, config: dict, weights: dict[str, np.ndarray]):
         if config.get("format") != ARTIFACT_FORMAT:

@@ -1,7 +1,7 @@
 """The global quantile LSTM in Keras: one network for every SKU, trained with the pinball loss.
 
 Only training and evaluation import this (and TensorFlow); the worker serves
-the exported weights with `models.forecast.kernel`.
+the exported weights with `salescast.models.forecast.kernel`.
 
 Shape: the history window goes through two stacked LSTM layers; the last
 hidden state, joined with the known future (the season phase of each horizon
@@ -20,15 +20,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from models.forecast.features import FUTURE_FEATURES, HISTORY_FEATURES, FeatureConfig, Samples  # noqa: E402
-from models.forecast.kernel import ARTIFACT_FORMAT  # noqa: E402
-from models.forecast.metrics import QUANTILES  # noqa: E402
+from salescast.models.forecast.features import FUTURE_FEATURES, HISTORY_FEATURES, FeatureConfig, Samples  # noqa: E402
+from salescast.models.forecast.kernel import ARTIFACT_FORMAT  # noqa: E402
+from salescast.models.forecast.metrics import QUANTILES  # noqa: E402
 
 NAME = "lstm"
 
 
 class QuantileHead(layers.Layer):
-    """Keras twin of `models.forecast.kernel.quantile_head`."""
+    """Keras twin of `salescast.models.forecast.kernel.quantile_head`."""
 
     def call(self, raw):
         median = ops.softplus(raw[..., 1])
@@ -38,7 +38,7 @@ class QuantileHead(layers.Layer):
 
 
 def masked_pinball(packed_true, predicted):
-    """Keras twin of `models.forecast.metrics.masked_pinball_loss`; y_true packs (target, mask) on its last axis."""
+    """Keras twin of `salescast.models.forecast.metrics.masked_pinball_loss`; y_true packs (target, mask) on its last axis."""
     target, mask = packed_true[..., 0], packed_true[..., 1]
     error = ops.expand_dims(target, -1) - predicted
     quantiles = ops.convert_to_tensor(QUANTILES, dtype=predicted.dtype)

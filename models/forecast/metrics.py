@@ -19,7 +19,7 @@ def pinball(y: np.ndarray, q: np.ndarray, quantiles: np.ndarray = QUANTILES) -> 
 def masked_pinball_loss(y: np.ndarray, q: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per sample: the pinball loss averaged over quantiles and over the unmasked horizon buckets.
 
-    The training loss (models.forecast.lstm computes the same in Keras ops). A
+    The training loss (salescast.models.forecast.lstm computes the same in Keras ops). A
     sample with every target masked contributes 0.
     """
     per_bucket = pinball(y, q).mean(axis=-1) * mask

@@ -11,7 +11,7 @@ Time is event time (the proposals' `ts`), so a replay decides as live did.
 
 from __future__ import annotations
 
-from models.promo.policy import PromoPolicy
+from salescast.models.promo.policy import PromoPolicy
 
 DAY_MS = 86_400_000
 ADMITTED = "admitted"

@@ -25,7 +25,7 @@ REASONS = ("overstock", "demand_drop", "affinity")
 
 @dataclass(frozen=True)
 class PromoPolicy:
-    """Every promotion setting; built from SALESCAST_PROMO_* by salescast.settings."""
+    """Every promotion setting; built from SALESCAST_PROMO_* by salescast.stream.core.settings."""
 
     overstock_days: float = 60.0  # stock covering more days of forecast demand than this is overstock
     affinity_min_users: int = 50  # candidate users needed for an `affinity` promotion

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from salescast.contract import SCHEMA_FILES, load_schema
+from salescast.stream.core.contract import SCHEMA_FILES, load_schema
 from salescast.localkafka import LocalBroker, free_port
 
 SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "contract" / "schemas"

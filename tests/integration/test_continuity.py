@@ -1,4 +1,4 @@
-"""What the worker reads back when the consumer skipped records (stream.continuity), through the real broker."""
+"""What the worker reads back when the consumer skipped records (salescast.stream.delivery.continuity), through the real broker."""
 
 import uuid
 
@@ -7,8 +7,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
-from salescast.settings import Settings
-from salescast.topics import RangeReader, committed_offsets
+from salescast.stream.core.settings import Settings
+from salescast.stream.kafka import RangeReader, committed_offsets
 
 pytestmark = pytest.mark.integration
 

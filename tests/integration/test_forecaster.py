@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from salescast.contract import record_key
+from salescast.stream.core.contract import record_key
 from tests.integration.conftest import assert_valid, wait_for
 
 pytestmark = pytest.mark.integration

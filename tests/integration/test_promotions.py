@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from salescast.contract import record_key
+from salescast.stream.core.contract import record_key
 from tests.integration.conftest import assert_valid, wait_for
 from tests.integration.test_forecaster import DAY_MS, produce_day_by_day, salescast
 

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from models import useritem
-from models.store import ModelStore
-from salescast.recommending import Recommender
-from salescast.settings import Settings
+from salescast.models import useritem
+from salescast.models.store import ModelStore
+from salescast.stream.serving.recommender import Recommender
+from salescast.stream.core.settings import Settings
 from tests.integration.conftest import assert_valid, wait_for
 from tests.integration.test_forecaster import DAY_MS, produce, produce_day_by_day, salescast
 

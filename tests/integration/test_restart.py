@@ -7,10 +7,10 @@ import time
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from salescast.contract import record_key
-from salescast.generator import Shop, ShopConfig
-from salescast.settings import Settings
-from salescast.topics import committed_offsets
+from salescast.stream.core.contract import record_key
+from salescast.sim.generator import Shop, ShopConfig
+from salescast.stream.core.settings import Settings
+from salescast.stream.kafka import committed_offsets
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
     assert units == expected_units
     for sku, value in expected_revenue.items():
         assert revenue[sku] == pytest.approx(value, abs=1e-6)
-    # the worker commits what it handled itself (stream.offsets): the group's offsets reach every input's end
+    # the worker commits what it handled itself (salescast.stream.delivery.offsets): the group's offsets reach every input's end
     ends = log_ends(worker, ("orders", "clicks", "inventory"))
     wait_for(lambda: {tp: offset for tp, offset in group_offsets(worker).items() if tp in ends} == ends,
              timeout_s=15, message=f"committed offsets at the ends of the inputs {ends}")

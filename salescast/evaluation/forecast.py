@@ -1,0 +1,144 @@
+"""`salescast evaluate`: the LSTM against the baselines on held-out time, as a table and a plot.
+
+Data: an events file (`--events`), the synthetic shop (default), or a real
+public sales series (`--public wineind`: monthly Australian wine sales by
+wine makers, 1980-1994, as shipped in the pmdarima package; Hyndman's time
+series data library). Needs the evaluation extras: `pip install salescast[eval]`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from salescast.models.forecast.features import FeatureConfig, History
+from salescast.stream.core.settings import Settings
+from salescast.training.retrain import (Evaluation, TrainOptions, fit_and_backtest, format_table, histories_from_events,
+                                histories_from_lines, stderr_log)
+
+MISSING_EXTRAS = ("salescast evaluate needs the evaluation extras (LightGBM, matplotlib, pmdarima): "
+                  "pip install -e '.[eval]' (scripts/setup installs them)")
+
+
+def shop_histories(skus: int, days: int, seed: int, settings: Settings) -> dict[str, History]:
+    from salescast.sim.generator import Shop, ShopConfig
+
+    shop = Shop(ShopConfig(seed=seed, skus=skus, days=days, users=skus * 25))
+    lines = (orjson.dumps({**record, "topic": topic}) for topic, record in shop.events())
+    return histories_from_lines(lines, settings)
+
+
+def wineind_histories() -> dict[str, History]:
+    """176 months from January 1980; bucket index = months since year 0, so the phase is the calendar month."""
+    from pmdarima.datasets import load_wineind
+
+    units = np.asarray(load_wineind(), dtype=np.float64)
+    return {"wineind": History(1980 * 12, units, np.zeros_like(units), np.full(len(units), -1.0))}
+
+
+# per public series: (loader, features, options suited to one short monthly series)
+PUBLIC = {
+    "wineind": (wineind_histories, FeatureConfig(input_length=24, horizon=6, season=12),
+                TrainOptions(input_length=24, units=(16, 16), dense=16, epochs=400, batch_size=16, patience=40,
+                             test_origins=4, valid_buckets=12, verbose=0)),
+}
+
+
+def run(args, settings: Settings) -> int:
+    if args.cf:
+        from salescast.evaluation import recommender as cf_evaluation
+
+        return cf_evaluation.run(args, settings)
+    if args.promo:
+        from salescast.evaluation import promotions as promo_evaluation
+
+        args.plot = args.plot or "promo-evaluation.png"
+        return promo_evaluation.run(args, settings)
+    args.days = args.days or 365
+    args.plot = args.plot or "forecast-vs-actual.png"
+    if args.public == "movielens":
+        print("salescast evaluate: movielens is a ratings data set; add --cf to judge the recommender on it",
+              file=sys.stderr)
+        return 2
+    try:
+        import lightgbm  # noqa: F401
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(MISSING_EXTRAS, file=sys.stderr)
+        return 2
+    if args.public:
+        loader, features, options = PUBLIC[args.public]
+        histories = loader()
+        source = f"public series {args.public}"
+    else:
+        features = FeatureConfig(args.input_length, settings.horizon, settings.season)
+        options = TrainOptions(input_length=args.input_length, epochs=args.epochs, seed=args.seed,
+                               test_origins=args.origins, verbose=0 if args.quiet else 2)
+        if args.events:
+            histories = histories_from_events(args.events, settings)
+            source = f"events file {args.events}"
+        else:
+            stderr_log(f"simulating a shop of {args.skus} SKUs over {args.days} days (seed {args.seed})")
+            histories = shop_histories(args.skus, args.days, args.seed, settings)
+            source = f"synthetic shop: {args.skus} SKUs, {args.days} days, seed {args.seed}"
+    evaluation = fit_and_backtest(histories, features, options, strong_baselines=True, log=stderr_log)
+    table = format_table(evaluation.result.table())
+    facts = ", ".join(f"{k} {v}" for k, v in evaluation.facts.items())
+    report = (f"Data: {source}. Horizon {features.horizon} buckets, season {features.season}, "
+              f"{len(evaluation.result.origins)} rolling origins.\n\n{table}\n\n{facts}\n")
+    print(report)
+    if args.report:
+        Path(args.report).write_text(report)
+    if args.plot:
+        plot(evaluation, histories, features, args.plot, title=source)
+        stderr_log(f"plot written to {args.plot}")
+    return 0
+
+
+def plot(evaluation: Evaluation, histories: dict[str, History], features: FeatureConfig, path: str,
+         title: str, panels: int = 4) -> None:
+    """Forecast vs actual with the P10-P90 band over the test period, for SKUs from high to low volume."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = evaluation.result
+    volume = result.actual.mean(axis=(1, 2))
+    order = np.argsort(-volume)
+    chosen = sorted({int(order[int(round(i))]) for i in np.linspace(0, len(order) - 1, min(panels, len(order)))},
+                    key=lambda s: -volume[s])
+    figure, axes = plt.subplots(len(chosen), 1, figsize=(10, 2.6 * len(chosen)), squeeze=False)
+    start, horizon = result.origins[0], features.horizon
+    test_buckets = np.arange(start, start + len(result.origins) * horizon)
+    for axis, s in zip(axes[:, 0], chosen):
+        history = histories[evaluation.skus[s]]
+        context = np.arange(max(history.first_bucket, start - features.input_length), start)
+        axis.plot(context, history.units[context - history.first_bucket], color="0.5", lw=1, label="history")
+        axis.plot(test_buckets, result.actual[s].reshape(-1), color="black", lw=1.5, label="actual")
+        lstm = result.forecasts["lstm"][s].reshape(-1, 3)
+        axis.fill_between(test_buckets, lstm[:, 0], lstm[:, 2], color="tab:blue", alpha=0.25, label="LSTM P10-P90")
+        axis.plot(test_buckets, lstm[:, 1], color="tab:blue", lw=1.5, label="LSTM P50")
+        naive = result.forecasts["seasonal_naive"][s].reshape(-1, 3)
+        axis.plot(test_buckets, naive[:, 1], color="tab:orange", lw=1, ls="--", label="seasonal naive")
+        for origin in result.origins:
+            axis.axvline(origin, color="0.8", lw=0.8)
+        sold_out = test_buckets[result.mask[s].reshape(-1) == 0]
+        for bucket in sold_out:
+            axis.axvspan(bucket - 0.5, bucket + 0.5, color="tab:red", alpha=0.12, lw=0,
+                         label="sold out (not scored)" if bucket == sold_out[0] else None)
+        axis.set_title(evaluation.skus[s], fontsize=9, loc="left")
+        axis.set_ylabel("units")
+    handles = {}
+    for axis in axes[:, 0]:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    figure.legend(handles.values(), handles.keys(), loc="lower center", fontsize=7, ncol=len(handles))
+    axes[-1, 0].set_xlabel("bucket (test period; grey lines: forecast origins)")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

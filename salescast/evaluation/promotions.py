@@ -1,0 +1,323 @@
+"""`salescast evaluate --promo`: promotions in a closed loop with the synthetic shop, against its truth.
+
+The shop (salescast.sim.generator) runs day by day; every event goes through the
+worker's own code (salescast.stream.core.local: ingest, windows, user vectors,
+candidate index, bucket close, guardrails, attribution). After a
+warm-up the recommender and the promotion model are trained as `salescast
+retrain` trains them, and again every week on everything so far, finished
+promotions included (the feedback). Each day's close runs the promotion step
+and the guardrails; the shop acts on every admitted trigger: its targets see
+the discount, its holdout does not, and the shop keeps each member's exact
+chance to buy with and without it, so each trigger's true uplift is known.
+
+The report: triggers by reason, predicted vs realised incremental units,
+the measured uplift with its 95% interval against the true uplift, the
+elasticities against the shop's, and a check that no trigger met short stock.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import orjson
+
+from salescast.models.promo.attribution import uplift_interval
+from salescast.models.store import ModelStore
+from salescast.sim.generator import CATEGORIES, Shop, ShopConfig
+from salescast.stream.core.local import Emitted, LocalPipeline
+from salescast.stream.serving.promoter import load_promo_model
+from salescast.stream.serving.recommender import load_recommender
+from salescast.stream.core.settings import Settings
+
+DAY_MS = 86_400_000
+RETRAIN_EVERY_DAYS = 7
+ENOUGH_CUT_PRICE_BUCKETS = 40  # a category with at least this many is held to the +-20% elasticity target
+
+
+@dataclass
+class Simulation:
+    shop: Shop
+    triggers: list[dict] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, dict] = field(default_factory=dict)  # trigger id -> final outcome
+    short_stock: int = 0  # triggers whose SKU had less true stock than its forecast demand
+    models: list[dict] = field(default_factory=list)  # promo model facts after each training
+    elasticity_before_feedback: dict = field(default_factory=dict)
+    elasticity_after_feedback: dict = field(default_factory=dict)
+    cut_price: dict = field(default_factory=dict)  # category -> cut-price buckets the last training saw
+    sku_elasticities: dict = field(default_factory=dict)  # SKU -> its own elasticity at the last training
+    information: dict = field(default_factory=dict)  # SKU -> how much its prices say about its elasticity
+
+
+def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
+    """The closed loop, with its models in a model store of its own that is removed afterwards.
+
+    The shop's event time is the clock (SALESCAST_CLOCK=events): its days are
+    simulated faster than real time, and its promotions are decided as they close.
+    """
+    with tempfile.TemporaryDirectory(prefix="salescast-promo-eval-") as store_dir:
+        settings = replace(settings, model_store=Path(store_dir), clock="events",
+                           history_buckets=max(settings.history_buckets, config.days + 1))
+        return _simulate(config, warmup_days, settings, log)
+
+
+def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Callable[[str], None]) -> Simulation:
+    from salescast.training import retrain as training
+
+    shop = Shop(config)
+    sim = Simulation(shop)
+    pipeline = LocalPipeline(settings, recommender=load_recommender(settings))
+    last_offer_day = config.days - settings.promo.validity_ms // DAY_MS
+
+    def train(day: int) -> None:
+        store = ModelStore(settings.model_store)
+        finished = _joined_outcomes(sim)
+        for saved in (training.train_cf(settings, pipeline.vectors, pipeline.windows, config.seed, "simulation", log),
+                      training.train_promo(settings, pipeline.windows, pipeline.vectors, sim.triggers, finished,
+                                           "simulation", log)):
+            store.set_current(saved["name"], saved["version"])
+        pipeline.recommender = load_recommender(settings)
+        model = pipeline.promo_model = load_promo_model(settings)
+        sim.models.append({"day": day, "outcomes": len(finished), **model.elasticity.facts})
+        sim.cut_price = model.elasticity.facts.get("discounted_rows_by_category", {})
+        sim.sku_elasticities = {sku: e.elasticity for sku, e in model.elasticity.skus.items()}
+        if not sim.elasticity_before_feedback:
+            sim.elasticity_before_feedback = _elasticities(model)
+        sim.elasticity_after_feedback = _elasticities(model)
+        pipeline.refresh_candidates(every_user=True)  # the new recommender scores everyone afresh
+
+    def act(emitted: list[Emitted]) -> None:
+        for item in emitted:
+            if item.topic == "promo_outcomes" and item.record["final"]:
+                sim.outcomes[item.record["trigger_id"]] = item.record
+            elif item.topic == "promo_triggers":
+                trigger = item.record
+                if shop.on_hand[shop.sku_index[trigger["sku"]]] < trigger["forecast_units"]:
+                    sim.short_stock += 1
+                sim.triggers.append({**trigger, "elasticity": item.proposal["elasticity"],
+                                     "category": item.proposal["category"]})
+                shop.offer(trigger)
+
+    started = time.monotonic()
+    for day in range(config.days):
+        if day >= warmup_days and (day - warmup_days) % RETRAIN_EVERY_DAYS == 0 and day < last_offer_day:
+            train(day)
+        if day == last_offer_day:
+            pipeline.promo_model = None  # no offer the simulation cannot follow to its end
+        for topic, record in shop.day(day):
+            act(pipeline.feed(topic, orjson.dumps(record), record=record))
+        act(pipeline.close((config.start_ms + (day + 1) * DAY_MS) // settings.bucket_ms))
+        if day % 10 == 9:
+            log(f"day {day + 1}/{config.days}: {len(sim.triggers)} triggers, {len(sim.outcomes)} finished "
+                f"({time.monotonic() - started:.0f}s)")
+    sim.refused = dict(pipeline.counts.refused)
+    for window in pipeline.windows.values():
+        for state in window.get("promos", ()):
+            log(f"trigger {state['id']} still open at the end; left out")
+    sim.information = _price_information(pipeline.windows, sim.triggers, settings)
+    return sim
+
+
+def _price_information(windows: dict[str, dict], triggers: list[dict], settings: Settings) -> dict[str, float]:
+    """What each SKU's prices tell the regression about its elasticity: the sum over its buckets of
+    units x (log price ratio - the SKU's mean)^2, as the fit sees them (same rows, same price inference).
+    A pooled estimate is an average of the SKUs' elasticities weighted about so."""
+    from salescast.models.promo.elasticity import panel_from_series
+    from salescast.training.promotions import targeted_buckets
+
+    targeted = targeted_buckets(windows, triggers, settings.bucket_ms)
+    information = {}
+    for sku, window in windows.items():
+        panel = panel_from_series([(sku, "", window["b"], window["u"], window["r"], window.get("s", [-1] * len(
+            window["u"])), window.get("lp"), targeted.get(sku))])
+        if len(panel.units):
+            x = np.log(panel.price_ratio)
+            information[sku] = float(np.sum(panel.units * (x - np.average(x, weights=panel.units + 1e-9)) ** 2))
+    return information
+
+
+def _joined_outcomes(sim: Simulation) -> list[dict]:
+    from salescast.training.promotions import join_outcomes
+
+    return join_outcomes(sim.outcomes.values(), sim.triggers)
+
+
+def _elasticities(model) -> dict:
+    """category -> (served estimate, its se, the category's own fit or None)."""
+    raw = model.elasticity.raw_categories
+    return {category: (estimate.elasticity, estimate.se, raw.get(category))
+            for category, estimate in model.elasticity.categories.items()}
+
+
+def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, dict]:
+    truth = sim.shop.ground_truth()
+    lines = [f"Shop: {config.skus} SKUs, {config.users} users, {config.days} days (seed {config.seed}); "
+             f"warm-up {warmup_days} days, then promotions decided at every daily close, the models retrained "
+             f"every {RETRAIN_EVERY_DAYS} days. Expected conversions are the shop's exact chances to buy given "
+             "the views each member made (with the offer for targets, without for the holdout); the true "
+             "uplift is their mean difference with and without the offer over all members.", ""]
+    finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
+    figures: dict = {"triggers": len(sim.triggers), "finished": len(finished), "refused": dict(sim.refused),
+                     "short_stock": sim.short_stock}
+    lines += ["| reason | triggers | targets | holdout | target conv. (expected) | holdout conv. (expected) | "
+              "uplift [95% CI] | true uplift | predicted incr. units | realised incr. units |",
+              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    rows = {}
+    for reason in ("overstock", "demand_drop", "affinity", "all"):
+        group = [(t, o) for t, o in finished if reason == "all" or t["reason"] == reason]
+        if not group:
+            continue
+        nt = sum(o["targets"] for _, o in group)
+        nh = sum(o["holdout"] for _, o in group)
+        bt = sum(o["target_buyers"] for _, o in group)
+        bh = sum(o["holdout_buyers"] for _, o in group)
+        interval = uplift_interval(bt, nt, bh, nh)
+        offers = [truth["offers"][t["trigger_id"]] for t, _ in group]
+        true_uplift = (sum(o["uplift"] * o["members"] for o in offers if o["uplift"] is not None)
+                       / max(1, sum(o["members"] for o in offers if o["uplift"] is not None)))
+        predicted = sum(t["expected_incremental_units"] for t, _ in group)
+        realised = sum(o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"]
+                       for _, o in group if o["holdout"])
+        rows[reason] = {"triggers": len(group), "targets": nt, "holdout": nh, "uplift": interval,
+                        "true_uplift": true_uplift, "predicted_units": predicted, "realised_units": realised}
+        uplift_text = "n/a" if interval is None else f"{interval[0]:+.4f} [{interval[1]:+.4f}, {interval[2]:+.4f}]"
+        expected_t = sum(o["targets_buying"] for o in offers) / nt
+        expected_h = sum(o["holdout_buying"] for o in offers) / max(nh, 1)
+        lines.append(f"| {reason} | {len(group)} | {nt} | {nh} | {bt / nt:.4f} ({expected_t:.4f}) | "
+                     f"{bh / max(nh, 1):.4f} ({expected_h:.4f}) | "
+                     f"{uplift_text} | {true_uplift:+.4f} | {predicted:.1f} | {realised:.1f} |")
+    figures["by_reason"] = rows
+    overall = rows.get("all")
+    if overall and overall["uplift"]:
+        value, low, high = overall["uplift"]
+        figures["uplift_positive"] = value > 0
+        figures["truth_within_interval"] = low <= overall["true_uplift"] <= high
+        lines += ["", f"Measured uplift {value:+.4f} (95% CI {low:+.4f} to {high:+.4f}); true uplift "
+                      f"{overall['true_uplift']:+.4f}: {'inside' if figures['truth_within_interval'] else 'OUTSIDE'} "
+                      f"the interval. Triggers on SKUs with less stock than their forecast demand: {sim.short_stock}."]
+    lines += ["", f"Refused by the guardrails: {sim.refused or 'none'}.", "",
+              "Elasticities: the shop's truth is the mean over the category's SKUs that it promoted. Each "
+              "category's own fit is shrunk toward the fit of all categories by how much the categories "
+              "really differ (empirical Bayes), and finished promotions are merged in: that is what serves.", "",
+              "| category | true: mean | true: weighted as the fit weighs SKUs | own fit, history only | "
+              "own fit, last training | served (shrunk, with feedback) | error vs mean | error vs weighted | "
+              "cut-price buckets |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    promoted = {p["sku"] for p in truth["promotions"]}
+    elasticity_rows = {}
+
+    def fit_text(entry) -> str:
+        return "n/a" if entry is None or entry[2] is None else f"{entry[2].elasticity:.3f} ± {entry[2].se:.3f}"
+
+    for category in CATEGORIES:
+        skus = [s for s, v in truth["skus"].items() if v["category"] == category and s in promoted]
+        after = sim.elasticity_after_feedback.get(category)
+        before = sim.elasticity_before_feedback.get(category)
+        if not skus or after is None:
+            continue
+        true_value = float(np.mean([truth["skus"][s]["elasticity"] for s in skus]))
+        weights = [sim.information.get(s, 0.0) for s in skus]
+        weighted = float(np.average([truth["skus"][s]["elasticity"] for s in skus], weights=weights)) \
+            if sum(weights) > 0 else true_value
+        error = after[0] / true_value - 1
+        own = after[2]
+        cut = int(sim.cut_price.get(category, 0))
+        elasticity_rows[category] = {"truth": true_value, "truth_weighted": weighted, "served": after[0],
+                                     "se": after[1], "error": error, "error_weighted": after[0] / weighted - 1,
+                                     "own_fit": None if own is None else own.elasticity,
+                                     "own_fit_error": None if own is None else own.elasticity / true_value - 1,
+                                     "cut_price_buckets": cut, "held_to_target": cut >= ENOUGH_CUT_PRICE_BUCKETS}
+        few = "" if cut >= ENOUGH_CUT_PRICE_BUCKETS else " (few)"
+        lines.append(f"| {category} | {true_value:.3f} | {weighted:.3f} | {fit_text(before)} | {fit_text(after)} | "
+                     f"{after[0]:.3f} ± {after[1]:.3f} | {_flagged(error)} | {_flagged(after[0] / weighted - 1)} | "
+                     f"{cut}{few} |")
+    held = [row for row in elasticity_rows.values() if row["held_to_target"]]
+    if held:
+        figures["within_20pct_of_mean"] = sum(abs(row["error"]) <= 0.2 for row in held)
+        figures["within_20pct_of_weighted"] = sum(abs(row["error_weighted"]) <= 0.2 for row in held)
+        lines += ["", f"Within 20% of the truth, of the {len(held)} categories with at least "
+                      f"{ENOUGH_CUT_PRICE_BUCKETS} cut-price buckets: {figures['within_20pct_of_mean']} against the "
+                      f"plain mean, {figures['within_20pct_of_weighted']} against the weighted one (errors over 20% "
+                      "are marked *)."]
+    sku_errors = [(sim.sku_elasticities[s] / truth["skus"][s]["elasticity"] - 1) for s in sim.sku_elasticities]
+    if sku_errors:
+        figures["sku_elasticity_median_abs_error"] = float(np.median(np.abs(sku_errors)))
+        lines += ["", f"SKUs with an elasticity of their own: {len(sku_errors)}; median absolute error against "
+                      f"their true elasticity {figures['sku_elasticity_median_abs_error']:.1%}."]
+    figures["elasticities"] = elasticity_rows
+    figures["models"] = sim.models
+    return "\n".join(lines) + "\n", figures
+
+
+def _flagged(error: float) -> str:
+    return f"{error:+.1%}{' *' if abs(error) > 0.2 else ''}"
+
+
+def plot(sim: Simulation, figures: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finished = [(t, sim.outcomes[t["trigger_id"]]) for t in sim.triggers if t["trigger_id"] in sim.outcomes]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    pairs = sorted((t["expected_incremental_units"],
+                    o["target_units"] - o["holdout_units"] * o["targets"] / o["holdout"])
+                   for t, o in finished if o["holdout"])
+    bins = np.array_split(np.array(pairs), min(8, max(1, len(pairs) // 20))) if pairs else []
+    x = [b[:, 0].mean() for b in bins]
+    y = [b[:, 1].mean() for b in bins]
+    err = [1.96 * b[:, 1].std(ddof=1) / np.sqrt(len(b)) if len(b) > 1 else 0.0 for b in bins]
+    left.errorbar(x, y, yerr=err, fmt="o", color="tab:blue", capsize=3,
+                  label=f"mean realised per bin of ~{len(pairs) // max(1, len(bins))} triggers, 95% CI")
+    limit = max([1.0] + x)
+    left.plot([0, limit], [0, limit], color="0.4", lw=1, ls="--", label="predicted = realised")
+    left.set_xlabel("predicted incremental units per trigger (bin mean)")
+    left.set_ylabel("realised: targets' units - holdout's rate x targets")
+    left.legend(fontsize=8)
+    left.set_title("Incremental units: predicted vs realised")
+    reasons = [r for r in ("overstock", "demand_drop", "affinity", "all") if r in figures["by_reason"]]
+    for k, reason in enumerate(reasons):
+        row = figures["by_reason"][reason]
+        if row["uplift"] is None:
+            continue
+        value, low, high = row["uplift"]
+        right.errorbar([k], [value], yerr=[[value - low], [high - value]], fmt="o", color="black", capsize=4,
+                       label="measured, 95% CI" if k == 0 else None)
+        right.scatter([k], [row["true_uplift"]], marker="x", s=60, color="tab:red",
+                      label="truth" if k == 0 else None)
+    right.axhline(0, color="0.6", lw=1)
+    right.set_xticks(range(len(reasons)), reasons)
+    right.set_ylabel("conversion uplift (targets - holdout)")
+    right.set_title("Uplift by reason")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(args, settings: Settings) -> int:
+    config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users or 20_000, days=args.days or 90)
+    warmup = args.warmup
+    if not 14 <= warmup < config.days - 7:
+        print(f"salescast evaluate --promo: --warmup {warmup} must be at least 14 and leave a week of the "
+              f"{config.days} days", file=sys.stderr)
+        return 2
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"simulating {config.days} days of a shop of {config.skus} SKUs and {config.users} users (seed "
+        f"{config.seed}), promotions from day {warmup}")
+    sim = simulate(config, warmup, settings, log)
+    text, figures = report(sim, config, warmup)
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text)
+    if args.plot:
+        plot(sim, figures, args.plot)
+        log(f"plot written to {args.plot}")
+    return 0

@@ -1,0 +1,369 @@
+"""Training the forecaster on data, and judging it: the shared core of `retrain` and `evaluate`.
+
+Time is split three ways, oldest first:
+
+    | train: targets end before `valid_start` | valid: early stopping | test: rolling origins |
+
+so early stopping never sees the test buckets and no window's targets cross
+a boundary (salescast.models.forecast.features.split_by_time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from salescast.models import lifecycle
+from salescast.models import windows as sku_windows
+from salescast.models.baseline import MovingAverage, SeasonalNaive
+from salescast.models.forecast import backtest
+from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
+from salescast.models.forecast.kernel import LSTMKernel
+from salescast.stream.core.engine import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.core.local import LocalPipeline
+from salescast.replay import build_state
+from salescast.stream.core.settings import Settings
+from salescast.stream.kafka import KafkaUnavailable, publish_model_version
+
+
+@dataclass
+class TrainOptions:
+    input_length: int = 28
+    units: tuple[int, ...] = (32, 32)
+    dense: int = 32
+    epochs: int = 40
+    batch_size: int = 256
+    max_samples: int = 120_000
+    patience: int = 8
+    seed: int = 7
+    test_origins: int = 2  # horizons held out at the end to score the model
+    valid_buckets: int | None = None  # before the test period, for early stopping; default 4 horizons
+    verbose: int = 2
+
+
+@dataclass
+class Evaluation:
+    model: object  # salescast.models.forecast.lstm.LSTMForecaster
+    result: backtest.BacktestResult
+    skus: list[str]
+    facts: dict = field(default_factory=dict)
+
+
+def state_from_events(path: str | Path, settings: Settings, users: bool = False) -> tuple[LocalPipeline, int]:
+    """The tables a worker would hold after the whole events file (the replay format)."""
+    with open(path, "rb") as lines:
+        state, newest = state_from_lines(lines, settings, users)
+    if newest is None:
+        raise ValueError(f"{path} holds no usable events")
+    return state, newest
+
+
+def state_from_lines(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[LocalPipeline, int | None]:
+    return build_state(lines, dataclasses.replace(settings, history_buckets=10**7), users)
+
+
+def histories_from_windows(windows: dict[str, dict], end_bucket: int) -> dict[str, History]:
+    return {sku: sku_windows.history(window, end_bucket) for sku, window in windows.items()}
+
+
+def histories_from_events(path: str | Path, settings: Settings) -> dict[str, History]:
+    """Every SKU's whole history in an events file, up to the newest complete bucket."""
+    state, newest = state_from_events(path, settings)
+    return histories_from_windows(state.windows, newest - 1)
+
+
+def histories_from_lines(lines: Iterable[bytes], settings: Settings) -> dict[str, History]:
+    """Every SKU's whole history, up to the newest complete bucket (the newest may have been filling)."""
+    state, newest = state_from_lines(lines, settings)
+    return {} if newest is None else histories_from_windows(state.windows, newest - 1)
+
+
+def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[str, dict]:
+    """A worker table's latest value per key, read from its changelog topic."""
+    from salescast.stream.kafka import read_latest
+
+    topic = f"{settings.app_id}-{table}-changelog"
+    latest = read_latest(settings, topic, timeout_s)
+    if latest is None:
+        raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
+                         "kept any state yet. Start `salescast worker`, or train from a file with "
+                         "`salescast retrain --events FILE`")
+    return {key.decode(): orjson.loads(value) for key, value in latest.items()}
+
+
+def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
+                     strong_baselines: bool = False, log: Callable[[str], None] = print,
+                     others: dict[str, backtest.Predictor] | None = None) -> Evaluation:
+    """Trains the LSTM on the older data and scores it against the baselines on the newest.
+
+    `strong_baselines` adds the moving average, LightGBM and the LSTM+LightGBM
+    mean to the always-present seasonal naive; `others` are scored beside them
+    (the live version, when retraining).
+    """
+    from salescast.models.forecast.lstm import LSTMForecaster
+
+    horizon, length = features.horizon, features.input_length
+    end = max(h.end_bucket for h in histories.values())
+    test_start = end - options.test_origins * horizon
+    valid_start = test_start - (options.valid_buckets or 4 * horizon)
+    samples = make_samples(list(histories.values()), features)
+    before_test, _ = split_by_time(samples, test_start, horizon)
+    train, valid = split_by_time(before_test, valid_start, horizon)
+    if len(train) == 0:
+        held_out = end - valid_start
+        raise ValueError(f"too little history to train: a SKU needs {length + horizon} buckets before the "
+                         f"{held_out} held out at the end for validation and testing, so at least "
+                         f"{length + horizon + held_out} in all; give more history, or a shorter --input-length")
+    log(f"training on {len(train)} windows from {len(histories)} SKUs, early stopping on {len(valid)}, "
+        f"testing on the last {options.test_origins} x {horizon} buckets")
+    started = time.monotonic()
+    model = LSTMForecaster(features, options.units, options.dense, options.epochs, options.batch_size,
+                           max_samples=options.max_samples, patience=options.patience, seed=options.seed,
+                           verbose=options.verbose).fit(train, valid)
+    fit_seconds = time.monotonic() - started
+    kernel = LSTMKernel(model.config(), model.weights())
+    tested = {sku: h for sku, h in histories.items() if h.first_bucket + length <= test_start and h.end_bucket == end}
+    season = features.season
+    methods = {"seasonal_naive": backtest.baseline(lambda: SeasonalNaive(season), horizon),
+               "lstm": backtest.scaled_model(features, kernel.predict)}
+    if strong_baselines:
+        from salescast.models.forecast.gbm import GBMQuantileForecaster
+
+        gbm = GBMQuantileForecaster(features, seed=options.seed).fit(train, valid)
+        methods["moving_average"] = backtest.baseline(lambda: MovingAverage(season), horizon)
+        methods["lightgbm"] = backtest.scaled_model(features, gbm.predict)
+        methods["lstm+lightgbm"] = backtest.mean_of(methods["lstm"], methods["lightgbm"])
+    methods.update(others or {})
+    origins = [test_start + i * horizon for i in range(options.test_origins)]
+    result = backtest.run(list(tested.values()), origins, horizon, season, methods)
+    facts = {"skus": len(histories), "tested_skus": len(tested), "train_windows": len(train),
+             "valid_windows": len(valid), "epochs_run": len(model.history.get("loss", [])),
+             "fit_seconds": round(fit_seconds, 1), "test_start_bucket": test_start,
+             "valid_start_bucket": valid_start}
+    return Evaluation(model, result, list(tested), facts)
+
+
+def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
+    """The scores as a Markdown table, with each method's MASE relative to `baseline`."""
+    lines = ["| method | MASE | vs seasonal naive | WAPE | pinball | P10-P90 coverage |",
+             "|---|---:|---:|---:|---:|---:|"]
+    reference = table[baseline]["mase"]
+    for name, s in table.items():
+        change = (s["mase"] / reference - 1.0) * 100.0
+        lines.append(f"| {name} | {s['mase']:.3f} | {change:+.1f}% | {s['wape']:.3f} | {s['pinball']:.3f} | "
+                     f"{s['coverage_p10_p90']:.1%} |")
+    return "\n".join(lines)
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def model_metrics(evaluation: Evaluation) -> dict:
+    """What the model-version record carries: the LSTM's holdout scores beside seasonal naive's."""
+    table = evaluation.result.table()
+    lstm, naive = table["lstm"], table["seasonal_naive"]
+    return {"mase": round(lstm["mase"], 4), "baseline_mase": round(naive["mase"], 4),
+            "wape": round(lstm["wape"], 4), "pinball": round(lstm["pinball"], 4),
+            "coverage_p10_p90": round(lstm["coverage_p10_p90"], 4), **evaluation.facts}
+
+
+MODELS = ("lstm", "cf", "promo")
+
+
+def retrain(settings: Settings, events: str | None, options: TrainOptions, models: Iterable[str] = MODELS,
+            log: Callable[[str], None] = stderr_log) -> list[dict]:
+    """One training run: for each of `models`, a new version in the model store, made current and
+    announced on model-versions. Returns their model-version records.
+    """
+    models = [m for m in MODELS if m in set(models)]
+    wants_cf = "cf" in models or "promo" in models
+    if events:
+        log(f"reading {events}")
+        state, newest = state_from_events(events, settings, users=wants_cf)
+        windows, vectors, end = state.windows, state.vectors, newest - 1
+        source = f"events file {Path(events).name}"
+    else:
+        log(f"reading the worker's tables ({settings.app_id}) from Kafka")
+        windows = read_table(settings, SKU_WINDOWS_TABLE)
+        if not windows:
+            raise ValueError(f"the {SKU_WINDOWS_TABLE} changelog holds no SKU windows yet")
+        vectors = read_table(settings, USER_ITEMS_TABLE) if wants_cf else {}
+        end = max(sku_windows.first_open(window) - 1 for window in windows.values())
+        source = f"service tables of {settings.app_id}"
+    from salescast.models.store import ModelStore
+
+    records, failures = [], []
+    for model in models:
+        started = time.monotonic()
+        try:  # one model's lack of data does not keep the others from their new versions
+            if model == "lstm":
+                saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
+            elif model == "cf":
+                saved = train_cf(settings, vectors, windows, options.seed, source, log)
+            else:
+                triggers, outcomes = ([], []) if events else read_promotions(settings, log)
+                saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
+        except ValueError as exc:
+            failures.append(f"{model}: {exc}")
+            continue
+        saved = ModelStore(settings.model_store).update_metrics(saved["name"], saved["version"], {
+            "retrain_seconds": round(time.monotonic() - started, 1)})
+        records.append(publish(settings, saved, log))
+    if failures:
+        raise RetrainFailed(records, failures)
+    return records
+
+
+class RetrainFailed(ValueError):
+    """Some models could not be trained (the message says why); `records` holds the versions the others
+    published."""
+
+    def __init__(self, records: list[dict], failures: list[str]):
+        super().__init__("; ".join(failures))
+        self.records = records
+
+
+def live_version(settings: Settings, name: str, log: Callable[[str], None]):
+    """The version of `name` live now, loaded as a worker serves it, to score beside a candidate; None
+    without one (or when it no longer loads: the candidate is then judged alone)."""
+    from salescast.models.store import ModelStore
+    from salescast.stream.serving.registry import Refused, load_version
+
+    store = ModelStore(settings.model_store)
+    current = store.current(name)
+    if current is None:
+        return None
+    try:
+        return load_version(store, name, current, settings)
+    except Refused as exc:
+        log(f"the live {name} {current} cannot be scored ({exc}); the candidate is judged alone")
+        return None
+
+
+def judge(name: str, metrics: dict, live: str | None, live_scores: dict | None, margin: float) -> None:
+    """Record in the candidate's metrics how it compares with the live version on the same held-out data,
+    and the verdict (salescast.models.lifecycle). Models without a rule (promo) go live as trained."""
+    rule = lifecycle.RULES.get(name)
+    if rule is None:
+        return
+    verdict, why = dataclasses.replace(rule, margin=margin).verdict(metrics, live_scores)
+    metrics["vs_live"] = {"version": live, **(live_scores or {}), "verdict": verdict, "why": why}
+
+
+def publish(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
+    """Announce a trained version as a candidate, then make it live or reject it as `judge` decided, and
+    announce that; returns the final model-version record."""
+    from salescast.models.store import ModelStore
+
+    store = ModelStore(settings.model_store)
+    name, version = manifest["name"], manifest["version"]
+    announce(settings, manifest, log)
+    judged = manifest["metrics"].get("vs_live")
+    if judged is None or judged["verdict"] == lifecycle.LIVE:
+        store.set_current(name, version)
+        log(f"{name} {version} is live" + (f" ({judged['why']})" if judged else ""))
+    else:
+        store.set_status(name, version, lifecycle.REJECTED)
+        log(f"{name} {version} is rejected and {judged['version']} stays live: {judged['why']}")
+    removed = store.retain(name, settings.model_keep)
+    if removed:
+        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.model_keep})")
+    return announce(settings, store.manifest(name, version), log)
+
+
+def _train_lstm(settings: Settings, histories: dict[str, History], options: TrainOptions, source: str,
+                log: Callable[[str], None]) -> dict:
+    from salescast.models.store import ModelStore
+    from salescast.stream.serving.forecaster import MODEL_NAME
+
+    features = FeatureConfig(options.input_length, settings.horizon, settings.season)
+    live = live_version(settings, MODEL_NAME, log)
+    others = {}
+    # the live version reads the same tested histories when it needs no more of them than the candidate
+    if live is not None and live.features.input_length <= features.input_length:
+        others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
+    evaluation = fit_and_backtest(histories, features, options, log=log, others=others)
+    config = {**evaluation.model.config(), "bucket": settings.bucket,
+              "training": {"source": source, "seed": options.seed, **evaluation.facts}}
+    metrics = model_metrics(evaluation)
+    live_scores = evaluation.result.table().get("live")
+    judge(MODEL_NAME, metrics, live.version if live else None,
+          None if live_scores is None else {key: round(live_scores[key], 4) for key in ("mase", "wape", "pinball")},
+          settings.model_margin)
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, evaluation.model.weights(), metrics)
+
+
+def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
+              log: Callable[[str], None]) -> dict:
+    from salescast.models.store import ModelStore
+    from salescast.training import recommender as cf_training
+    from salescast.stream.serving.recommender import MODEL_NAME
+
+    categories = {sku: window["cat"] for sku, window in windows.items() if window.get("cat")}
+    data = cf_training.matrix_from_vectors(vectors, categories)
+    log(f"building the recommender from {data.matrix.nnz} interactions of {len(data.users)} users "
+        f"over {len(data.skus)} SKUs")
+    model, config, metrics = cf_training.fit(data, seed)
+    live = live_version(settings, MODEL_NAME, log)
+    judge(MODEL_NAME, metrics, live.version if live else None,
+          None if live is None else cf_training.live_holdout_metrics(data, seed, live), settings.model_margin)
+    config["training"] = {"source": source, "seed": seed}
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, cf_training.artifact_arrays(model, data),
+                                                 metrics)
+
+
+def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str, dict], triggers: list[dict],
+                outcomes: list[dict], source: str, log: Callable[[str], None]) -> dict:
+    """Elasticities from the windows' prices and units, corrected by finished promotions; base rates."""
+    from salescast.models.store import ModelStore
+    from salescast.training import promotions as promo_training
+    from salescast.stream.serving.promoter import MODEL_NAME
+
+    model, base_rates, metrics = promo_training.fit(windows, vectors, triggers, outcomes, settings)
+    log(f"elasticities from {model.facts['rows']} SKU-buckets ({model.facts['discounted_rows']} at a cut price), "
+        f"{len(model.categories)} categories and {len(model.skus)} SKUs of their own, "
+        f"{model.facts.get('outcomes_used', 0)} finished promotions")
+    config = {"elasticity": model.to_config(), "base_rates": base_rates,
+              "training": {"source": source, "outcomes": len(outcomes)}}
+    return ModelStore(settings.model_store).save(MODEL_NAME, config, model.sku_arrays(), metrics)
+
+
+def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Every trigger emitted (promo-triggers), and the finished ones joined with their final outcomes
+    (promo-outcomes)."""
+    from salescast.training.promotions import join_outcomes
+    from salescast.stream.kafka import read_all, read_latest
+
+    triggers = [orjson.loads(value) for _, value in read_all(settings, settings.topic("promo_triggers")) or []]
+    final = {}
+    for value in (read_latest(settings, settings.topic("promo_outcomes")) or {}).values():
+        record = orjson.loads(value)
+        if record.get("final"):
+            final[record["trigger_id"]] = record
+    if not final:
+        log("no finished promotion yet: elasticities from sales history alone")
+    return triggers, join_outcomes(final.values(), triggers)
+
+
+def announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> dict:
+    """The version's model-version record on the model-versions topic (skipped, with a message, without a
+    broker); returns the record."""
+    record = version_record(manifest)
+    try:
+        publish_model_version(settings, record)
+    except KafkaUnavailable as exc:
+        log(f"{manifest['name']} {manifest['version']} is {manifest['status']} in the model store, but was not "
+            f"announced on {settings.topic('model_versions')}: {exc}")
+    return record
+
+
+def version_record(manifest: dict) -> dict:
+    """The contract's model-version record: the manifest without its per-file digests."""
+    return {key: value for key, value in manifest.items() if key != "files"}

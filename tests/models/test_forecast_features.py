@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from salescast.models.forecast.features import (HISTORY_FEATURES, FeatureConfig, History, make_inputs, make_samples,
+                                      split_by_time, stockout_mask)
+
+CONFIG = FeatureConfig(input_length=4, horizon=2, season=7)
+
+
+def history(units, first=100, promo=None, on_hand=None) -> History:
+    units = np.asarray(units, dtype=float)
+    return History(first, units, np.zeros_like(units) if promo is None else np.asarray(promo, float),
+                   np.full(len(units), -1.0) if on_hand is None else np.asarray(on_hand, float))
+
+
+def test_windows_slide_one_bucket_at_a_time_with_targets_right_after_their_input():
+    h = history(np.arange(10))
+    s = make_samples([h], CONFIG)
+    assert len(s) == 10 - 4 - 2 + 1
+    assert s.target_bucket.tolist() == [104, 105, 106, 107, 108]
+    # the first window reads units 0..3 and predicts 4, 5 (in scaled units)
+    first_scale = 1 + np.mean([0, 1, 2, 3])
+    assert s.scale[0] == pytest.approx(first_scale)
+    np.testing.assert_allclose(s.y[0] * s.scale[0], [4, 5], rtol=1e-6)
+    np.testing.assert_allclose(np.expm1(s.x[0, :, 0]) * first_scale, [0, 1, 2, 3], rtol=1e-5)
+
+
+def test_no_target_leaks_into_its_own_input():
+    """Every target bucket lies after every input bucket of its window, and never inside the input."""
+    rng = np.random.default_rng(0)
+    units = rng.poisson(3, 40).astype(float)
+    units[20] = 500.0  # a spike that would show up in any input that contains it
+    s = make_samples([history(units)], CONFIG)
+    for i in range(len(s)):
+        start = s.target_bucket[i] - 100
+        inputs = np.expm1(s.x[i, :, 0]) * s.scale[i]
+        np.testing.assert_allclose(inputs, units[start - 4:start], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(s.y[i] * s.scale[i], units[start:start + 2], rtol=1e-4)
+        # the scale comes from the input only: a spike among the targets does not change it
+        assert s.scale[i] == pytest.approx(1 + units[start - 4:start].mean())
+
+
+def test_split_by_time_keeps_every_training_target_before_the_cutoff():
+    s = make_samples([history(np.arange(30)), history(np.arange(25), first=103)], CONFIG)
+    train, valid = split_by_time(s, 120, CONFIG.horizon)
+    assert len(train) and len(valid)
+    assert (train.target_bucket + CONFIG.horizon - 1 < 120).all()
+    assert (valid.target_bucket >= 120).all()
+    # windows whose targets straddle the cutoff are in neither set
+    assert len(train) + len(valid) < len(s)
+
+
+def test_scaling_is_per_window_so_small_and_large_skus_look_alike():
+    small, large = history([1, 2, 1, 2, 1, 2]), history([100, 200, 100, 200, 100, 200])
+    s = make_samples([small, large], CONFIG)
+    assert s.scale[0] == pytest.approx(2.5) and s.scale[1] == pytest.approx(151)
+    # raw volumes differ 100x; scaled, the two are within a factor of 2 of each other
+    assert 0.5 < s.y[0].mean() / s.y[1].mean() < 2
+    # the scale itself is an input, so the model still knows the volume
+    assert s.x[1, 0, HISTORY_FEATURES.index("log_scale")] > s.x[0, 0, HISTORY_FEATURES.index("log_scale")]
+
+
+def test_all_zero_windows_stay_finite():
+    s = make_samples([history(np.zeros(8))], CONFIG)
+    assert np.isfinite(s.x).all() and np.isfinite(s.y).all() and (s.scale == 1).all()
+
+
+def test_a_sold_out_bucket_is_flagged_in_the_input_and_masked_as_a_target():
+    on_hand = [5, -1, 0, -1, -1, 30, -1]  # sold out from bucket 2 until the restock reported in bucket 5
+    assert stockout_mask(np.array(on_hand, float)).tolist() == [False, False, True, True, True, False, False]
+    s = make_samples([history([3, 2, 0, 0, 0, 4, 3], on_hand=on_hand)], CONFIG)
+    stockout = HISTORY_FEATURES.index("stockout")
+    assert s.x[0, :, stockout].tolist() == [0, 0, 1, 1]
+    assert s.mask[0].tolist() == [0, 1]  # bucket 4 was sold out: its zero is not demand
+    # the mean that scales a window ignores sold-out buckets
+    assert s.scale[0] == pytest.approx(1 + (3 + 2) / 2)
+
+
+def test_promotion_buckets_are_flagged():
+    s = make_samples([history([1, 5, 6, 1, 1, 1], promo=[0, 4, 6, 0, 0, 0])], CONFIG)
+    assert s.x[0, :, HISTORY_FEATURES.index("promo")].tolist() == [0, 1, 1, 0]
+
+
+def test_inputs_for_scoring_match_the_training_encoding_of_the_same_window():
+    units = np.arange(12, dtype=float)
+    s = make_samples([history(units)], CONFIG)
+    x, future, scale = make_inputs([history(units[:8])], CONFIG)  # forecasting buckets 108, 109
+    row = list(s.target_bucket).index(108)
+    np.testing.assert_array_equal(x[0], s.x[row])
+    np.testing.assert_array_equal(future[0], s.future[row])
+    assert scale[0] == s.scale[row]
+
+
+def test_known_future_is_the_season_phase_of_each_horizon_bucket():
+    config = FeatureConfig(input_length=4, horizon=7, season=7)
+    _, future, _ = make_inputs([history(np.ones(4), first=0)], config)
+    angles = np.arctan2(future[0, :, 0], future[0, :, 1]) % (2 * np.pi)
+    np.testing.assert_allclose(angles, 2 * np.pi * (np.arange(4, 11) % 7) / 7, atol=1e-5)
+
+
+def test_scoring_needs_a_full_input_window():
+    with pytest.raises(ValueError, match="shorter than the 4 buckets"):
+        make_inputs([history([1.0, 2.0])], CONFIG)
+
+
+def test_a_stock_out_reported_before_the_input_window_carries_into_it():
+    # sold out in bucket 1, no report since: the whole 4-bucket window at the end is sold out
+    on_hand = [9, 0, -1, -1, -1, -1]
+    x, _, _ = make_inputs([history([2, 0, 0, 0, 0, 0], on_hand=on_hand),
+                           history([1, 1, 1, 1, 1, 1, 1, 1])], CONFIG)
+    stockout = HISTORY_FEATURES.index("stockout")
+    assert x[0, :, stockout].tolist() == [1, 1, 1, 1]
+    assert x[1, :, stockout].tolist() == [0, 0, 0, 0]

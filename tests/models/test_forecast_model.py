@@ -1,0 +1,209 @@
+"""The LSTM: its loss, the numpy kernel's parity with Keras, the model store, and serving."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
+from salescast.models.forecast.kernel import LSTMKernel, quantile_head
+from salescast.models.forecast.metrics import masked_pinball_loss, pinball, scores
+from salescast.models.store import ModelStore, ModelStoreError
+
+CONFIG = FeatureConfig(input_length=8, horizon=3, season=7)
+
+
+def shop(skus=12, buckets=60, seed=0) -> list[History]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(skus):
+        level = np.exp(rng.normal(1.0, 1.0))
+        weekly = 1 + 0.4 * np.sin(2 * np.pi * np.arange(buckets) / 7)
+        units = rng.poisson(level * weekly).astype(float)
+        out.append(History(20_000, units, np.zeros(buckets), np.full(buckets, -1.0)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from salescast.models.forecast.lstm import LSTMForecaster
+
+    samples = make_samples(shop(), CONFIG)
+    train, valid = split_by_time(samples, 20_050, CONFIG.horizon)
+    model = LSTMForecaster(CONFIG, units=(8, 6), dense=8, epochs=2, batch_size=64, verbose=0).fit(train, valid)
+    return model, valid
+
+
+def test_pinball_loss_by_hand():
+    q = np.array([[1.0, 2.0, 3.0]])
+    # y = 4 lies above all three: the loss is q * (y - prediction)
+    np.testing.assert_allclose(pinball(np.array([4.0]), q), [[0.1 * 3, 0.5 * 2, 0.9 * 1]])
+    # y = 0 lies below all three: the loss is (1 - q) * (prediction - y)
+    np.testing.assert_allclose(pinball(np.array([0.0]), q), [[0.9 * 1, 0.5 * 2, 0.1 * 3]])
+
+
+def test_masked_buckets_do_not_count_in_the_loss():
+    y = np.array([[1.0, 100.0]])
+    q = np.ones((1, 2, 3))
+    with_spike = masked_pinball_loss(y, q, np.array([[1.0, 0.0]]))
+    assert with_spike[0] == pytest.approx(0.0)  # the masked 100 is ignored, the other bucket is exact
+    assert masked_pinball_loss(y, q, np.zeros((1, 2)))[0] == 0.0
+
+
+def test_the_keras_loss_is_the_numpy_loss():
+    from salescast.models.forecast.lstm import masked_pinball
+
+    rng = np.random.default_rng(1)
+    y, q, mask = rng.poisson(2, (5, 3)).astype(np.float32), rng.gamma(2, 1, (5, 3, 3)).astype(np.float32), \
+        (rng.random((5, 3)) > 0.3).astype(np.float32)
+    keras_loss = np.asarray(masked_pinball(np.stack([y, mask], -1), q))
+    np.testing.assert_allclose(keras_loss, masked_pinball_loss(y, q, mask), rtol=1e-5)
+
+
+def test_quantiles_never_cross_and_are_never_negative():
+    raw = np.random.default_rng(2).normal(0, 5, (1000, 3))
+    q = quantile_head(raw)
+    assert (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q >= 0).all()
+
+
+def test_the_numpy_kernel_equals_keras_within_1e_5(trained):
+    model, valid = trained
+    kernel = LSTMKernel(model.config(), model.weights())
+    keras_out = model.predict(valid.x, valid.future)
+    np.testing.assert_allclose(kernel.predict(valid.x, valid.future), keras_out, atol=1e-5)
+    # a batch big enough to be cut into blocks on threads gives the same numbers
+    big_x, big_future = np.repeat(valid.x, 40, axis=0), np.repeat(valid.future, 40, axis=0)
+    np.testing.assert_allclose(kernel.predict(big_x, big_future), np.repeat(keras_out, 40, axis=0), atol=1e-5)
+
+
+def test_training_lowers_the_validation_loss(trained):
+    model, _ = trained
+    losses = model.history["val_loss"]
+    assert len(losses) == 2 and losses[-1] < losses[0]
+
+
+def test_store_round_trip_checks_the_sha256(tmp_path, trained):
+    model, valid = trained
+    store = ModelStore(tmp_path)
+    manifest = store.save("lstm", model.config(), model.weights(), {"mase": 0.7})
+    assert store.current("lstm") is None
+    store.set_current("lstm", manifest["version"])
+    loaded = store.load("lstm")
+    assert loaded.version == manifest["version"] and loaded.manifest["sha256"] == manifest["sha256"]
+    assert len(manifest["sha256"]) == 64 and manifest["uri"].startswith("file://")
+    np.testing.assert_array_equal(LSTMKernel(loaded.config, loaded.weights).predict(valid.x, valid.future),
+                                  LSTMKernel(model.config(), model.weights()).predict(valid.x, valid.future))
+    weights = tmp_path / "lstm" / manifest["version"] / "weights.npz"
+    data = bytearray(weights.read_bytes())
+    data[-40] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelStoreError, match="does not match the sha256"):
+        store.load("lstm")
+
+
+def test_the_store_never_unpickles(tmp_path, trained):
+    model, _ = trained
+    store = ModelStore(tmp_path)
+    with pytest.raises(ValueError, match="object array"):
+        store.save("lstm", model.config(), {**model.weights(), "evil": np.array([{"a": 1}], dtype=object)}, {})
+    manifest = store.save("lstm", model.config(), model.weights(), {})
+    folder = tmp_path / "lstm" / manifest["version"]
+    # an object array slipped in with a matching manifest is still refused by allow_pickle=False
+    np.savez(folder / "weights.npz", evil=np.array([{"a": 1}], dtype=object))
+    record = json.loads((folder / "manifest.json").read_text())
+    import hashlib
+
+    record["files"]["weights.npz"] = hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest()
+    from salescast.models.store import _artifact_digest
+
+    record["sha256"] = _artifact_digest(record["files"])
+    (folder / "manifest.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        store.load("lstm", manifest["version"])
+
+
+def test_a_missing_model_says_how_to_make_one(tmp_path):
+    with pytest.raises(ModelStoreError, match="salescast retrain"):
+        ModelStore(tmp_path).load("lstm")
+
+
+def test_scores_leave_sold_out_buckets_out():
+    y = np.array([[[2.0, 0.0]]])
+    q = np.array([[[[1.0, 2.0, 3.0], [0.0, 5.0, 9.0]]]])
+    mask = np.array([[[1.0, 0.0]]])
+    s = scores(y, q, mask, np.array([1.0]))
+    assert s["mase"] == 0.0 and s["wape"] == 0.0 and s["coverage_p10_p90"] == 1.0
+
+
+def test_serving_scores_ready_skus_with_the_lstm_and_new_ones_with_the_flagged_baseline(tmp_path, trained):
+    from salescast.stream.core.engine import BaselineForecaster
+    from salescast.stream.serving.forecaster import LSTMServing
+
+    model, _ = trained
+    store = ModelStore(tmp_path)
+    manifest = store.save("lstm", model.config(), model.weights(), {})
+    serving = LSTMServing(store.load("lstm", manifest["version"]), BaselineForecaster(7))
+    ready, new = shop(1, 30)[0], shop(1, 5)[0]
+    (f_ready, name, version), (f_new, new_name, _) = serving.forecast_many([ready, new], CONFIG.horizon)
+    assert (name, version) == ("lstm", manifest["version"]) and not f_ready.cold_start
+    assert (f_ready.p10 <= f_ready.p50).all() and (f_ready.p50 <= f_ready.p90).all()
+    assert new_name == "seasonal_naive" and f_new.cold_start
+
+
+def _settings(store, **env):
+    from salescast.stream.core.settings import Settings
+
+    return Settings.from_env({"SALESCAST_MODEL_STORE": str(store), "SALESCAST_HORIZON": "3", **env})
+
+
+class _Captured(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+
+def test_the_worker_serves_the_current_model_and_falls_back_to_the_baseline_with_a_reason(tmp_path, trained):
+    """(-p no:logging turns pytest's caplog off, so the log is captured by hand.)"""
+    from salescast.stream.core.engine import BaselineForecaster
+    from salescast.stream.serving.forecaster import LSTMServing, load_forecaster, log
+
+    captured = _Captured()
+    log.addHandler(captured)
+    try:
+        model, _ = trained
+        store = ModelStore(tmp_path)
+        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert "salescast retrain" in captured.text
+
+        manifest = store.save("lstm", {**model.config(), "bucket": "1d"}, model.weights(), {})
+        store.set_current("lstm", manifest["version"])
+        serving = load_forecaster(_settings(tmp_path))
+        assert isinstance(serving, LSTMServing) and serving.version == manifest["version"]
+
+        assert isinstance(load_forecaster(_settings(tmp_path, SALESCAST_HORIZON="7")), BaselineForecaster)
+        assert "SALESCAST_HORIZON is 7" in captured.text
+
+        (tmp_path / "lstm" / manifest["version"] / "config.json").write_text("{}")
+        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert "does not match the sha256" in captured.text
+    finally:
+        log.removeHandler(captured)
+
+
+def test_the_worker_never_imports_tensorflow(tmp_path):
+    """Serving is the numpy kernel: TensorFlow would cost the worker seconds and hundreds of MiB."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import salescast.stream.agents, salescast.stream.views, salescast.stream.serving.forecaster; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                               "SALESCAST_DATA_DIR": str(tmp_path), "PATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

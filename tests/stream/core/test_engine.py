@@ -1,0 +1,125 @@
+import orjson
+import pytest
+
+from salescast.stream.core.contract import validator
+from salescast.stream.core.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdate, apply_sku_update,
+                              apply_user_update, close_buckets)
+from salescast.stream.core.settings import Settings
+
+DAY = 86_400_000
+T0 = 20_000 * DAY  # a midnight
+
+
+@pytest.fixture
+def settings():
+    return Settings.from_env({"SALESCAST_HORIZON": "3"})
+
+
+def order(ts, *lines, order_id="o-1", user="u-1"):
+    return orjson.dumps({"order_id": order_id, "user_id": user, "ts": ts,
+                         "items": [{"sku": sku, "qty": qty, "unit_price": price} for sku, qty, price in lines]})
+
+
+def test_an_order_splits_into_one_update_per_line(settings):
+    ingestor = Ingestor(settings)
+    out = ingestor.ingest("orders", order(T0, ("a", 2, 1.5), ("b", 1, 3.0)), partition=4, offset=17)
+    assert out.dead_letter is None and out.tick == T0 // DAY
+    assert [(u.sku, u.units, u.revenue, u.source, u.offset, u.line) for u in out.sku_updates] == [
+        ("a", 2, 3.0, "o4", 17, 0), ("b", 1, 3.0, "o4", 17, 1)]
+    assert [(u.user, u.sku, u.action) for u in out.user_updates] == [("u-1", "a", "purchase"), ("u-1", "b", "purchase")]
+    assert SkuUpdate.from_wire(orjson.loads(orjson.dumps(out.sku_updates[0].to_wire()))) == out.sku_updates[0]
+    assert UserUpdate.from_wire(orjson.loads(orjson.dumps(out.user_updates[0].to_wire()))) == out.user_updates[0]
+
+
+def test_lateness_is_per_partition_and_future_is_against_the_wall_clock(settings):
+    now = T0 + 10 * DAY
+    ingestor = Ingestor(settings, now_ms=lambda: now)
+    assert ingestor.ingest("orders", order(T0 + 10 * DAY, ("a", 1, 1)), 0, 0).dead_letter is None
+    # another partition catching up days behind is not late
+    assert ingestor.ingest("orders", order(T0, ("a", 1, 1)), 1, 0).dead_letter is None
+    within = ingestor.ingest("orders", order(T0 + 8 * DAY + 1, ("a", 1, 1)), 0, 1)
+    assert within.dead_letter is None
+    late = ingestor.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 2).dead_letter
+    assert late["reason"] == "late" and late["partition"] == 0 and late["offset"] == 2
+    ahead = {"user_id": "u", "sku": "a", "action": "view", "ts": now + DAY + 1}
+    future = ingestor.ingest("clicks", orjson.dumps(ahead), 0, 0).dead_letter
+    assert future["reason"] == "future" and "ahead of the clock" in future["error"]
+    assert ingestor.watermark == T0 + 10 * DAY  # rejected records move nothing
+    assert ingestor.ingest("clicks", orjson.dumps({**ahead, "ts": now + DAY}), 0, 1).dead_letter is None
+    validator("dead_letters")(late)
+
+
+def test_with_the_events_clock_nothing_is_future(settings):
+    simulation = Ingestor(Settings.from_env({"SALESCAST_CLOCK": "events"}), now_ms=lambda: T0)
+    assert simulation.ingest("orders", order(T0 + 400 * DAY, ("a", 1, 1)), 0, 0).dead_letter is None
+
+
+def test_a_restarted_ingestor_seeded_with_the_persisted_progress_judges_as_before(settings):
+    before = Ingestor(settings)
+    for offset, day in enumerate((5, 6, 7, 8, 9)):  # partition 1 walks event time up a day at a time
+        assert before.ingest("orders", order(T0 + day * DAY, ("a", 1, 1)), 1, offset).dead_letter is None
+    before.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 0)
+    before.ingest("orders", order(T0 + 10 * DAY, ("a", 1, 1)), 0, 1)
+    progress = before.progress()
+    assert progress == {"orders/0": [T0 + 10 * DAY, 1], "orders/1": [T0 + 9 * DAY, 4]}
+    assert before.progress() == {}  # only what was read since the last call
+
+    after = Ingestor(settings)
+    assert after.seed(progress) == (T0 + 10 * DAY) // DAY
+    assert after.newest(("orders", 1)) == T0 + 9 * DAY and after.last_read(("orders", 1)) == 4
+    # the crash came before partition 1's offsets 2-4 were committed: they are read again, and judged as
+    # the first time (not `late` against the persisted day 9)
+    assert after.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 1, 2).dead_letter is None
+    assert after.ingest("orders", order(T0 + 10 * DAY + 1, ("a", 1, 1)), 0, 2).dead_letter is None
+    # seeding never moves a watermark back, and ignores partitions of topics this run does not read
+    assert after.seed({"orders/0": [T0, 0], "renamed.orders/0": [T0 + 50 * DAY, 9]}) is None
+    assert after.watermark == T0 + 10 * DAY + 1
+
+
+def test_after_a_restart_lateness_uses_the_persisted_time_only_past_the_offsets_read_before(settings):
+    progress = {"orders/0": [T0 + 10 * DAY, 1]}  # offsets 0 (7 days) and 1 (10 days) were read
+    resumed_at_zero = Ingestor(settings)
+    resumed_at_zero.seed(progress)
+    # offset 0 is a re-read (its offset was not committed before the crash): judged as the first time
+    assert resumed_at_zero.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 0).dead_letter is None
+    resumed_at_two = Ingestor(settings)
+    resumed_at_two.seed(progress)
+    late = resumed_at_two.ingest("orders", order(T0 + 7 * DAY, ("a", 1, 1)), 0, 2).dead_letter
+    assert late["reason"] == "late"  # a new record, 3 days behind its partition's newest before the restart
+    assert resumed_at_two.progress() == {"orders/0": [T0 + 10 * DAY, 2]}
+
+
+def test_ticks_only_when_the_partitions_event_time_enters_a_new_bucket(settings):
+    ingestor = Ingestor(settings)
+    ticks = [ingestor.ingest("orders", order(ts, ("a", 1, 1)), 0, i).tick
+             for i, ts in enumerate([T0, T0 + 5, T0 + DAY, T0 + DAY - 1, T0 + 2 * DAY])]
+    assert ticks == [T0 // DAY, None, T0 // DAY + 1, None, T0 // DAY + 2]
+    # each partition ticks on its own: partition 1's first record ticks though partition 0 is ahead
+    assert ingestor.ingest("orders", order(T0, ("a", 1, 1)), 1, 0).tick == T0 // DAY
+
+
+def test_sku_updates_are_idempotent(settings):
+    update = SkuUpdate("sale", "a", T0, "o0", 5, 0, units=2, revenue=4.0)
+    window, changed = apply_sku_update(None, update, settings)
+    assert changed and window["u"] == [2]
+    window, changed = apply_sku_update(window, update, settings)
+    assert not changed and window["u"] == [2]
+
+
+def test_user_updates_use_the_configured_weights(settings):
+    vector, _ = apply_user_update(None, UserUpdate("u", "a", "cart", T0, "c0", 1), settings)
+    vector, _ = apply_user_update(vector, UserUpdate("u", "a", "purchase", T0, "o0", 1), settings)
+    assert vector["w"]["a"] == pytest.approx(settings.interaction_weights.cart + settings.interaction_weights.purchase)
+
+
+def test_closing_a_bucket_forecasts_from_the_next_one_once(settings):
+    window, _ = apply_sku_update(None, SkuUpdate("sale", "a", T0, "o0", 1, units=3, revenue=3.0), settings)
+    closed = close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(settings.season))
+    assert len(closed) == 1 and len(closed[0].forecasts) == 1
+    window, record = closed[0].window, closed[0].forecasts[0]
+    validator("forecasts")(record)
+    assert record["ts"] == T0 and [h["start"] for h in record["horizon"]] == [T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY]
+    assert record["cold_start"] is True and record["model"]["name"] == "seasonal_naive"
+    assert all(h["p10"] <= h["p50"] <= h["p90"] for h in record["horizon"])
+    assert window["fp"] == [T0 // DAY + 1, record["horizon"][0]["p10"]]  # what the next close checks demand against
+    assert close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(7)) == []

@@ -1,0 +1,129 @@
+"""Hot swap (salescast.stream.serving.registry): the worker switches to the store's current version, and refuses a bad one."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from salescast.models.store import ModelStore
+from salescast.stream.serving.registry import HotSwap, Refused, ServedModels, load_version
+from salescast.stream.core.settings import Settings
+from tests.models.test_forecast_model import CONFIG, shop
+
+
+@pytest.fixture(scope="module")
+def lstm():
+    from salescast.models.forecast.features import make_samples, split_by_time
+    from salescast.models.forecast.lstm import LSTMForecaster
+
+    train, valid = split_by_time(make_samples(shop(), CONFIG), 20_050, CONFIG.horizon)
+    model = LSTMForecaster(CONFIG, units=(8, 6), dense=8, epochs=2, batch_size=64, verbose=0).fit(train, valid)
+    return {**model.config(), "bucket": "1d"}, model.weights()
+
+
+def settings_for(store: ModelStore) -> Settings:
+    return Settings.from_env({"SALESCAST_MODEL_STORE": str(store.root), "SALESCAST_HORIZON": str(CONFIG.horizon)})
+
+
+class Promoter:
+    model = None
+
+
+def swap_for(store: ModelStore, version: str):
+    """A worker serving `version`, and what it reports."""
+    settings = settings_for(store)
+    served = ServedModels(load_version(store, "lstm", version, settings), None, Promoter())
+    events = []
+    swap = HotSwap(served, store, settings, lambda *args: events.append(("swapped", *args)),
+                   lambda *args: events.append(("refused", *args)))
+    return served, swap, events
+
+
+def save(store: ModelStore, lstm, seconds: int, **changes) -> str:
+    import datetime as dt
+
+    config, weights = lstm
+    weights = {**weights, **changes}
+    now = dt.datetime(2026, 12, 1, 12, 0, seconds, tzinfo=dt.timezone.utc)
+    return store.save("lstm", config, weights, {"mase": 0.9}, now=now)["version"]
+
+
+def test_the_worker_switches_to_the_current_version_and_only_when_it_changed(tmp_path, lstm):
+    store = ModelStore(tmp_path)
+    first = save(store, lstm, 0)
+    store.set_current("lstm", first)
+    served, swap, events = swap_for(store, first)
+    assert asyncio.run(swap.reconcile("lstm")) is False and events == []
+
+    config, weights = lstm
+    second = save(store, (config, {k: v * 1.01 for k, v in weights.items()}), 1)
+    store.set_current("lstm", second)
+    assert asyncio.run(swap.reconcile("lstm")) is True
+    assert served.forecaster.version == second
+    (kind, name, old, new, seconds), = events
+    assert (kind, name, old, new) == ("swapped", "lstm", first, second) and 0 < seconds < 5
+    # the new version serves: the forecasts carry it
+    history = shop(1, 40)[0]
+    assert served.forecaster.forecast_many([history], CONFIG.horizon)[0][2] == second
+    assert asyncio.run(swap.reconcile("lstm")) is False and len(events) == 1
+
+
+@pytest.mark.parametrize("damage", ["file changed", "nan weights", "wrong shapes"])
+def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(tmp_path, lstm, damage):
+    store = ModelStore(tmp_path)
+    good = save(store, lstm, 0)
+    store.set_current("lstm", good)
+    served, swap, events = swap_for(store, good)
+    _, weights = lstm
+    if damage == "file changed":
+        bad = save(store, (lstm[0], {k: v * 1.01 for k, v in weights.items()}), 1)
+    elif damage == "nan weights":
+        bad = save(store, lstm, 1, **{"out.bias": np.full_like(weights["out.bias"], np.nan)})
+    else:
+        bad = save(store, lstm, 1, **{"lstm_1.kernel": weights["lstm_1.kernel"][:, :4]})
+    # CURRENT is pointed at it by hand: set_current itself refuses a version that does not load
+    (tmp_path / "lstm" / "CURRENT").write_text(bad + "\n")
+    if damage == "file changed":
+        (tmp_path / "lstm" / bad / "weights.npz").write_bytes(b"not the weights that were digested")
+
+    assert asyncio.run(swap.reconcile("lstm")) is False
+    assert served.forecaster.version == good
+    (kind, name, version, reason), = events
+    assert (kind, name, version) == ("refused", "lstm", bad)
+    expected = {"file changed": "does not match the sha256", "nan weights": "unusable forecasts",
+                "wrong shapes": "does not load"}[damage]
+    assert expected in reason, reason
+    with pytest.raises(Refused):
+        load_version(store, "lstm", bad, settings_for(store))
+
+    assert asyncio.run(swap.reconcile("lstm")) is False and len(events) == 1  # not tried again ...
+    newer = save(store, (lstm[0], {k: v * 0.99 for k, v in weights.items()}), 2)
+    store.set_current("lstm", newer)
+    assert asyncio.run(swap.reconcile("lstm")) is True  # ... until CURRENT moves
+    assert served.forecaster.version == newer
+
+
+def test_the_recommender_switches_too_and_a_version_without_skus_is_refused(tmp_path):
+    from salescast.training import recommender as cf_training
+    from salescast.stream.serving.recommender import Recommender
+
+    store = ModelStore(tmp_path)
+    vectors = {"u1": {"t": 0, "w": {"a": 5.0, "b": 1.0}}, "u2": {"t": 0, "w": {"a": 1.0, "b": 3.0, "c": 1.0}},
+               "u3": {"t": 0, "w": {"c": 2.0, "d": 1.0}}}
+    versions = []
+    for i, extra in enumerate(({}, {"u4": {"t": 0, "w": {"b": 1.0, "d": 2.0}}})):
+        data = cf_training.matrix_from_vectors({**vectors, **extra}, {})
+        model, config, metrics = cf_training.fit(data)
+        versions.append(store.save("cf", config, cf_training.artifact_arrays(model, data), metrics)["version"])
+    store.set_current("cf", versions[0])
+    served = ServedModels(None, load_version(store, "cf", versions[0], settings_for(store)), Promoter())
+    events = []
+    swap = HotSwap(served, store, settings_for(store), lambda *args: events.append(args))
+    store.set_current("cf", versions[1])
+    assert asyncio.run(swap.reconcile("cf")) is True
+    assert isinstance(served.recommender, Recommender) and served.recommender.version == versions[1]
+    assert served.recommender.for_user({"w": {"a": 1.0}}, 3).items  # it scores
+
+    bare = store.save("cf", {"params": {}}, {"item_ids": np.asarray([], dtype=str)}, {})["version"]
+    with pytest.raises(Refused, match="does not load|knows no SKU"):
+        load_version(store, "cf", bare, settings_for(store))

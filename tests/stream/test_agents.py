@@ -1,0 +1,191 @@
+"""The agents with Faust's test_context() and the memory:// store: no broker needed."""
+
+import asyncio
+import collections
+import os
+
+import orjson
+import pytest
+from faust.types import TP
+
+os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
+from salescast.stream.app import app  # noqa: E402
+
+app.conf.store = "memory://"  # before the tables exist
+app.finalize()
+app.conf.web_enabled = False
+
+from salescast.stream import agents  # noqa: E402
+
+from salescast.stream.delivery import offsets
+from salescast.stream.tables import sku_windows, user_items  # noqa: E402
+
+DAY = 86_400_000
+T0 = 20_000 * DAY
+
+
+async def settled(condition, timeout_s: float = 3.0):
+    """take_events() hands a batch over when its `within` timer fires: wait for the agent to get there."""
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the agent did not process the batch")
+
+
+RecordMetadata = collections.namedtuple("RecordMetadata", "topic partition offset")
+
+
+class FakeProducer:
+    """Stands in for the aiokafka producer Faust owns: records what the agents hand over."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, int | None, bytes | None, bytes]] = []
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        self.sent.append((topic, partition, key, value))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(RecordMetadata(topic, partition or 0, len(self.sent) - 1))
+        return delivered
+
+    def to(self, topic):
+        return [(key, value) for t, _, key, value in self.sent if t == topic]
+
+
+@pytest.fixture(autouse=True)
+def producer(monkeypatch):
+    for table in (sku_windows, user_items):
+        table.data.clear()
+    fake = FakeProducer()
+    monkeypatch.setattr(agents, "_producer", lambda: fake)
+    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", nothing_persisted)
+    monkeypatch.setattr(agents.watermark_seeding, "needed", True)
+    # no broker to ask: nothing committed, and nothing to read back (tests/unit/test_continuity.py covers that)
+    monkeypatch.setattr(offsets.continuity, "committed", nothing_committed)
+    monkeypatch.setattr(offsets.continuity, "read_range", nothing_to_read)
+    offsets.continuity.reset()
+    monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
+    marks_sender = agents.MarksSender()
+    marks_sender.BATCH_EVERY_S = 0.0  # every batch's marks, not at most two a second
+    monkeypatch.setattr(agents, "marks_sender", marks_sender)
+    yield fake
+
+
+async def nothing_committed():
+    return {}
+
+
+async def nothing_to_read(topic, partition, start, end, limit=None):
+    return []
+
+
+async def nothing_persisted():
+    return {}
+
+
+def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
+    return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
+
+
+def marks(**newest):
+    """The internal marks record: each input partition's newest event time, none idle."""
+    return orjson.dumps(["marks", {name.replace("_", "/"): [ts, False] for name, ts in newest.items()}, 0.0])
+
+
+async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(producer, monkeypatch):
+    persisted = {}
+    monkeypatch.setattr(sku_windows.data, "set_persisted_offset", lambda tp, offset: persisted.__setitem__(tp, offset))
+
+    def sent():
+        return [(key, orjson.loads(value)) for key, value in producer.to(agents.FORECASTS)]
+
+    async with agents.update_sku_windows.test_context() as agent:
+        await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)
+        await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)  # re-read
+        await agent.put(update("sale", "a", T0 + 5, 2, units=1, revenue=2.0), key=b"a", partition=0)
+        # orders/1 is still in day 0: nothing closes until it has passed the day's end too
+        await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY - 1), key=None, partition=0)
+        await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY), key=None, partition=0)
+        await settled(sent)
+    window = orjson.loads(sku_windows[b"a"])
+    assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
+    assert [(key, record["ts"]) for key, record in sent()] == [(b"a", T0)]
+    changelog_topic = sku_windows.changelog_topic.get_topic_name()
+    changelog = producer.to(changelog_topic)
+    assert changelog and orjson.loads(changelog[-1][1]) == window  # every table write goes to the changelog
+    last = max(i for i, (topic, *_rest) in enumerate(producer.sent) if topic == changelog_topic)
+    partition = producer.sent[last][1]
+    assert persisted[TP(changelog_topic, partition)] == last  # a restart recovers only what came after
+
+
+async def test_user_agent_builds_weighted_vectors():
+    async with agents.update_user_items.test_context() as agent:
+        await agent.put(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0]), key=b"u-1", partition=0)
+        await agent.put(orjson.dumps(["u-1", "a", "purchase", T0, "o0", 1, 0]), key=b"u-1", partition=0)
+        await settled(lambda: b"u-1" in user_items.data)
+    vector = orjson.loads(user_items[b"u-1"])
+    assert vector["w"] == {"a": pytest.approx(6.0)}
+
+
+async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
+    def dead():
+        return [orjson.loads(value) for _, value in producer.to(agents.DEAD_LETTERS)]
+
+    good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0,
+                         "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(good, key=b"o", partition=0)
+        await agent.put(b"not json", key=b"o", partition=0)
+        await settled(lambda: dead() and producer.to(agents.SKU_EVENTS))
+    routed = producer.to(agents.SKU_EVENTS)
+    assert [key for key, _ in routed if key is not None] == [b"a"]
+    assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["marks"] * 8  # one per partition
+    assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
+    assert [d["reason"] for d in dead()] == ["not_json"]
+
+
+async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_its_own(producer, monkeypatch):
+    orders_topic = agents.settings.topic("orders")
+
+    async def persisted():
+        return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41]),
+                f"{orders_topic}/3".encode(): b"not what we write"}  # skipped, never fatal
+
+    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", persisted)
+    ahead = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + 10 * DAY + DAY // 2,
+                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    behind = orjson.dumps({"order_id": "p", "user_id": "u", "ts": T0 + 9 * DAY,
+                           "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(behind, key=b"p", partition=0)
+        await agent.put(ahead, key=b"o", partition=2)
+        await settled(lambda: producer.to(agents.INPUT_WATERMARKS))
+    assert producer.to(agents.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
+    sent_marks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
+    # sent on seeding (a crash may have cut the last ones off), then as the batch moved partitions on
+    assert sent_marks[-1][0] == "marks" and sent_marks[-1][1] == {
+        f"{orders_topic}/0": [T0 + 9 * DAY, False], f"{orders_topic}/2": [T0 + 10 * DAY + DAY // 2, False]}
+    assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
+        f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}
+
+
+async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents_outbox(producer):
+    """The clicks agent has read a batch whose updates it has not sent yet: the orders agent's marks must
+    not carry that progress out ahead of them, or a SKU partition closes buckets those clicks belong to."""
+    clicks_topic, orders_topic = agents.settings.topic("clicks"), agents.settings.topic("orders")
+    click = orjson.dumps({"user_id": "u", "sku": "a", "action": "view", "ts": T0 + 3 * DAY})
+    assert agents.ingestor.ingest("clicks", click, 0, 0).dead_letter is None  # read, not yet flushed
+    good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + DAY,
+                         "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+    async with agents.ingest_orders.test_context() as agent:
+        await agent.put(good, key=b"o", partition=0)
+        await settled(lambda: producer.to(agents.SKU_EVENTS))
+    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+    assert marks[f"{orders_topic}/0"] == [T0 + DAY, False]
+    assert marks[f"{clicks_topic}/0"] == [-1, False]  # nothing of it flushed: it holds the watermark back
+    agents.marks_sender.publish(clicks_topic)  # the clicks batch was sent
+    out = agents.Outbox()
+    agents.marks_sender.add(out)
+    await out.flush(producer)
+    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+    assert marks[f"{clicks_topic}/0"] == [T0 + 3 * DAY, False]
