@@ -45,30 +45,9 @@ def cmd_kafka(args) -> int:
 
 def cmd_worker(args) -> int:
     settings = _settings()
-    from salescast.stream.kafka import KafkaUnavailable, ensure_topics
-    from salescast.stream.topics import worker_topics
+    from salescast.stream import worker
 
-    try:
-        created = ensure_topics(settings, worker_topics())
-    except KafkaUnavailable as exc:
-        print(f"salescast worker: {exc}", file=sys.stderr)
-        return 1
-    if created:
-        print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    from faust import Worker
-
-    from salescast.stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
-    from salescast.stream import metrics
-    from salescast.stream.app import app
-
-    metrics.serve(settings.metrics_port)
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
-    # Faust's terminal spinner hooks a DEBUG handler onto the root logger, which turns every
-    # aiokafka/faust debug call on the send path into a LogRecord: a tenth of the CPU, measured.
-    worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    return worker.run(settings, args.loglevel)
 
 
 def _start_ms(text: str) -> int:
@@ -118,12 +97,12 @@ def _promo_inbox(settings: Settings):
     import orjson
     from kafka import KafkaConsumer
 
-    from salescast.stream.kafka import ensure_topics
+    from salescast.stream.kafka import client_options, ensure_topics
 
     ensure_topics(settings)
     arrived: queue.Queue = queue.Queue()
     consumer = KafkaConsumer(settings.topic("promo_triggers"), auto_offset_reset="latest",
-                             enable_auto_commit=False, **settings.kafka_client_options())
+                             enable_auto_commit=False, **client_options(settings))
 
     def listen() -> None:
         for message in consumer:
@@ -147,10 +126,10 @@ def _producer(settings: Settings, **tuning):
     """A kafka-python producer for the input topics (acks from all replicas), which it creates when missing."""
     from kafka import KafkaProducer
 
-    from salescast.stream.kafka import ensure_topics
+    from salescast.stream.kafka import client_options, ensure_topics
 
     ensure_topics(settings)
-    return KafkaProducer(acks="all", **tuning, **settings.kafka_client_options())
+    return KafkaProducer(acks="all", **tuning, **client_options(settings))
 
 
 def _publish(events, settings: Settings, limit: int | None) -> int:

@@ -1,4 +1,9 @@
-"""Creating the contract's topics when they are missing (kafka-python admin client)."""
+"""kafka-python at the edges of the worker and the tools: client options, topics, reading and publishing.
+
+`client_options` is the one mapping of the security settings to Kafka client
+options; Faust's credentials (`faust_credentials`) are made from it, so
+kafka-python, aiokafka and Faust always connect the same way.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,43 @@ class KafkaUnavailable(RuntimeError):
     pass
 
 
+def client_options(settings: Settings) -> dict:
+    """Bootstrap servers and security as kafka-python options (aiokafka takes the same names)."""
+    options: dict = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+                     "security_protocol": settings.security_protocol}
+    if settings.sasl_mechanism:
+        options.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                       sasl_plain_password=settings.sasl_password)
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(settings, name):
+            options[name] = getattr(settings, name)
+    return options
+
+
+def faust_credentials(settings: Settings):
+    """`client_options` as Faust's broker credentials (Faust hands them to aiokafka)."""
+    import faust
+    from aiokafka.helpers import create_ssl_context
+
+    options = client_options(settings)
+    protocol = options["security_protocol"]
+    ssl_context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        ssl_context = create_ssl_context(cafile=options.get("ssl_cafile"), certfile=options.get("ssl_certfile"),
+                                         keyfile=options.get("ssl_keyfile"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=options["sasl_plain_username"],
+                                     password=options["sasl_plain_password"],
+                                     mechanism=options["sasl_mechanism"], ssl_context=ssl_context)
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
 def admin_client(settings: Settings) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(client_id=f"{settings.app_id}-admin", request_timeout_ms=15000,
-                                **settings.kafka_client_options())
+                                **client_options(settings))
     except KafkaError as exc:
         raise KafkaUnavailable(
             f"no Kafka broker answers at {settings.bootstrap_servers} ({exc}). Start one with "
@@ -90,7 +128,7 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[tu
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
-                             **settings.kafka_client_options())
+                             **client_options(settings))
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -149,7 +187,7 @@ class RangeReader:
         with self._lock:
             if self._consumer is None:
                 self._consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                               **self.settings.kafka_client_options())
+                                               **client_options(self.settings))
             consumer = self._consumer
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
@@ -182,7 +220,7 @@ def publish_model_version(settings: Settings, record: dict) -> None:
     if not reachable(settings):
         raise KafkaUnavailable(f"no Kafka broker answers at {settings.bootstrap_servers}")
     ensure_topics(settings)
-    producer = KafkaProducer(acks="all", **settings.kafka_client_options())
+    producer = KafkaProducer(acks="all", **client_options(settings))
     try:
         producer.send(settings.topic("model_versions"), key=record["name"].encode(),
                       value=orjson.dumps(record)).get(timeout=30)

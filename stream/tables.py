@@ -23,3 +23,4 @@ sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the st
 # one key, the guardrails' state (salescast.models.promo.guardrails), beside the one-partition proposals topic
 promo_guardrails = app.Table(PROMO_GUARDRAILS_TABLE, help="cooldowns, open triggers and budget spent",
                              **{**TABLE_OPTIONS, "partitions": 1})
+ALL_TABLES = (sku_windows, user_items, sku_candidates, promo_guardrails)

@@ -53,3 +53,11 @@ def worker_topics() -> list[tuple[str, int, bool]]:
     return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
             for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
 
+
+# the names the agents send to (the outbox takes names, not Faust topics)
+SKU_EVENTS, USER_EVENTS = sku_events.get_topic_name(), user_events.get_topic_name()
+SKU_AFFINITIES = sku_affinities.get_topic_name()
+FORECASTS, DEAD_LETTERS = forecasts.get_topic_name(), dead_letters.get_topic_name()
+INPUT_WATERMARKS = input_watermarks.get_topic_name()
+PROMO_PROPOSALS, PROMO_TRIGGERS = promo_proposals.get_topic_name(), promo_triggers.get_topic_name()
+PROMO_OUTCOMES = promo_outcomes.get_topic_name()

@@ -11,7 +11,8 @@ from faust.web import Request, Response, View
 
 from salescast.stream.core.engine import sales_view
 from salescast.stream.serving.recommender import recommendations_record
-from salescast.stream.agents import load_value, served
+from salescast.stream.delivery.writes import load_value
+from salescast.stream.live import served
 from salescast.stream.app import app, settings
 from salescast.stream.tables import sku_candidates, sku_windows, user_items
 

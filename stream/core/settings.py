@@ -127,22 +127,6 @@ class Settings:
     def topic(self, key: str) -> str:
         return self.topics[key]
 
-    def kafka_client_options(self) -> dict:
-        """Security options for kafka-python clients (aiokafka gets the same via Faust)."""
-        options: dict = {"bootstrap_servers": self.bootstrap_servers.split(","),
-                         "security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            options.update(sasl_mechanism=self.sasl_mechanism,
-                           sasl_plain_username=self.sasl_username,
-                           sasl_plain_password=self.sasl_password)
-        if self.ssl_cafile:
-            options["ssl_cafile"] = self.ssl_cafile
-        if self.ssl_certfile:
-            options["ssl_certfile"] = self.ssl_certfile
-        if self.ssl_keyfile:
-            options["ssl_keyfile"] = self.ssl_keyfile
-        return options
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

@@ -20,7 +20,10 @@ watermark back too, for at most the idle timeout.
 
 from __future__ import annotations
 
+import orjson
+
 PENDING = -1  # a mark's ts while nothing of the partition has been read
+MARKS = "marks"  # the tag of a marks record on the SKU topic: ["marks", {partition: mark}, sent_at, counts]
 
 Mark = tuple[int, bool]  # (newest event time read, idle)
 
@@ -94,3 +97,21 @@ class LowWatermark:
             if self._closed_before is None or bucket > self._closed_before:
                 self._closed_before = bucket
         return self._closed_before
+
+
+def encode_marks(marks: dict[str, list], sent_at: float, partition_counts: dict[str, int]) -> bytes:
+    """A marks record for the SKU topic: no key, a tagged list that no SKU update can be mistaken for."""
+    return orjson.dumps([MARKS, marks, sent_at, partition_counts])
+
+
+def is_marks(key: bytes | None, value: bytes) -> bool:
+    return key is None and value.startswith(b'["')
+
+
+def decode_marks(value: bytes) -> tuple[dict, float, dict | None] | None:
+    """(marks, sent_at, partition counts) of a marks record; None for another tag (a v1 worker's tick
+    during a rolling upgrade: its marks follow). Raises on a corrupt record."""
+    tag, marks, sent_at, *counts = orjson.loads(value)
+    if tag != MARKS:
+        return None
+    return marks, sent_at, counts[0] if counts else None

@@ -12,6 +12,7 @@ from salescast.stream.kafka import RangeReader, committed_offsets
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.delivery.continuity import OffsetContinuity
+from salescast.stream import faust_fixes
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.01
@@ -57,8 +58,8 @@ async def batches(stream):
 
 async def commit_handled() -> None:
     offsets = await continuity.commit_offsets(app.consumer.assignment())
-    # Faust's own commit step: flush the producer (the batches' table and output sends), then commit
-    if offsets and await app.consumer._commit_offsets(offsets):
+    # flush the producer (the batches' table and output sends), then commit
+    if offsets and await faust_fixes.commit(app, offsets):
         continuity.on_committed(offsets)
 
 
@@ -76,9 +77,7 @@ def _quiet() -> bool:
 
 
 async def _seek(tp, offset: int) -> None:
-    # in the consumer's own thread: aiokafka's fetch state is not thread-safe, and a seek made from
-    # this loop (Faust's Consumer.seek) crashed its fetcher in a benchmark run
-    await app.consumer._thread.seek_wait({tp: offset})
+    await faust_fixes.seek(app, tp, offset)
 
 
 @app.timer(STALL_CHECK_S)

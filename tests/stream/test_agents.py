@@ -15,7 +15,10 @@ app.conf.store = "memory://"  # before the tables exist
 app.finalize()
 app.conf.web_enabled = False
 
-from salescast.stream import agents  # noqa: E402
+from salescast.stream import topics  # noqa: E402
+from salescast.stream.agents import ingest, skus, users  # noqa: E402
+from salescast.stream.delivery import writes  # noqa: E402
+from salescast.stream.delivery.outbox import Outbox  # noqa: E402
 
 from salescast.stream.delivery import offsets
 from salescast.stream.tables import sku_windows, user_items  # noqa: E402
@@ -57,17 +60,17 @@ def producer(monkeypatch):
     for table in (sku_windows, user_items):
         table.data.clear()
     fake = FakeProducer()
-    monkeypatch.setattr(agents, "_producer", lambda: fake)
-    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", nothing_persisted)
-    monkeypatch.setattr(agents.watermark_seeding, "needed", True)
-    # no broker to ask: nothing committed, and nothing to read back (tests/unit/test_continuity.py covers that)
+    monkeypatch.setattr(writes, "producer", lambda: fake)
+    monkeypatch.setattr(ingest.watermark_seeding, "read_persisted", nothing_persisted)
+    monkeypatch.setattr(ingest.watermark_seeding, "needed", True)
+    # no broker to ask: nothing committed, and nothing to read back (tests/stream/delivery/test_continuity.py covers that)
     monkeypatch.setattr(offsets.continuity, "committed", nothing_committed)
     monkeypatch.setattr(offsets.continuity, "read_range", nothing_to_read)
     offsets.continuity.reset()
-    monkeypatch.setattr(agents, "ingestor", agents.Ingestor(agents.settings))
-    marks_sender = agents.MarksSender()
+    monkeypatch.setattr(ingest, "ingestor", ingest.Ingestor(ingest.settings))
+    marks_sender = ingest.MarksSender()
     marks_sender.BATCH_EVERY_S = 0.0  # every batch's marks, not at most two a second
-    monkeypatch.setattr(agents, "marks_sender", marks_sender)
+    monkeypatch.setattr(ingest, "marks_sender", marks_sender)
     yield fake
 
 
@@ -97,9 +100,9 @@ async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(produ
     monkeypatch.setattr(sku_windows.data, "set_persisted_offset", lambda tp, offset: persisted.__setitem__(tp, offset))
 
     def sent():
-        return [(key, orjson.loads(value)) for key, value in producer.to(agents.FORECASTS)]
+        return [(key, orjson.loads(value)) for key, value in producer.to(topics.FORECASTS)]
 
-    async with agents.update_sku_windows.test_context() as agent:
+    async with skus.update_sku_windows.test_context() as agent:
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)
         await agent.put(update("sale", "a", T0, 1, units=2, revenue=4.0), key=b"a", partition=0)  # re-read
         await agent.put(update("sale", "a", T0 + 5, 2, units=1, revenue=2.0), key=b"a", partition=0)
@@ -119,7 +122,7 @@ async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(produ
 
 
 async def test_user_agent_builds_weighted_vectors():
-    async with agents.update_user_items.test_context() as agent:
+    async with users.update_user_items.test_context() as agent:
         await agent.put(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0]), key=b"u-1", partition=0)
         await agent.put(orjson.dumps(["u-1", "a", "purchase", T0, "o0", 1, 0]), key=b"u-1", partition=0)
         await settled(lambda: b"u-1" in user_items.data)
@@ -129,63 +132,63 @@ async def test_user_agent_builds_weighted_vectors():
 
 async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
     def dead():
-        return [orjson.loads(value) for _, value in producer.to(agents.DEAD_LETTERS)]
+        return [orjson.loads(value) for _, value in producer.to(topics.DEAD_LETTERS)]
 
     good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0,
                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
-    async with agents.ingest_orders.test_context() as agent:
+    async with ingest.ingest_orders.test_context() as agent:
         await agent.put(good, key=b"o", partition=0)
         await agent.put(b"not json", key=b"o", partition=0)
-        await settled(lambda: dead() and producer.to(agents.SKU_EVENTS))
-    routed = producer.to(agents.SKU_EVENTS)
+        await settled(lambda: dead() and producer.to(topics.SKU_EVENTS))
+    routed = producer.to(topics.SKU_EVENTS)
     assert [key for key, _ in routed if key is not None] == [b"a"]
     assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["marks"] * 8  # one per partition
-    assert producer.to(agents.USER_EVENTS)[0][0] == b"u"
+    assert producer.to(topics.USER_EVENTS)[0][0] == b"u"
     assert [d["reason"] for d in dead()] == ["not_json"]
 
 
 async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_its_own(producer, monkeypatch):
-    orders_topic = agents.settings.topic("orders")
+    orders_topic = ingest.settings.topic("orders")
 
     async def persisted():
         return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41]),
                 f"{orders_topic}/3".encode(): b"not what we write"}  # skipped, never fatal
 
-    monkeypatch.setattr(agents.watermark_seeding, "read_persisted", persisted)
+    monkeypatch.setattr(ingest.watermark_seeding, "read_persisted", persisted)
     ahead = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + 10 * DAY + DAY // 2,
                           "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
     behind = orjson.dumps({"order_id": "p", "user_id": "u", "ts": T0 + 9 * DAY,
                            "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
-    async with agents.ingest_orders.test_context() as agent:
+    async with ingest.ingest_orders.test_context() as agent:
         await agent.put(behind, key=b"p", partition=0)
         await agent.put(ahead, key=b"o", partition=2)
-        await settled(lambda: producer.to(agents.INPUT_WATERMARKS))
-    assert producer.to(agents.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
-    sent_marks = [orjson.loads(value) for key, value in producer.to(agents.SKU_EVENTS) if key is None]
+        await settled(lambda: producer.to(topics.INPUT_WATERMARKS))
+    assert producer.to(topics.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
+    sent_marks = [orjson.loads(value) for key, value in producer.to(topics.SKU_EVENTS) if key is None]
     # sent on seeding (a crash may have cut the last ones off), then as the batch moved partitions on
     assert sent_marks[-1][0] == "marks" and sent_marks[-1][1] == {
         f"{orders_topic}/0": [T0 + 9 * DAY, False], f"{orders_topic}/2": [T0 + 10 * DAY + DAY // 2, False]}
-    assert {key: orjson.loads(value) for key, value in producer.to(agents.INPUT_WATERMARKS)} == {
+    assert {key: orjson.loads(value) for key, value in producer.to(topics.INPUT_WATERMARKS)} == {
         f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}
 
 
 async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents_outbox(producer):
     """The clicks agent has read a batch whose updates it has not sent yet: the orders agent's marks must
     not carry that progress out ahead of them, or a SKU partition closes buckets those clicks belong to."""
-    clicks_topic, orders_topic = agents.settings.topic("clicks"), agents.settings.topic("orders")
+    clicks_topic, orders_topic = ingest.settings.topic("clicks"), ingest.settings.topic("orders")
     click = orjson.dumps({"user_id": "u", "sku": "a", "action": "view", "ts": T0 + 3 * DAY})
-    assert agents.ingestor.ingest("clicks", click, 0, 0).dead_letter is None  # read, not yet flushed
+    assert ingest.ingestor.ingest("clicks", click, 0, 0).dead_letter is None  # read, not yet flushed
     good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + DAY,
                          "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
-    async with agents.ingest_orders.test_context() as agent:
+    async with ingest.ingest_orders.test_context() as agent:
         await agent.put(good, key=b"o", partition=0)
-        await settled(lambda: producer.to(agents.SKU_EVENTS))
-    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+        await settled(lambda: producer.to(topics.SKU_EVENTS))
+    marks = [orjson.loads(value)[1] for key, value in producer.to(topics.SKU_EVENTS) if key is None][-1]
     assert marks[f"{orders_topic}/0"] == [T0 + DAY, False]
     assert marks[f"{clicks_topic}/0"] == [-1, False]  # nothing of it flushed: it holds the watermark back
-    agents.marks_sender.publish(clicks_topic)  # the clicks batch was sent
-    out = agents.Outbox()
-    agents.marks_sender.add(out)
+    ingest.marks_sender.publish(clicks_topic)  # the clicks batch was sent
+    out = Outbox()
+    ingest.marks_sender.add(out)
     await out.flush(producer)
-    marks = [orjson.loads(value)[1] for key, value in producer.to(agents.SKU_EVENTS) if key is None][-1]
+    marks = [orjson.loads(value)[1] for key, value in producer.to(topics.SKU_EVENTS) if key is None][-1]
     assert marks[f"{clicks_topic}/0"] == [T0 + 3 * DAY, False]

@@ -1,6 +1,7 @@
 import pytest
 
 from salescast.stream.core.settings import Settings, SettingsError, parse_duration_ms
+from salescast.stream.kafka import client_options
 
 
 def test_defaults_are_the_contract_defaults():
@@ -18,7 +19,7 @@ def test_overrides():
                            "SALESCAST_DATA_DIR": "/data", "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2"})
     assert s.topic("orders") == "shop1.orders" and s.bucket_ms == 3_600_000 and s.season == 24
     assert str(s.model_store) == "/data/models"
-    assert s.kafka_client_options()["bootstrap_servers"] == ["a:1", "b:2"]
+    assert client_options(s)["bootstrap_servers"] == ["a:1", "b:2"]
 
 
 def test_every_error_is_reported_at_once_with_what_to_do():
@@ -37,7 +38,7 @@ def test_every_error_is_reported_at_once_with_what_to_do():
 def test_sasl_options_reach_the_kafka_client():
     s = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
                            "KAFKA_SASL_USERNAME": "shop", "KAFKA_SASL_PASSWORD": "secret"})
-    options = s.kafka_client_options()
+    options = client_options(s)
     assert options["sasl_mechanism"] == "SCRAM-SHA-256" and options["sasl_plain_password"] == "secret"
     assert "secret" not in repr(s)
 

@@ -1,0 +1,55 @@
+"""Housekeeping: the consumption rate and lag gauges, and following model-versions to hot-swap models."""
+
+from __future__ import annotations
+
+import asyncio
+
+from salescast.stream import metrics
+from salescast.stream.app import app, settings
+from salescast.stream.delivery.continuity import retrying
+from salescast.stream.kafka import client_options
+from salescast.stream.live import hot_swap, served
+from salescast.stream.serving.registry import SERVED
+
+_rate = metrics.RateMeter()
+_lag_reported: set[tuple[str, str]] = set()
+
+
+@app.timer(5.0)
+async def report_rates() -> None:
+    _rate.tick(metrics.consumed_total())
+    consumer = app.consumer
+    reported = set()
+    for tp in consumer.assignment():
+        highwater, position = consumer.highwater(tp), await consumer.position(tp)
+        if highwater is not None and highwater >= 0 and position is not None:
+            labels = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+            reported.add(labels)
+    for labels in _lag_reported - reported:  # partitions since moved to another worker: not ours to report
+        metrics.CONSUMER_LAG.remove(*labels)
+    _lag_reported.clear()
+    _lag_reported.update(reported)
+
+
+def _model_versions_consumer():
+    """Every record of model-versions, on every worker: no consumer group, so no worker misses one."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(settings.topic("model_versions"), group_id=None, auto_offset_reset="earliest",
+                         enable_auto_commit=False, **client_options(settings))
+
+
+@app.task
+async def follow_model_versions() -> None:
+    """Switch to each model's current version when model-versions says one was published."""
+    for name in SERVED:
+        metrics.set_live_version(name, served.version(name))
+    consumer = await retrying(lambda: asyncio.to_thread(_model_versions_consumer), "follow model-versions")
+    for name in SERVED:  # made current while this worker started
+        await hot_swap.reconcile(name)
+    while True:
+        polled = await retrying(lambda: asyncio.to_thread(consumer.poll, 1000), "read model-versions")
+        for name in {record.key.decode(errors="replace") for batch in polled.values() for record in batch
+                     if record.key}:
+            await hot_swap.reconcile(name)
