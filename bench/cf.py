@@ -41,6 +41,7 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from salescast.models import useritem  # noqa: E402
 from salescast.models.cf import candidates  # noqa: E402
 from salescast.models.cf.itemknn import ItemKNN  # noqa: E402
 from salescast.training import recommender as cf_training  # noqa: E402
@@ -72,7 +73,7 @@ def synthetic_vectors(interactions: int, skus: int, users: int, seed: int) -> tu
         for item, weight in zip(items.tolist(), weights.tolist()):
             key = f"sku-{item}"
             w[key] = w.get(key, 0.0) + weight
-        vectors[f"u-{user}"] = {"t": 0, "w": w}
+        vectors[f"u-{user}"] = useritem.from_weights(w, 0)
     categories = {f"sku-{i}": f"cat-{i // CLUSTER}" for i in range(skus)}
     return vectors, categories
 
@@ -135,7 +136,7 @@ def live_update_per_event(recommender: Recommender, vectors: dict, settings: Set
     for the first time, the same users again after one more visit each), as `send_affinity_changes`."""
     names = list(vectors)
     users = [names[i] for i in rng.integers(0, len(names), int(BATCH_EVENTS / events_per_user))]
-    batch = [{"t": 0, "w": dict(vectors[user]["w"])} for user in users]
+    batch = [useritem.from_weights(useritem.weights(vectors[user]), 0) for user in users]
 
     def partition_of(sku: str) -> int:
         return partition_for(sku.encode(), settings.partitions)
@@ -151,8 +152,8 @@ def live_update_per_event(recommender: Recommender, vectors: dict, settings: Set
     first = one_batch()
     for vector in batch:  # one more view of a SKU the user has, or of a random one
         sku = f"sku-{int(rng.integers(0, len(recommender.skus)))}" if rng.random() < 0.3 else \
-            next(iter(vector["w"]))
-        vector["w"][sku] = vector["w"].get(sku, 0.0) + 1.0
+            next(iter(useritem.weights(vector)))
+        useritem.learn_one(vector, sku, 1.0, 0, settings.interaction_half_life_ms, settings.user_item_cap)
     return first, one_batch()
 
 
@@ -210,7 +211,7 @@ def main() -> None:
 
     users = list(vectors)
     sample = [vectors[users[i]] for i in rng.integers(0, len(users), 500)]
-    sizes = [len(v["w"]) for v in sample]
+    sizes = [len(useritem.weights(v)) for v in sample]
     top10 = median_time(lambda v: recommender.for_user(v, 10), sample)
     popularity = recommender.model.popularity
     baseline = median_time(lambda v: np.argpartition(-popularity, 10)[:10], sample)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cf import synthetic_vectors  # noqa: E402
 from throughput import free_port, metric_sum, start_worker, worker_env  # noqa: E402
 
+from salescast.models import useritem  # noqa: E402
 from salescast.models.cf.itemknn import ItemKNN  # noqa: E402
 from salescast.models.store import ModelStore  # noqa: E402
 from salescast.training import recommender as cf_training  # noqa: E402
@@ -94,7 +95,7 @@ def main() -> None:
         ts = 1_760_000_000_000
         clicks = 0
         for user in chosen:
-            for sku in vectors[user]["w"]:
+            for sku in useritem.weights(vectors[user]):
                 ts += 10
                 producer.send(env["SALESCAST_TOPIC_CLICKS"], key=user.encode(),
                               value=orjson.dumps({"user_id": user, "sku": sku, "action": "view", "ts": ts}))

@@ -51,7 +51,7 @@ def catalogue(skus: int, live_share: float, sold_today: float, seed: int = 0) ->
             days = [d for d in range(TODAY - 89, quiet_since) if rng.random() < 0.3]
         for day in days:
             windows.add_sale(window, day, int(rng.integers(1, 4)), 10.0, 120)
-        window["closed"] = TODAY - 1
+        windows.mark_closed(window, TODAY - 1)
         out.append((f"sku-{i}", window))
     return out
 
@@ -92,14 +92,14 @@ def main() -> None:
     settings = Settings.from_env({})
     started = time.perf_counter()
     items = catalogue(args.skus, args.live, args.sold_today)
-    sold = [(sku, w) for sku, w in items if w.get("le") == TODAY]
+    sold = [(sku, w) for sku, w in items if windows.last_event_at_or_before(w, TODAY) == TODAY]
     live = sum(1 for _, w in items if windows.live_buckets(w, TODAY, TODAY, settings.active_buckets))
     print(f"{args.skus:,} SKUs built in {time.perf_counter() - started:.1f}s (not timed): {len(sold):,} sold in "
           f"the closing bucket, {live:,} live (an event within {settings.active_buckets} buckets)", flush=True)
 
     def reopen():  # a close moves each window's `closed`: every run closes the same bucket afresh
         for _, window in items:
-            window["closed"] = TODAY - 1
+            windows.mark_closed(window, TODAY - 1)
 
     def close(chosen, forecaster):
         return lambda: close_buckets(chosen, TODAY + 1, settings, forecaster)

@@ -10,10 +10,14 @@ partition that ever touched the key.
 from __future__ import annotations
 
 
-def already_applied(state: dict, source: str, position: tuple[int, int]) -> bool:
-    """True when `position` of `source` was applied to `state` before; records it otherwise."""
-    last = state["seen"].get(source)
+def already_applied(applied: dict[str, list[int]], source: str, position: tuple[int, int]) -> bool:
+    """True when `position` of `source` was applied before; records it otherwise.
+
+    `applied` is the state's own map, source -> [offset, line] (windows.applied_positions,
+    useritem.applied_positions): each state module owns where it keeps it.
+    """
+    last = applied.get(source)
     if last is not None and (last[0], last[1]) >= position:
         return True
-    state["seen"][source] = [position[0], position[1]]
+    applied[source] = [position[0], position[1]]
     return False

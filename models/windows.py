@@ -1,14 +1,10 @@
 """Per-SKU rolling windows in event time.
 
-A window is a plain dict (so it serialises to one JSON value per SKU in a
-changelogged table, and replay can keep it in memory):
-
-    {"b": first bucket index, "u": [units], "r": [revenue], "c": [clicks],
-     "d": [units sold on promotion], "s": [last on-hand reported, -1 if none],
-     "oh": on hand, "oh_ts": its ts, "lp": list price, "uc": unit cost, "cat": category,
-     "closed": last bucket index closed (None: none yet),
-     "le" / "fe": newest / first bucket with a sale, click or stock report,
-     "seen": {source: [offset, line]}}
+A window is a plain dict, typed `Window` (so it serialises to one JSON value
+per SKU in a changelogged table, and replay can keep it in memory). Its short
+keys are the stored format: workers restore windows from the changelog, so a
+key is never renamed. Only this module reads or writes them; everyone else
+goes through the functions here (tests/models/test_state_access.py checks it).
 
 Bucket index k covers event time [k * bucket_ms, (k + 1) * bucket_ms), epoch
 aligned in UTC. The arrays cover buckets b .. b + len - 1: the `history`
@@ -25,9 +21,34 @@ makes every order line count exactly once across restarts.
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 import numpy as np
 
 from salescast.models.forecast.features import History
+
+
+class Window(TypedDict):
+    """One SKU's window as stored. Keys marked NotRequired are absent from windows stored before they
+    existed (or, for `uc`, `fp` and `promos`, until first set)."""
+
+    b: int  # index of the first bucket the per-bucket arrays hold
+    u: list[int]  # units sold, per bucket
+    r: list[float]  # revenue, per bucket
+    c: list[int]  # clicks, per bucket
+    d: NotRequired[list[int]]  # of `u`, units sold on a promotion or discount
+    s: NotRequired[list[int]]  # the last on-hand level reported in the bucket; -1: no report
+    oh: int | None  # the latest on-hand level reported, by event time
+    oh_ts: int | None  # its event time
+    lp: float | None  # list price
+    uc: NotRequired[float]  # unit cost
+    cat: str | None  # category
+    closed: int | None  # the last bucket closed; None: none yet
+    le: NotRequired[int | None]  # the newest bucket with a sale, click or stock report
+    fe: NotRequired[int]  # the first such bucket
+    fp: NotRequired[list]  # [bucket, the P10 forecast for it made at the close before it]
+    promos: NotRequired[list[dict]]  # open triggers' attribution states (salescast.models.promo.attribution)
+    seen: dict[str, list[int]]  # source -> [offset, line] last applied (salescast.models.positions)
 
 
 # per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
@@ -38,13 +59,13 @@ HOLD_LIMIT = 8
 _FILLS = tuple(SERIES.values())
 
 
-def new_window(bucket: int) -> dict:
+def new_window(bucket: int) -> Window:
     window = {"b": bucket, "oh": None, "oh_ts": None, "lp": None, "cat": None, "closed": None, "seen": {}}
     window.update({name: [] for name in SERIES})
     return window
 
 
-def _arrays(window: dict) -> list[list]:
+def _arrays(window: Window) -> list[list]:
     """The per-bucket arrays, adding any a window stored by an older version lacks."""
     length = len(window["u"])
     for name, fill in SERIES.items():
@@ -53,14 +74,14 @@ def _arrays(window: dict) -> list[list]:
     return [window[name] for name in SERIES]
 
 
-def first_open(window: dict) -> int:
+def first_open(window: Window) -> int:
     """The oldest bucket not closed yet: the first held while none has closed (an earlier event may still
     come from a partition read behind the one that made the window)."""
     closed = window.get("closed")
     return window["b"] if closed is None else closed + 1
 
 
-def _keep_from(window: dict, newest: int, history: int) -> int:
+def _keep_from(window: Window, newest: int, history: int) -> int:
     """The oldest bucket the window keeps once it holds `newest`: `history` buckets up to the oldest one
     open, but never more than HOLD_LIMIT x `history` in all (a backfill read more unevenly than that
     needs SALESCAST_HISTORY_BUCKETS raised)."""
@@ -69,7 +90,7 @@ def _keep_from(window: dict, newest: int, history: int) -> int:
     return bound if closed is None else max(bound, min(newest, closed + 1) - history + 1)
 
 
-def catch_up(window: dict, close_before: int, active: int) -> None:
+def catch_up(window: Window, close_before: int, active: int) -> None:
     """Mark closed the buckets before `close_before` at which the SKU is live nowhere.
 
     A quiet SKU's close is not written (salescast.stream.core.engine.close_buckets skips
@@ -81,7 +102,7 @@ def catch_up(window: dict, close_before: int, active: int) -> None:
         window["closed"] = last
 
 
-def _slot(window: dict, bucket: int, history: int) -> int | None:
+def _slot(window: Window, bucket: int, history: int) -> int | None:
     """Index of `bucket` in the arrays, growing them as needed; None if it fell off."""
     arrays = _arrays(window)
     length = len(arrays[0])
@@ -118,7 +139,7 @@ def _slot(window: dict, bucket: int, history: int) -> int | None:
     return bucket - first
 
 
-def add_sale(window: dict, bucket: int, units: int, revenue: float, history: int, promo_units: int = 0) -> bool:
+def add_sale(window: Window, bucket: int, units: int, revenue: float, history: int, promo_units: int = 0) -> bool:
     """Count a sale in its bucket; False when the bucket is older than the history kept.
 
     `promo_units` of the `units` were sold on a promotion or discount: the
@@ -135,7 +156,7 @@ def add_sale(window: dict, bucket: int, units: int, revenue: float, history: int
     return True
 
 
-def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
+def add_clicks(window: Window, bucket: int, count: int, history: int) -> bool:
     slot = _slot(window, bucket, history)
     if slot is None:
         return False
@@ -144,7 +165,7 @@ def add_clicks(window: dict, bucket: int, count: int, history: int) -> bool:
     return True
 
 
-def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None, category: str | None,
+def set_inventory(window: Window, ts: int, on_hand: int, list_price: float | None, category: str | None,
                   bucket: int, history: int, unit_cost: float | None = None) -> None:
     """Keep the latest stock level by event time; an older update never overwrites a newer one.
 
@@ -166,7 +187,7 @@ def set_inventory(window: dict, ts: int, on_hand: int, list_price: float | None,
         window["cat"] = category
 
 
-def history(window: dict, end_bucket: int, length: int | None = None) -> History:
+def history(window: Window, end_bucket: int, length: int | None = None) -> History:
     """The window's buckets up to and including `end_bucket`: what a forecaster reads.
 
     Buckets after the last one that saw an event count as no sales and no stock
@@ -195,7 +216,7 @@ def history(window: dict, end_bucket: int, length: int | None = None) -> History
     return History(start, column("u"), column("d"), column("s"))
 
 
-def buckets_view(window: dict, bucket_ms: int, count: int) -> list[dict]:
+def buckets_view(window: Window, bucket_ms: int, count: int) -> list[dict]:
     """The last `count` buckets as the contract's sales records, oldest first."""
     first = window["b"]
     rows = []
@@ -204,7 +225,7 @@ def buckets_view(window: dict, bucket_ms: int, count: int) -> list[dict]:
     return rows[-count:] if count > 0 else []
 
 
-def note_event(window: dict, bucket: int) -> None:
+def note_event(window: Window, bucket: int) -> None:
     """A sale, click or stock report in `bucket`: what keeps a SKU live (`live_buckets`), and where its
     history starts (`history`)."""
     if window.get("le") is None or bucket > window["le"]:
@@ -213,7 +234,7 @@ def note_event(window: dict, bucket: int) -> None:
         window["fe"] = bucket
 
 
-def last_event_at_or_before(window: dict, bucket: int) -> int | None:
+def last_event_at_or_before(window: Window, bucket: int) -> int | None:
     """The newest bucket up to `bucket` that had a sale, a click or a stock report; None if none is held."""
     newest = window.get("le")
     if newest is not None and newest <= bucket:
@@ -227,7 +248,7 @@ def last_event_at_or_before(window: dict, bucket: int) -> int | None:
     return None
 
 
-def live_buckets(window: dict, first: int, last: int, active: int) -> list[int]:
+def live_buckets(window: Window, first: int, last: int, active: int) -> list[int]:
     """The buckets from `first` to `last` at whose close the SKU is live: it had an event in that bucket
     or in the `active` - 1 before it. Oldest first.
 
@@ -246,6 +267,117 @@ def live_buckets(window: dict, first: int, last: int, active: int) -> list[int]:
     return live
 
 
-def buckets_to_close(window: dict, watermark_bucket: int) -> bool:
+def buckets_to_close(window: Window, watermark_bucket: int) -> bool:
     """True when the watermark entered a bucket after the last one this SKU closed."""
     return first_open(window) < watermark_bucket
+
+
+# What the rest of the service reads and writes of a window. The lists returned are the window's own:
+# callers read them and never change them.
+
+def first_bucket(window: Window) -> int:
+    """The bucket index of the first element of `units`, `revenue` and `stock_reports`."""
+    return window["b"]
+
+
+def units(window: Window) -> list[int]:
+    """Units sold per bucket, from `first_bucket` on."""
+    return window["u"]
+
+
+def revenue(window: Window) -> list[float]:
+    """Revenue per bucket, from `first_bucket` on."""
+    return window["r"]
+
+
+def stock_reports(window: Window) -> list[int]:
+    """The last on-hand level reported per bucket, from `first_bucket` on: -1 no report, 0 sold out."""
+    _arrays(window)
+    return window["s"]
+
+
+def units_between(window: Window, first: int, last: int) -> int:
+    """Units sold in buckets `first` to `last`, both included; buckets the window does not hold count 0."""
+    return _sum_between(window["u"], window["b"], first, last)
+
+
+def clicks_between(window: Window, first: int, last: int) -> int:
+    """Clicks in buckets `first` to `last`, both included; buckets the window does not hold count 0."""
+    return _sum_between(window["c"], window["b"], first, last)
+
+
+def _sum_between(values: list, first_held: int, first: int, last: int) -> int:
+    end = last - first_held + 1
+    return sum(values[max(0, first - first_held):end]) if end > 0 else 0
+
+
+def in_stock_at(window: Window, bucket: int) -> bool:
+    """False only when the last stock report in `bucket` said sold out: a bucket without one counts in stock."""
+    stock, index = window.get("s"), bucket - window["b"]
+    return not (stock and 0 <= index < len(stock) and stock[index] == 0)
+
+
+def on_hand(window: Window) -> int | None:
+    """The latest on-hand level reported (by event time); None before the first stock report."""
+    return window["oh"]
+
+
+def stock_now(window: Window, bucket_ms: int) -> int | None:
+    """The latest stock report minus the units sold since the start of its bucket.
+
+    Reports come now and then (the generator's once a day); the sales since
+    are known, so the stock a decision sees is not a day stale. Sales earlier
+    in the report's bucket count too: the estimate errs low, the safe side
+    for "never promote short stock".
+    """
+    if window["oh"] is None:
+        return None
+    since = window["oh_ts"] // bucket_ms - window["b"]
+    return max(0, int(window["oh"] - sum(window["u"][max(0, since):])))
+
+
+def list_price(window: Window) -> float | None:
+    return window.get("lp")
+
+
+def unit_cost(window: Window) -> float | None:
+    return window.get("uc")
+
+
+def category(window: Window) -> str | None:
+    return window.get("cat")
+
+
+def mark_closed(window: Window, bucket: int) -> None:
+    """Buckets up to `bucket` are closed: `first_open` is the next one."""
+    window["closed"] = bucket
+
+
+def keep_p10_forecast(window: Window, bucket: int, p10: float) -> None:
+    """Keep the P10 just forecast for `bucket` (the next to close): when it closes below it, demand dropped."""
+    window["fp"] = [bucket, p10]
+
+
+def p10_forecast(window: Window, bucket: int) -> float | None:
+    """The P10 forecast for `bucket` kept at the close before it; None if that close made none."""
+    kept = window.get("fp")
+    return kept[1] if kept and kept[0] == bucket else None
+
+
+def promotions(window: Window) -> list[dict]:
+    """The attribution states of the SKU's open triggers (salescast.models.promo.attribution); often none."""
+    return window.get("promos", [])
+
+
+def add_promotion(window: Window, state: dict) -> None:
+    window.setdefault("promos", []).append(state)
+
+
+def set_promotions(window: Window, states: list[dict]) -> None:
+    """Keep only `states` open (the others ended)."""
+    window["promos"] = states
+
+
+def applied_positions(window: Window) -> dict[str, list[int]]:
+    """The last input position applied per source, for salescast.models.positions.already_applied."""
+    return window["seen"]

@@ -71,6 +71,11 @@ def apply_changes(entry: dict | None, changes: list[tuple[str, float | None, int
     return entry
 
 
+def user_count(entry: dict | None) -> int:
+    """How many candidate users the SKU's entry holds (None: no entry yet)."""
+    return len(entry["u"]) if entry else 0
+
+
 def ranked(entry: dict | None, n: int, half_life_ms: float) -> list[tuple[str, float]]:
     """The n strongest (user, score), scores decayed to the newest change's time."""
     if not entry or not entry["u"]:

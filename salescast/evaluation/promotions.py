@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import orjson
 
+from salescast.models import windows
 from salescast.models.promo.attribution import uplift_interval
 from salescast.models.store import ModelStore
 from salescast.sim.generator import CATEGORIES, Shop, ShopConfig
@@ -118,24 +119,24 @@ def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Cal
                 f"({time.monotonic() - started:.0f}s)")
     sim.refused = dict(pipeline.counts.refused)
     for window in pipeline.windows.values():
-        for state in window.get("promos", ()):
+        for state in windows.promotions(window):
             log(f"trigger {state['id']} still open at the end; left out")
     sim.information = _price_information(pipeline.windows, sim.triggers, settings)
     return sim
 
 
-def _price_information(windows: dict[str, dict], triggers: list[dict], settings: Settings) -> dict[str, float]:
+def _price_information(sku_windows: dict[str, windows.Window], triggers: list[dict],
+                       settings: Settings) -> dict[str, float]:
     """What each SKU's prices tell the regression about its elasticity: the sum over its buckets of
     units x (log price ratio - the SKU's mean)^2, as the fit sees them (same rows, same price inference).
     A pooled estimate is an average of the SKUs' elasticities weighted about so."""
     from salescast.models.promo.elasticity import panel_from_series
-    from salescast.training.promotions import targeted_buckets
+    from salescast.training.promotions import price_series, targeted_buckets
 
-    targeted = targeted_buckets(windows, triggers, settings.bucket_ms)
+    targeted = targeted_buckets(sku_windows, triggers, settings.bucket_ms)
     information = {}
-    for sku, window in windows.items():
-        panel = panel_from_series([(sku, "", window["b"], window["u"], window["r"], window.get("s", [-1] * len(
-            window["u"])), window.get("lp"), targeted.get(sku))])
+    for sku, window in sku_windows.items():
+        panel = panel_from_series([price_series(sku, "", window, targeted.get(sku))])
         if len(panel.units):
             x = np.log(panel.price_ratio)
             information[sku] = float(np.sum(panel.units * (x - np.average(x, weights=panel.units + 1e-9)) ** 2))

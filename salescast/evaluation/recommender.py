@@ -133,7 +133,7 @@ def decayed_matrix(data: Interactions, mask: np.ndarray, settings: Settings) -> 
         useritem.learn_one(vector, str(item), weight, ts, settings.interaction_half_life_ms, settings.user_item_cap)
     rows, cols, values = [], [], []
     for user, vector in vectors.items():
-        for item, weight in vector["w"].items():
+        for item, weight in useritem.weights(vector).items():
             rows.append(user)
             cols.append(int(item))
             values.append(weight)

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
+from salescast.models import useritem, windows
 from salescast.models.promo.elasticity import ElasticityModel, panel_from_series
 from salescast.stream.core.settings import Settings
 
@@ -37,47 +38,55 @@ def join_outcomes(finals: Iterable[dict], triggers: Iterable[dict]) -> list[dict
     return joined
 
 
-def fit(windows: dict[str, dict], vectors: dict[str, dict], triggers: list[dict], outcomes: list[dict],
-        settings: Settings) -> tuple[ElasticityModel, dict[str, float], dict]:
+def fit(sku_windows: dict[str, windows.Window], vectors: dict[str, useritem.UserVector], triggers: list[dict],
+        outcomes: list[dict], settings: Settings) -> tuple[ElasticityModel, dict[str, float], dict]:
     """`triggers`: every trigger emitted (their buckets leave the price regression); `outcomes`: the
     finished ones joined with their triggers (join_outcomes)."""
-    categories = {sku: window.get("cat") or "" for sku, window in windows.items()}
+    categories = {sku: windows.category(window) or "" for sku, window in sku_windows.items()}
     outcomes = [{**outcome, "category": categories.get(outcome["sku"], "")} for outcome in outcomes]
-    targeted = targeted_buckets(windows, triggers, settings.bucket_ms)
-    series = [(sku, categories[sku], window["b"], window["u"], window["r"], window.get("s", [-1] * len(window["u"])),
-               window.get("lp"), targeted.get(sku)) for sku, window in windows.items()]
+    targeted = targeted_buckets(sku_windows, triggers, settings.bucket_ms)
+    series = [price_series(sku, categories[sku], window, targeted.get(sku)) for sku, window in sku_windows.items()]
     model = ElasticityModel(season=settings.season).fit(panel_from_series(series)).with_outcomes(outcomes)
-    rates = base_rates(windows, categories, vectors, outcomes, settings)
+    rates = base_rates(sku_windows, categories, vectors, outcomes, settings)
     return model, rates, metrics(model, outcomes)
 
 
-def targeted_buckets(windows: dict[str, dict], triggers: list[dict], bucket_ms: int) -> dict[str, np.ndarray]:
+def price_series(sku: str, category: str, window: windows.Window, targeted: np.ndarray | None) -> tuple:
+    """The SKU's row for elasticity.panel_from_series."""
+    return (sku, category, windows.first_bucket(window), windows.units(window), windows.revenue(window),
+            windows.stock_reports(window), windows.list_price(window), targeted)
+
+
+def targeted_buckets(sku_windows: dict[str, windows.Window], triggers: list[dict],
+                     bucket_ms: int) -> dict[str, np.ndarray]:
     """Per SKU, a mask over its window's buckets: True where one of its triggers ran."""
     masks: dict[str, np.ndarray] = {}
     for trigger in triggers:
-        window = windows.get(trigger["sku"])
+        window = sku_windows.get(trigger["sku"])
         if window is None:
             continue
-        mask = masks.setdefault(trigger["sku"], np.zeros(len(window["u"]), dtype=bool))
-        first = trigger["ts"] // bucket_ms - window["b"]
-        last = (trigger["valid_until"] - 1) // bucket_ms - window["b"]
+        mask = masks.setdefault(trigger["sku"], np.zeros(len(windows.units(window)), dtype=bool))
+        first_held = windows.first_bucket(window)
+        first = trigger["ts"] // bucket_ms - first_held
+        last = (trigger["valid_until"] - 1) // bucket_ms - first_held
         mask[max(0, first):max(0, last + 1)] = True
     return masks
 
 
-def base_rates(windows: dict[str, dict], categories: dict[str, str], vectors: dict[str, dict],
-               outcomes: list[dict], settings: Settings) -> dict[str, float]:
+def base_rates(sku_windows: dict[str, windows.Window], categories: dict[str, str],
+               vectors: dict[str, useritem.UserVector], outcomes: list[dict], settings: Settings) -> dict[str, float]:
     interested: dict[str, int] = {}
     for vector in vectors.values():
-        for sku in vector["w"]:
+        for sku in useritem.weights(vector):
             interested[sku] = interested.get(sku, 0) + 1
     bucket_days = settings.bucket_ms / DAY_MS
     units: dict[str, float] = {}
     users: dict[str, float] = {}
-    for sku, window in windows.items():
+    for sku, window in sku_windows.items():
         if not interested.get(sku):
             continue
-        per_day = float(np.sum(window["u"][-RECENT_BUCKETS:])) / (min(RECENT_BUCKETS, len(window["u"])) * bucket_days)
+        sold = windows.units(window)
+        per_day = float(np.sum(sold[-RECENT_BUCKETS:])) / (min(RECENT_BUCKETS, len(sold)) * bucket_days)
         for key in (categories[sku], ""):
             units[key] = units.get(key, 0.0) + per_day
             users[key] = users.get(key, 0.0) + interested[sku]

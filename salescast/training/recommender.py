@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from salescast.models import useritem
 from salescast.models.cf import candidates, ranking
 from salescast.models.cf.itemknn import ItemKNN
 from salescast.stream.serving.recommender import GLOBAL_AUDIENCE, Recommender
@@ -35,14 +36,15 @@ class UserItemMatrix:
     categories: list[str]  # per SKU, "" when unknown
 
 
-def matrix_from_vectors(vectors: dict[str, dict], categories: dict[str, str]) -> UserItemMatrix:
+def matrix_from_vectors(vectors: dict[str, useritem.UserVector], categories: dict[str, str]) -> UserItemMatrix:
     """Every SKU with interactions or a known category becomes a column."""
-    skus = sorted(set(categories) | {sku for vector in vectors.values() for sku in vector["w"]})
+    weights = {user: useritem.weights(vector) for user, vector in vectors.items()}
+    skus = sorted(set(categories) | {sku for held in weights.values() for sku in held})
     column = {sku: i for i, sku in enumerate(skus)}
-    users = sorted(user for user, vector in vectors.items() if vector["w"])
+    users = sorted(user for user, held in weights.items() if held)
     rows, cols, values = [], [], []
     for row, user in enumerate(users):
-        for sku, weight in vectors[user]["w"].items():
+        for sku, weight in weights[user].items():
             rows.append(row)
             cols.append(column[sku])
             values.append(weight)

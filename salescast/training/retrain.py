@@ -306,7 +306,7 @@ def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, di
     from salescast.training import recommender as cf_training
     from salescast.stream.serving.recommender import MODEL_NAME
 
-    categories = {sku: window["cat"] for sku, window in windows.items() if window.get("cat")}
+    categories = {sku: category for sku, window in windows.items() if (category := sku_windows.category(window))}
     data = cf_training.matrix_from_vectors(vectors, categories)
     log(f"building the recommender from {data.matrix.nnz} interactions of {len(data.users)} users "
         f"over {len(data.skus)} SKUs")

@@ -307,20 +307,20 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings,
     bucket = update.ts // settings.bucket_ms
     if window is None:
         window = windows.new_window(bucket)
-    if already_applied(window, update.source, (update.offset, update.line)):
+    if already_applied(windows.applied_positions(window), update.source, (update.offset, update.line)):
         return window, False
     if close_before is not None:
         windows.catch_up(window, close_before, settings.active_buckets)
     if update.kind == "sale":
         windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets, update.promo_units)
         if update.user is not None:
-            for state in window.get("promos", ()):
+            for state in windows.promotions(window):
                 attribution.attribute(state, update.user, update.units, update.ts, update.promo_id)
     elif update.kind == "click":
         windows.add_clicks(window, bucket, 1, settings.history_buckets)
     elif update.kind == "promo":
         t = update.trigger
-        window.setdefault("promos", []).append(attribution.open_attribution(
+        windows.add_promotion(window, attribution.open_attribution(
             t["trigger_id"], t["ts"], t["valid_until"], [target["user_id"] for target in t["targets"]],
             t["holdout"], t["reason"]))
     else:
@@ -332,7 +332,7 @@ def apply_sku_update(window: dict | None, update: SkuUpdate, settings: Settings,
 def apply_user_update(vector: dict | None, update: UserUpdate, settings: Settings) -> tuple[dict, bool]:
     if vector is None:
         vector = useritem.new_vector()
-    if already_applied(vector, update.source, (update.offset, update.line)):
+    if already_applied(useritem.applied_positions(vector), update.source, (update.offset, update.line)):
         return vector, False
     weight = settings.interaction_weights.for_action(update.action)
     useritem.learn_one(vector, update.sku, weight, update.ts, settings.interaction_half_life_ms, settings.user_item_cap)
@@ -413,7 +413,7 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
         if first > last:
             continue
         live = windows.live_buckets(window, first, last, settings.active_buckets)
-        if live or window.get("promos"):
+        if live or windows.promotions(window):
             closing.append((sku, window, live))
     if not closing:
         return []
@@ -429,9 +429,9 @@ def close_buckets(items: Iterable[tuple[str, dict]], watermark_bucket: int, sett
         at_last = records[-1] if live and live[-1] == last else None
         if promoter is not None:
             closed.proposal, closed.outcomes = promoter.at_close(sku, window, at_last, now, propose)
-        window["closed"] = last
+        windows.mark_closed(window, last)
         if at_last is not None:
-            window["fp"] = [last + 1, at_last["horizon"][0]["p10"]]
+            windows.keep_p10_forecast(window, last + 1, at_last["horizon"][0]["p10"])
         out.append(closed)
     return out
 
@@ -453,4 +453,4 @@ def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, v
 def sales_view(sku: str, window: dict, settings: Settings, count: int) -> dict:
     """The contract's `sales` record for GET /skus/{sku}/sales."""
     return {"sku": sku, "bucket": settings.bucket,
-            "buckets": windows.buckets_view(window, settings.bucket_ms, count), "on_hand": window["oh"]}
+            "buckets": windows.buckets_view(window, settings.bucket_ms, count), "on_hand": windows.on_hand(window)}

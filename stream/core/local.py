@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from salescast.models import windows
 from salescast.models.cf import candidates
 from salescast.models.promo import guardrails
 from salescast.stream.core.contract import Source, dead_letter
@@ -66,7 +67,7 @@ class LocalPipeline:
                  users: bool = True, closing: bool = True, now_ms=None):
         self.settings = settings
         self.ingestor = Ingestor(settings, {kind: kind for kind in INPUT_KINDS}, now_ms=now_ms)
-        self.windows: dict[str, dict] = {}
+        self.windows: dict[str, windows.Window] = {}
         self.vectors: dict[str, dict] = {}
         self.candidate_entries: dict[str, dict] = {}
         self.guardrails = guardrails.new_state()
@@ -127,12 +128,12 @@ class LocalPipeline:
             if self.closing and self.open_bucket is not None:
                 emitted += self.close(bucket)
             self.open_bucket = bucket
-        windows = self.windows
+        held = self.windows
         for update in result.sku_updates:
-            window, _ = apply_sku_update(windows.get(update.sku), update, self.settings,
+            window, _ = apply_sku_update(held.get(update.sku), update, self.settings,
                                          self.open_bucket if self.closing else None)
-            windows[update.sku] = window
-            if update.user is not None and window.get("promos"):
+            held[update.sku] = window
+            if update.user is not None and windows.promotions(window):
                 emitted += [self._outcome(outcome) for outcome in outcome_updates(update.sku, window)]
         if self.users:
             for update in result.user_updates:

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from salescast.models import windows
 from salescast.models.cf import candidates
 from salescast.models.promo import attribution, guardrails
 from salescast.models.promo.audience import split_holdout
@@ -72,39 +73,23 @@ def load_promo_model(settings: Settings) -> PromoModel | None:
     return model
 
 
-def signals(window: dict, forecast: dict, entry: Callable[[], dict | None], settings: Settings) -> Signals:
+def signals(window: windows.Window, forecast: dict, entry: Callable[[], dict | None], settings: Settings
+            ) -> Signals:
     """`entry` gives the SKU's candidate entry when a rule needs it (reading it costs a table read)."""
     last_closed = forecast["ts"] // settings.bucket_ms
-    index = last_closed - window["b"]
-    inside = 0 <= index < len(window["u"])
     recent = max(1, int(round(RECENT_DAYS * DAY_MS / settings.bucket_ms)))
-    start = max(0, index - recent + 1)
-    fp = window.get("fp")
+    first_recent = last_closed - recent + 1
     return Signals(
-        on_hand=stock_now(window, settings),
+        on_hand=windows.stock_now(window, settings.bucket_ms),
         horizon_p50=[h["p50"] for h in forecast["horizon"]],
         bucket_days=settings.bucket_ms / DAY_MS,
-        last_units=window["u"][index] if inside else 0,
-        last_p10=fp[1] if fp and fp[0] == last_closed else None,
-        last_in_stock=(window["s"][index] != 0) if inside and "s" in window else True,
-        recent_units=float(sum(window["u"][start:index + 1])) if index >= 0 else 0.0,
-        recent_clicks=float(sum(window["c"][start:index + 1])) if index >= 0 else 0.0,
-        candidates=lambda: len((entry() or {"u": ()})["u"]),
+        last_units=windows.units_between(window, last_closed, last_closed),
+        last_p10=windows.p10_forecast(window, last_closed),
+        last_in_stock=windows.in_stock_at(window, last_closed),
+        recent_units=float(windows.units_between(window, first_recent, last_closed)),
+        recent_clicks=float(windows.clicks_between(window, first_recent, last_closed)),
+        candidates=lambda: candidates.user_count(entry()),
     )
-
-
-def stock_now(window: dict, settings: Settings) -> int | None:
-    """The last stock report minus the units sold since the start of its bucket.
-
-    Reports come now and then (the generator's once a day); the sales since
-    are known, so the stock a decision sees is not a day stale. Sales earlier
-    in the report's bucket count too: the estimate errs low, the safe side
-    for "never promote short stock".
-    """
-    if window["oh"] is None:
-        return None
-    since = window["oh_ts"] // settings.bucket_ms - window["b"]
-    return max(0, int(window["oh"] - sum(window["u"][max(0, since):])))
 
 
 def trigger_id(sku: str, ts: int) -> str:
@@ -121,17 +106,17 @@ class Promoter:
         self.candidates_of = candidates_of
         self.model_versions = model_versions
 
-    def at_close(self, sku: str, window: dict, forecast: dict | None, now: int, propose: bool = True
+    def at_close(self, sku: str, window: windows.Window, forecast: dict | None, now: int, propose: bool = True
                  ) -> tuple[dict | None, list[tuple[str, dict]]]:
         """`forecast` is the one made at this close (None: the SKU is not live); `propose` False: the
         bucket closed too long ago for a promotion (salescast.stream.core.engine.promotions_allowed)."""
         outcomes = finish(sku, window, now)
         if not propose or forecast is None or self.model is None or \
-                any(state["until"] > now for state in window.get("promos", ())):
+                any(state["until"] > now for state in windows.promotions(window)):
             return None, outcomes
         return self.propose(sku, window, forecast, now), outcomes
 
-    def propose(self, sku: str, window: dict, forecast: dict, now: int) -> dict | None:
+    def propose(self, sku: str, window: windows.Window, forecast: dict, now: int) -> dict | None:
         """A proposal: the trigger record and what the guardrails weigh; None when no rule or no depth holds."""
         policy = self.policy
         read: list[dict | None] = []
@@ -144,17 +129,18 @@ class Promoter:
         reason = reason_for(signals(window, forecast, entry, self.settings), policy)
         if reason is None:
             return None
-        category = window.get("cat")
+        category = windows.category(window)
         estimate = self.model.elasticity.elasticity(sku, category)
         rate = self.model.base_rate(category)
         ranked = candidates.ranked(entry(), policy.max_targets, self.settings.interaction_half_life_ms)
-        if estimate is None or rate is None or len(ranked) < 2 or not window.get("lp"):
+        list_price = windows.list_price(window)
+        if estimate is None or rate is None or len(ranked) < 2 or not list_price:
             return None
         identity = trigger_id(sku, now)
         scores = dict(ranked)
         targets, holdout = split_holdout(identity, [user for user, _ in ranked], policy.holdout_fraction)
         baseline = rate * policy.validity_ms / DAY_MS * len(targets)
-        depth = choose_discount(window["lp"], window.get("uc"), estimate.elasticity, baseline, policy)
+        depth = choose_discount(list_price, windows.unit_cost(window), estimate.elasticity, baseline, policy)
         if depth is None:
             return None
         trigger = {
@@ -162,7 +148,7 @@ class Promoter:
             "targets": [{"user_id": user, "score": scores[user]} for user in targets], "holdout": holdout,
             "valid_until": now + policy.validity_ms,
             "forecast_units": round(float(np.sum([h["p50"] for h in forecast["horizon"]])), 4),
-            "on_hand": stock_now(window, self.settings),
+            "on_hand": windows.stock_now(window, self.settings.bucket_ms),
             "expected_incremental_units": round(depth.expected_incremental_units, 4),
             "expected_incremental_revenue": round(depth.expected_incremental_revenue, 4),
             "models": {forecast["model"]["name"]: forecast["model"]["version"], **self.model_versions(),
@@ -183,23 +169,21 @@ def registration(trigger: dict, source: str, offset: int) -> SkuUpdate:
     return SkuUpdate("promo", trigger["sku"], trigger["ts"], source, offset, trigger=trigger)
 
 
-def finish(sku: str, window: dict, now: int) -> list[tuple[str, dict]]:
+def finish(sku: str, window: windows.Window, now: int) -> list[tuple[str, dict]]:
     """(reason, final outcome record) of the SKU's triggers whose window ended by event time `now`; they
     leave the window."""
-    states = window.get("promos")
-    if not states:
-        return []
+    states = windows.promotions(window)
     ended = [state for state in states if state["until"] <= now]
     if not ended:
         return []
-    window["promos"] = [state for state in states if state["until"] > now]
+    windows.set_promotions(window, [state for state in states if state["until"] > now])
     return [(state["reason"], attribution.outcome_record(state, sku, state["until"], final=True)) for state in ended]
 
 
-def outcome_updates(sku: str, window: dict) -> list[dict]:
+def outcome_updates(sku: str, window: windows.Window) -> list[dict]:
     """Interim outcome records of the SKU's triggers that attributed a sale since the last ones."""
     records = []
-    for state in window.get("promos", ()):
+    for state in windows.promotions(window):
         if state.get("dirty"):
             state["dirty"] = False
             records.append(attribution.outcome_record(state, sku, state.get("at", state["ts"]), final=False))

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 
+from salescast.models import useritem
 from salescast.models.cf import candidates
 from salescast.models.cf.itemknn import ItemKNN
 from salescast.models.store import ModelStore, ModelStoreError, StoredModel
@@ -62,11 +63,11 @@ class Recommender:
             return None
         return str(self.model.categories[i]) or None
 
-    def _rows(self, vectors: list[dict]) -> sparse.csr_matrix:
+    def _rows(self, vectors: list[useritem.UserVector]) -> sparse.csr_matrix:
         """Vectors as weight rows over the model's SKUs (SKUs the model does not know are left out)."""
         rows, cols, values = [], [], []
         for row, vector in enumerate(vectors):
-            for sku, weight in vector["w"].items():
+            for sku, weight in useritem.weights(vector).items():
                 i = self.index.get(sku)
                 if i is not None:
                     rows.append(row)
@@ -74,7 +75,7 @@ class Recommender:
                     values.append(weight)
         return sparse.csr_matrix((values, (rows, cols)), shape=(len(vectors), len(self.skus)))
 
-    def for_user(self, vector: dict | None, n: int) -> Recommendations:
+    def for_user(self, vector: useritem.UserVector | None, n: int) -> Recommendations:
         """The user's top-n SKUs they have not interacted with yet."""
         if self.model is None:
             return Recommendations([], True)
@@ -82,7 +83,7 @@ class Recommender:
         items, scores, fallback = self.model.recommend(row.indices, row.data, n)
         return Recommendations([(self.skus[i], round(float(s), 6)) for i, s in zip(items, scores)], fallback)
 
-    def affinities(self, vectors: list[dict], top: int) -> list[dict[str, float]]:
+    def affinities(self, vectors: list[useritem.UserVector], top: int) -> list[dict[str, float]]:
         """Each user's `top` strongest affinities (their own interactions count), sku -> score."""
         if self.model is None or not vectors:
             return [{} for _ in vectors]
@@ -121,18 +122,20 @@ def top_per_row(scores: sparse.csr_matrix, top: int) -> tuple[list[list[int]], l
     return items, values
 
 
-def affinity_updates(recommender: Recommender, users: list[str], vectors: list[dict], top: int,
+def affinity_updates(recommender: Recommender, users: list[str], vectors: list[useritem.UserVector], top: int,
                      partition_of: Callable[[str], int]) -> dict[int, list[list]]:
     """What the user agent sends for one batch: the changes in each user's top affinities, by SKU partition.
 
-    Every user is scored in one call. Each vector keeps, under "a", the scores
-    last sent, so only the difference goes out (candidates.affinity_changes);
-    the entries are [sku, user, score or None to remove, the user's event time].
+    Every user is scored in one call. Each vector keeps the scores last sent
+    (useritem.sent_affinities), so only the difference goes out
+    (candidates.affinity_changes); the entries are [sku, user, score or None
+    to remove, the user's event time].
     """
     by_partition: dict[int, list[list]] = {}
     for user, vector, current in zip(users, vectors, recommender.affinities(vectors, top)):
-        changes, vector["a"] = candidates.affinity_changes(vector.get("a", {}), current)
-        ts = vector["t"]
+        changes, sent = candidates.affinity_changes(useritem.sent_affinities(vector), current)
+        useritem.set_sent_affinities(vector, sent)
+        ts = useritem.newest_ts(vector)
         for sku, score in changes:
             by_partition.setdefault(partition_of(sku), []).append([sku, user, score, ts])
     return by_partition
@@ -169,7 +172,7 @@ def recommender_from_stored(stored: StoredModel) -> Recommender:
     recommender = Recommender(stored)
     if not recommender.skus:
         raise ValueError(f"{stored.version} knows no SKU")
-    vector = {"w": {recommender.skus[0]: 1.0}}
+    vector = useritem.from_weights({recommender.skus[0]: 1.0}, 0)
     scores = list(recommender.affinities([vector], 5)[0].values())
     answer = recommender.for_user(vector, 5)
     if not np.isfinite(scores + [score for _, score in answer.items]).all():

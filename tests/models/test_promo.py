@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from salescast.models import windows
 from salescast.models.promo import attribution, guardrails
 from salescast.models.promo.audience import split_holdout
 from salescast.models.promo.elasticity import ElasticityModel, PricePanel, implied_elasticity, panel_from_series, price_ratios
@@ -243,13 +244,15 @@ def test_the_promoter_proposes_a_valid_trigger_and_the_window_measures_it(settin
     assert reason == "overstock" and final["final"] and final["ts"] == now + 3 * DAY
     assert (final["target_units"], final["holdout_units"]) == (2.0, 1.0)
     assert final["uplift"] == pytest.approx(1 / 36 - 1 / 4)
-    assert "promos" in window and window["promos"] == [] and finish("s", window, now + 9 * DAY) == []
+    assert windows.promotions(window) == [] and finish("s", window, now + 9 * DAY) == []
 
 
 def test_buckets_under_a_targeted_promotion_leave_the_price_regression(settings):
     from salescast.training.promotions import targeted_buckets
 
-    window = {"b": T0 // DAY, "u": [1] * 10}
+    window = windows.new_window(T0 // DAY)
+    for bucket in range(T0 // DAY, T0 // DAY + 10):
+        windows.add_sale(window, bucket, 1, 1.0, history=10)
     trigger = {"sku": "s", "ts": T0 + 3 * DAY, "valid_until": T0 + 6 * DAY}
     mask = targeted_buckets({"s": window}, [trigger, {**trigger, "sku": "unknown"}], DAY)["s"]
     assert mask.tolist() == [False] * 3 + [True] * 3 + [False] * 4

@@ -3,6 +3,7 @@ import io
 import orjson
 
 from salescast import replay
+from salescast.models import windows
 from salescast.stream.core.contract import validator
 from salescast.sim.generator import Shop, ShopConfig
 from salescast.stream.core.local import LocalPipeline
@@ -52,7 +53,7 @@ def test_replay_counts_every_generated_order_line_once():
         if record["topic"] == "orders":
             for item in record["items"]:
                 expected[item["sku"]] = expected.get(item["sku"], 0) + item["qty"]
-    counted = {sku: sum(w["u"]) for sku, w in state.windows.items() if sum(w["u"])}
+    counted = {sku: sum(windows.units(w)) for sku, w in state.windows.items() if sum(windows.units(w))}
     assert counted == expected
 
 

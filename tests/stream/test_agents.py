@@ -9,6 +9,7 @@ import pytest
 from faust.types import TP
 
 os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
+from salescast.models import useritem, windows  # noqa: E402
 from salescast.stream.app import app  # noqa: E402
 
 app.conf.store = "memory://"  # before the tables exist
@@ -111,7 +112,8 @@ async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(produ
         await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY), key=None, partition=0)
         await settled(sent)
     window = orjson.loads(sku_windows[b"a"])
-    assert window["u"] == [3] and window["r"] == [6.0] and window["closed"] == T0 // DAY
+    assert windows.units(window) == [3] and windows.revenue(window) == [6.0]
+    assert windows.first_open(window) == T0 // DAY + 1
     assert [(key, record["ts"]) for key, record in sent()] == [(b"a", T0)]
     changelog_topic = sku_windows.changelog_topic.get_topic_name()
     changelog = producer.to(changelog_topic)
@@ -127,7 +129,7 @@ async def test_user_agent_builds_weighted_vectors():
         await agent.put(orjson.dumps(["u-1", "a", "purchase", T0, "o0", 1, 0]), key=b"u-1", partition=0)
         await settled(lambda: b"u-1" in user_items.data)
     vector = orjson.loads(user_items[b"u-1"])
-    assert vector["w"] == {"a": pytest.approx(6.0)}
+    assert useritem.weights(vector) == {"a": pytest.approx(6.0)}
 
 
 async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):

@@ -27,8 +27,8 @@ def feed(pipe: LocalPipeline, kind: str, record: dict, partition: int = 0):
     return pipe.feed(kind, orjson.dumps(record), partition=partition)
 
 
-def units_by_day(window: dict) -> dict[int, int]:
-    return {window["b"] + i: u for i, u in enumerate(window["u"]) if u}
+def units_by_day(window: windows.Window) -> dict[int, int]:
+    return {windows.first_bucket(window) + i: u for i, u in enumerate(windows.units(window)) if u}
 
 
 @pytest.mark.parametrize("gap_days", [2, 10, 60])
@@ -146,7 +146,7 @@ def test_every_live_sku_is_forecast_at_every_close_and_a_quiet_one_is_not():
     clicked_yesterday = window_with(("click", 9), settings=settings)
     stock_report_long_ago = window_with(("inventory", 1), settings=settings)
     for window in (sold_today, clicked_yesterday, stock_report_long_ago):
-        window["closed"] = T0 // DAY + 9
+        windows.mark_closed(window, T0 // DAY + 9)
     closed = close_buckets([("sold", sold_today), ("clicked", clicked_yesterday), ("stale", stock_report_long_ago)],
                            T0 // DAY + 11, settings, BaselineForecaster(7))
     assert {c.sku: [f["ts"] for f in c.forecasts] for c in closed} == {"sold": [T0 + 10 * DAY],
@@ -154,7 +154,7 @@ def test_every_live_sku_is_forecast_at_every_close_and_a_quiet_one_is_not():
     # a gap: the low watermark leaps 5 buckets; the SKU is forecast as of each bucket while it is live
     closed = close_buckets([("sold", sold_today)], T0 // DAY + 16, settings, BaselineForecaster(7))
     assert [f["ts"] for f in closed[0].forecasts] == [T0 + 11 * DAY, T0 + 12 * DAY]
-    assert closed[0].window["closed"] == T0 // DAY + 15
+    assert windows.first_open(closed[0].window) == T0 // DAY + 16
 
 
 def test_live_buckets_reads_events_ahead_of_the_watermark_right():
