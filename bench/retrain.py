@@ -35,10 +35,6 @@ from salescast.stream.core.settings import Settings  # noqa: E402
 from salescast.training.retrain import TrainOptions, retrain  # noqa: E402
 
 
-class NoPromoter:
-    model = None
-
-
 def simulate(args, path: Path) -> int:
     shop = Shop(ShopConfig(seed=7, skus=args.skus, users=args.users, days=args.days))
     count = 0
@@ -66,9 +62,7 @@ def retrain_run(settings: Settings, events: Path, label: str) -> dict[str, dict]
 
 async def swap_times(store: ModelStore, settings: Settings, name: str, versions: list[str], runs: int):
     """(reconcile seconds, ModelStore.load seconds, longest event-loop gap) per run, alternating versions."""
-    served = ServedModels(*(load_version(store, "lstm", versions[0], settings) if name == "lstm" else None,
-                            load_version(store, "cf", versions[0], settings) if name == "cf" else None),
-                          NoPromoter())
+    served = ServedModels({name: load_version(store, name, versions[0], settings)})
     swap = HotSwap(served, store, settings)
     results = []
     for run in range(runs):

@@ -42,7 +42,6 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-RULES = {
-    "lstm": PromotionRule("mase", higher_is_better=False),
-    "cf": PromotionRule("ndcg@10", higher_is_better=True),
-}
+# the rules the model kinds use (salescast.stream.serving.registry.KINDS)
+LOWER_MASE = PromotionRule("mase", higher_is_better=False)  # forecasters: scaled error on the newest buckets
+HIGHER_NDCG_AT_10 = PromotionRule("ndcg@10", higher_is_better=True)  # recommenders: ranking of held-out items

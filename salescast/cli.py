@@ -217,11 +217,11 @@ def cmd_retrain(args) -> int:
 def _retrain_once(settings: Settings, events: str | None, options, model: str, observe=None) -> int:
     from salescast.models.store import ModelStoreError
     from salescast.stream.kafka import KafkaUnavailable
-    from salescast.training.retrain import MODELS, RetrainFailed, retrain
+    from salescast.training.retrain import RetrainFailed, retrain
 
     failed = None
     try:
-        records = retrain(settings, events, options, MODELS if model == "all" else (model,))
+        records = retrain(settings, events, options, None if model == "all" else (model,))
     except RetrainFailed as exc:  # the other models' versions were published all the same
         records, failed = exc.records, exc
     except (ValueError, OSError, TimeoutError, ModelStoreError, KafkaUnavailable) as exc:
@@ -242,27 +242,16 @@ def _retrain_once(settings: Settings, events: str | None, options, model: str, o
 
 
 def _holdout_summary(record: dict) -> str:
-    metrics = record["metrics"]
-    if record["name"] == "cf":
-        return (f"holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} (popularity "
-                f"{metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
-    if record["name"] == "promo":
-        realised = ""
-        if "realised_incremental_units" in metrics:
-            realised = (f"; finished promotions: {metrics['predicted_incremental_units']:.1f} incremental units "
-                        f"predicted, {metrics['realised_incremental_units']:.1f} realised")
-        return (f"elasticities for {metrics['categories']} categories (median {metrics['median_elasticity']}) and "
-                f"{metrics['skus_with_own_elasticity']} SKUs of their own{realised}")
-    if not {"mase", "baseline_mase", "coverage_p10_p90"} <= set(metrics):
-        return json.dumps(metrics)
-    return (f"holdout MASE {metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), "
-            f"P10-P90 coverage {metrics['coverage_p10_p90']:.1%}")
+    from salescast.training.retrain import TRAINERS
+
+    return TRAINERS[record["name"]].summary(record["metrics"])
 
 
 def cmd_models(args) -> int:
     """`salescast models list|promote|rollback`: the model store, for people."""
     from salescast.models.store import ModelStore, ModelStoreError
-    from salescast.training.retrain import MODELS, announce
+    from salescast.stream.serving.registry import KINDS
+    from salescast.training.retrain import announce
 
     settings = _settings()
     store = ModelStore(settings.model_store)
@@ -271,7 +260,8 @@ def cmd_models(args) -> int:
         print(message, file=sys.stderr)
 
     if args.action == "list":
-        names = [args.name] if args.name else MODELS
+        names = [args.name] if args.name else list(KINDS)
+        width = max(map(len, KINDS))
         shown = 0
         for name in names:
             current = store.current(name)
@@ -279,7 +269,7 @@ def cmd_models(args) -> int:
                 manifest = store.manifest(name, version)
                 created = dt.datetime.fromtimestamp(manifest["created_at"] / 1000, dt.timezone.utc)
                 marker = "*" if version == current else " "
-                print(f"{marker} {name:<5} {version}  {manifest['status']:<9} {created:%Y-%m-%d %H:%M}  "
+                print(f"{marker} {name:<{width}} {version}  {manifest['status']:<9} {created:%Y-%m-%d %H:%M}  "
                       f"{_holdout_summary(manifest)}")
                 shown += 1
         if not shown:
@@ -375,9 +365,8 @@ def parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser("retrain", help="train new model versions now and make them current")
     retrain.add_argument("--events", help="train from this events file (the replay format) instead of the "
                          "worker's tables in Kafka")
-    retrain.add_argument("--model", choices=("all", "lstm", "cf", "promo"), default="all",
-                         help="which model to train: the LSTM forecaster, the CF recommender, the promotion "
-                              "model (elasticities), or all (default)")
+    retrain.add_argument("--model", choices=_KindNames("all"), default="all", metavar="MODEL",
+                         help="which model kind to train, one of %(choices)s (default all)")
     _training_options(retrain)
     retrain.add_argument("--units", type=int, nargs="+", default=[32, 32], help="LSTM layer sizes (default 32 32)")
     retrain.add_argument("--dense", type=int, default=32, help="dense layer size (default 32)")
@@ -413,12 +402,12 @@ def parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="the model store: list the versions, promote one, roll back")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="every version kept, newest last; * marks the current one")
-    listing.add_argument("name", nargs="?", choices=("lstm", "cf", "promo"))
+    listing.add_argument("name", nargs="?", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
     promote = actions.add_parser("promote", help="make VERSION current (live) and announce it")
-    promote.add_argument("name", choices=("lstm", "cf", "promo"))
+    promote.add_argument("name", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
     promote.add_argument("version")
     rollback = actions.add_parser("rollback", help="make the version current before this one current again")
-    rollback.add_argument("name", choices=("lstm", "cf", "promo"))
+    rollback.add_argument("name", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
     models.set_defaults(func=cmd_models)
 
     kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka broker (KRaft)")
@@ -440,6 +429,26 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     demo.set_defaults(func=cmd_demo)
     return root
+
+
+class _KindNames:
+    """The model kinds (salescast.stream.serving.registry.KINDS) as argparse choices, read only when a model
+    command is parsed or its help shown: the registry imports the served models' code, seconds that
+    `salescast --help` and the other commands need not wait."""
+
+    def __init__(self, *extra: str) -> None:
+        self.extra = extra
+
+    def _names(self) -> list[str]:
+        from salescast.stream.serving.registry import KINDS
+
+        return [*self.extra, *KINDS]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 def _days(text: str) -> tuple[int, ...]:

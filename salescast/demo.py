@@ -111,21 +111,22 @@ def _recommendation_lines(port: int, user: str, sku: str) -> list[str]:
     return lines
 
 
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
     from salescast.models.store import ModelStore
-    from salescast.stream.serving.forecaster import MODEL_NAME as LSTM
-    from salescast.stream.serving.promoter import MODEL_NAME as PROMO
-    from salescast.stream.serving.recommender import MODEL_NAME as CF
+    from salescast.stream.serving.registry import KINDS, LSTM
     from salescast.stream.core.settings import Settings
 
     store = ModelStore(Settings.from_env(env).model_store)
-    missing = [name for name in (LSTM, CF, PROMO) if store.current(name) is None]
+    missing = [name for name in KINDS if store.current(name) is None]
     if not missing:
-        print(f"using the {LSTM}, {CF} and {PROMO} models already current in {store.root}", flush=True)
+        print(f"using the {_listed(list(KINDS))} models already current in {store.root}", flush=True)
         return
     history = demo_dir / "history.jsonl"
-    names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
-    print(f"no {names} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
+    print(f"no {_listed(missing)} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
           f"on it (about a minute; log: {demo_dir / 'retrain.log'}) ...", flush=True)
     with open(demo_dir / "retrain.log", "ab") as log:
         # the other shop runs promotions of its own more often: the price variation elasticities are read from

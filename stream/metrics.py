@@ -61,13 +61,13 @@ DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
 
 
-# the model-info label of each model name (the contract's `forecast` and `recommend`, plus `promo`)
-MODEL_LABELS = {"lstm": "forecast", "cf": "recommend", "promo": "promo"}
-
-
 def set_live_version(name: str, version: str, replaced: str | None = None) -> None:
-    """The live version as a label of salescast_model_info; the one it replaced leaves the metric."""
-    label = MODEL_LABELS[name]
+    """The live version of model kind `name` as a label of salescast_model_info (the kind's metric label:
+    the contract's `forecast` and `recommend`, plus `promo`); the one it replaced leaves the metric."""
+    # imported here: the registry loads the served models' code, which modules importing metrics need not
+    from salescast.stream.serving.registry import KINDS
+
+    label = KINDS[name].metric_label
     if replaced is not None and replaced != version:
         try:
             MODEL_INFO.remove(label, replaced)

@@ -32,8 +32,7 @@ from salescast.models.promo.attribution import uplift_interval
 from salescast.models.store import ModelStore
 from salescast.sim.generator import CATEGORIES, Shop, ShopConfig
 from salescast.stream.core.local import Emitted, LocalPipeline
-from salescast.stream.serving.promoter import load_promo_model
-from salescast.stream.serving.recommender import load_recommender
+from salescast.stream.serving.registry import CF, PROMO, load_current
 from salescast.stream.core.settings import Settings
 
 DAY_MS = 86_400_000
@@ -73,18 +72,19 @@ def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Cal
 
     shop = Shop(config)
     sim = Simulation(shop)
-    pipeline = LocalPipeline(settings, recommender=load_recommender(settings))
+    pipeline = LocalPipeline(settings, recommender=load_current(CF, settings))
     last_offer_day = config.days - settings.promo.validity_ms // DAY_MS
 
     def train(day: int) -> None:
         store = ModelStore(settings.model_store)
         finished = _joined_outcomes(sim)
-        for saved in (training.train_cf(settings, pipeline.vectors, pipeline.windows, config.seed, "simulation", log),
-                      training.train_promo(settings, pipeline.windows, pipeline.vectors, sim.triggers, finished,
-                                           "simulation", log)):
+        inputs = training.TrainingInput("simulation", pipeline.windows, pipeline.open_bucket - 1, pipeline.vectors,
+                                        promotions=lambda: (sim.triggers, finished))
+        for name in (CF, PROMO):
+            saved = training.TRAINERS[name].train(settings, inputs, training.TrainOptions(seed=config.seed), log)
             store.set_current(saved["name"], saved["version"])
-        pipeline.recommender = load_recommender(settings)
-        model = pipeline.promo_model = load_promo_model(settings)
+        pipeline.recommender = load_current(CF, settings)
+        model = pipeline.promo_model = load_current(PROMO, settings)
         sim.models.append({"day": day, "outcomes": len(finished), **model.elasticity.facts})
         sim.cut_price = model.elasticity.facts.get("discounted_rows_by_category", {})
         sim.sku_elasticities = {sku: e.elasticity for sku, e in model.elasticity.skus.items()}

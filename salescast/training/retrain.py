@@ -1,4 +1,5 @@
-"""Training the forecaster on data, and judging it: the shared core of `retrain` and `evaluate`.
+"""Training the forecaster on data, and judging it: the shared core of `retrain` and `evaluate`; and
+`TRAINERS`, how `salescast retrain` trains each model kind (salescast.stream.serving.registry.KINDS).
 
 Time is split three ways, oldest first:
 
@@ -11,6 +12,7 @@ a boundary (salescast.models.forecast.features.split_by_time).
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from salescast.stream.core.local import LocalPipeline
 from salescast.replay import build_state
 from salescast.stream.core.settings import Settings
 from salescast.stream.kafka import KafkaUnavailable, publish_model_version
+from salescast.stream.serving.registry import CF, KINDS, LSTM, PROMO
 
 
 @dataclass
@@ -174,44 +177,60 @@ def model_metrics(evaluation: Evaluation) -> dict:
             "coverage_p10_p90": round(lstm["coverage_p10_p90"], 4), **evaluation.facts}
 
 
-MODELS = ("lstm", "cf", "promo")
+@dataclass
+class TrainingInput:
+    """What one training run read, for every kind's trainer to take what it needs."""
+
+    source: str  # where it came from, kept in each version's config
+    windows: dict[str, dict]
+    end_bucket: int  # the newest complete bucket
+    vectors: dict[str, dict] = field(default_factory=dict)  # user vectors, read when a trainer needs them
+    # the promo-triggers emitted and the finished ones joined with their outcomes, read when asked
+    promotions: Callable[[], tuple[list[dict], list[dict]]] = lambda: ([], [])
 
 
-def retrain(settings: Settings, events: str | None, options: TrainOptions, models: Iterable[str] = MODELS,
+@dataclass(frozen=True)
+class Trainer:
+    """How a new version of one model kind (salescast.stream.serving.registry.KINDS) is trained."""
+
+    train: Callable[[Settings, TrainingInput, TrainOptions, Callable[[str], None]], dict]  # the saved manifest
+    summary: Callable[[dict], str]  # a version's holdout scores for people, from its metrics
+    reads_user_vectors: bool = False
+
+
+def retrain(settings: Settings, events: str | None, options: TrainOptions, models: Iterable[str] | None = None,
             log: Callable[[str], None] = stderr_log) -> list[dict]:
-    """One training run: for each of `models`, a new version in the model store, made current and
-    announced on model-versions. Returns their model-version records.
+    """One training run: for each kind in `models` (default: every kind), a new version in the model
+    store, made live or rejected, and announced on model-versions. Returns their model-version records.
     """
-    models = [m for m in MODELS if m in set(models)]
-    wants_cf = "cf" in models or "promo" in models
+    wanted = set(KINDS if models is None else models)
+    if wanted - set(TRAINERS):
+        raise ValueError(f"no model kind {', '.join(sorted(wanted - set(TRAINERS)))}; the kinds are "
+                         f"{', '.join(TRAINERS)}")
+    names = [name for name in KINDS if name in wanted]
+    reads_users = any(TRAINERS[name].reads_user_vectors for name in names)
     if events:
         log(f"reading {events}")
-        state, newest = state_from_events(events, settings, users=wants_cf)
-        windows, vectors, end = state.windows, state.vectors, newest - 1
-        source = f"events file {Path(events).name}"
+        state, newest = state_from_events(events, settings, users=reads_users)
+        inputs = TrainingInput(f"events file {Path(events).name}", state.windows, newest - 1, state.vectors)
     else:
         log(f"reading the worker's tables ({settings.app_id}) from Kafka")
         windows = read_table(settings, SKU_WINDOWS_TABLE)
         if not windows:
             raise ValueError(f"the {SKU_WINDOWS_TABLE} changelog holds no SKU windows yet")
-        vectors = read_table(settings, USER_ITEMS_TABLE) if wants_cf else {}
-        end = max(sku_windows.first_open(window) - 1 for window in windows.values())
-        source = f"service tables of {settings.app_id}"
+        inputs = TrainingInput(f"service tables of {settings.app_id}", windows,
+                               max(sku_windows.first_open(window) - 1 for window in windows.values()),
+                               read_table(settings, USER_ITEMS_TABLE) if reads_users else {},
+                               promotions=lambda: read_promotions(settings, log))
     from salescast.models.store import ModelStore
 
     records, failures = [], []
-    for model in models:
+    for name in names:
         started = time.monotonic()
         try:  # one model's lack of data does not keep the others from their new versions
-            if model == "lstm":
-                saved = _train_lstm(settings, histories_from_windows(windows, end), options, source, log)
-            elif model == "cf":
-                saved = train_cf(settings, vectors, windows, options.seed, source, log)
-            else:
-                triggers, outcomes = ([], []) if events else read_promotions(settings, log)
-                saved = train_promo(settings, windows, vectors, triggers, outcomes, source, log)
+            saved = TRAINERS[name].train(settings, inputs, options, log)
         except ValueError as exc:
-            failures.append(f"{model}: {exc}")
+            failures.append(f"{name}: {exc}")
             continue
         saved = ModelStore(settings.model_store).update_metrics(saved["name"], saved["version"], {
             "retrain_seconds": round(time.monotonic() - started, 1)})
@@ -249,8 +268,8 @@ def live_version(settings: Settings, name: str, log: Callable[[str], None]):
 
 def judge(name: str, metrics: dict, live: str | None, live_scores: dict | None, margin: float) -> None:
     """Record in the candidate's metrics how it compares with the live version on the same held-out data,
-    and the verdict (salescast.models.lifecycle). Models without a rule (promo) go live as trained."""
-    rule = lifecycle.RULES.get(name)
+    and the verdict (salescast.models.lifecycle). Kinds without a rule (promo) go live as trained."""
+    rule = KINDS[name].release_rule
     if rule is None:
         return
     verdict, why = dataclasses.replace(rule, margin=margin).verdict(metrics, live_scores)
@@ -278,13 +297,14 @@ def publish(settings: Settings, manifest: dict, log: Callable[[str], None]) -> d
     return announce(settings, store.manifest(name, version), log)
 
 
-def _train_lstm(settings: Settings, histories: dict[str, History], options: TrainOptions, source: str,
-                log: Callable[[str], None]) -> dict:
+def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions, log: Callable[[str], None]
+               ) -> dict:
+    """The forecaster on every SKU's history, backtested beside seasonal naive and the live version."""
     from salescast.models.store import ModelStore
-    from salescast.stream.serving.forecaster import MODEL_NAME
 
+    histories, source = histories_from_windows(inputs.windows, inputs.end_bucket), inputs.source
     features = FeatureConfig(options.input_length, settings.horizon, settings.season)
-    live = live_version(settings, MODEL_NAME, log)
+    live = live_version(settings, LSTM, log)
     others = {}
     # the live version reads the same tested histories when it needs no more of them than the candidate
     if live is not None and live.features.input_length <= features.input_length:
@@ -294,45 +314,85 @@ def _train_lstm(settings: Settings, histories: dict[str, History], options: Trai
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
     metrics = model_metrics(evaluation)
     live_scores = evaluation.result.table().get("live")
-    judge(MODEL_NAME, metrics, live.version if live else None,
+    judge(LSTM, metrics, live.version if live else None,
           None if live_scores is None else {key: round(live_scores[key], 4) for key in ("mase", "wape", "pinball")},
           settings.model_margin)
-    return ModelStore(settings.model_store).save(MODEL_NAME, config, evaluation.model.weights(), metrics)
+    return ModelStore(settings.model_store).save(LSTM, config, evaluation.model.weights(), metrics)
 
 
-def train_cf(settings: Settings, vectors: dict[str, dict], windows: dict[str, dict], seed: int, source: str,
-              log: Callable[[str], None]) -> dict:
+def train_cf(settings: Settings, inputs: TrainingInput, options: TrainOptions, log: Callable[[str], None]) -> dict:
+    """The item-kNN recommender on the user vectors, judged beside the live version on the same held-out items."""
     from salescast.models.store import ModelStore
     from salescast.training import recommender as cf_training
-    from salescast.stream.serving.recommender import MODEL_NAME
 
+    vectors, windows, seed, source = inputs.vectors, inputs.windows, options.seed, inputs.source
     categories = {sku: category for sku, window in windows.items() if (category := sku_windows.category(window))}
     data = cf_training.matrix_from_vectors(vectors, categories)
     log(f"building the recommender from {data.matrix.nnz} interactions of {len(data.users)} users "
         f"over {len(data.skus)} SKUs")
     model, config, metrics = cf_training.fit(data, seed)
-    live = live_version(settings, MODEL_NAME, log)
-    judge(MODEL_NAME, metrics, live.version if live else None,
+    live = live_version(settings, CF, log)
+    judge(CF, metrics, live.version if live else None,
           None if live is None else cf_training.live_holdout_metrics(data, seed, live), settings.model_margin)
     config["training"] = {"source": source, "seed": seed}
-    return ModelStore(settings.model_store).save(MODEL_NAME, config, cf_training.artifact_arrays(model, data),
-                                                 metrics)
+    return ModelStore(settings.model_store).save(CF, config, cf_training.artifact_arrays(model, data), metrics)
 
 
-def train_promo(settings: Settings, windows: dict[str, dict], vectors: dict[str, dict], triggers: list[dict],
-                outcomes: list[dict], source: str, log: Callable[[str], None]) -> dict:
+def train_promo(settings: Settings, inputs: TrainingInput, options: TrainOptions, log: Callable[[str], None]
+                ) -> dict:
     """Elasticities from the windows' prices and units, corrected by finished promotions; base rates."""
     from salescast.models.store import ModelStore
     from salescast.training import promotions as promo_training
-    from salescast.stream.serving.promoter import MODEL_NAME
 
+    windows, vectors, source = inputs.windows, inputs.vectors, inputs.source
+    triggers, outcomes = inputs.promotions()
     model, base_rates, metrics = promo_training.fit(windows, vectors, triggers, outcomes, settings)
     log(f"elasticities from {model.facts['rows']} SKU-buckets ({model.facts['discounted_rows']} at a cut price), "
         f"{len(model.categories)} categories and {len(model.skus)} SKUs of their own, "
         f"{model.facts.get('outcomes_used', 0)} finished promotions")
     config = {"elasticity": model.to_config(), "base_rates": base_rates,
               "training": {"source": source, "outcomes": len(outcomes)}}
-    return ModelStore(settings.model_store).save(MODEL_NAME, config, model.sku_arrays(), metrics)
+    return ModelStore(settings.model_store).save(PROMO, config, model.sku_arrays(), metrics)
+
+
+def lstm_summary(metrics: dict) -> str:
+    if not {"mase", "baseline_mase", "coverage_p10_p90"} <= set(metrics):
+        return json.dumps(metrics)
+    return (f"holdout MASE {metrics['mase']:.3f} (seasonal naive {metrics['baseline_mase']:.3f}), "
+            f"P10-P90 coverage {metrics['coverage_p10_p90']:.1%}")
+
+
+def cf_summary(metrics: dict) -> str:
+    return (f"holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} (popularity "
+            f"{metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
+
+
+def promo_summary(metrics: dict) -> str:
+    realised = ""
+    if "realised_incremental_units" in metrics:
+        realised = (f"; finished promotions: {metrics['predicted_incremental_units']:.1f} incremental units "
+                    f"predicted, {metrics['realised_incremental_units']:.1f} realised")
+    return (f"elasticities for {metrics['categories']} categories (median {metrics['median_elasticity']}) and "
+            f"{metrics['skus_with_own_elasticity']} SKUs of their own{realised}")
+
+
+# the trainer of each model kind in salescast.stream.serving.registry.KINDS
+TRAINERS: dict[str, Trainer] = {
+    LSTM: Trainer(train_lstm, lstm_summary),
+    CF: Trainer(train_cf, cf_summary, reads_user_vectors=True),
+    PROMO: Trainer(train_promo, promo_summary, reads_user_vectors=True),
+}
+
+
+def check_trainers(kinds: dict = KINDS) -> None:
+    """Every model kind has a trainer and every trainer a kind: a kind added to the registry alone would
+    serve only its fallback, never a trained version."""
+    if set(kinds) != set(TRAINERS):
+        raise RuntimeError(f"salescast.training.retrain.TRAINERS ({', '.join(TRAINERS)}) must hold the model kinds "
+                           f"of salescast.stream.serving.registry.KINDS ({', '.join(kinds)})")
+
+
+check_trainers()
 
 
 def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:

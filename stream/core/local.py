@@ -85,11 +85,9 @@ class LocalPipeline:
     @classmethod
     def serving(cls, settings: Settings, **options) -> "LocalPipeline":
         """With the model store's current versions, loaded and checked as a worker loads them."""
-        from salescast.stream.serving.forecaster import load_forecaster
-        from salescast.stream.serving.promoter import load_promo_model
-        from salescast.stream.serving.recommender import load_recommender
+        from salescast.stream.serving.registry import CF, LSTM, PROMO, load_current
 
-        return cls(settings, load_forecaster(settings), load_recommender(settings), load_promo_model(settings),
+        return cls(settings, load_current(LSTM, settings), load_current(CF, settings), load_current(PROMO, settings),
                    **options)
 
     @property

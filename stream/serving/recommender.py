@@ -1,4 +1,4 @@
-"""The worker's recommender: the current item-kNN model from the model store, scored on live vectors.
+"""The worker's recommender: an item-kNN model from the model store, scored on live vectors.
 
 A user's vector (salescast.models.useritem, the `user-items` table) is the input: their
 recent decayed interactions. From it the worker answers a user's top SKUs and
@@ -9,7 +9,6 @@ one) every answer is a fallback list and the log says why.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,10 +18,8 @@ from scipy import sparse
 from salescast.models import useritem
 from salescast.models.cf import candidates
 from salescast.models.cf.itemknn import ItemKNN
-from salescast.models.store import ModelStore, ModelStoreError, StoredModel
-from salescast.stream.core.settings import Settings
+from salescast.models.store import StoredModel
 
-log = logging.getLogger(__name__)
 MODEL_NAME = "cf"
 NO_MODEL_VERSION = "none"
 GLOBAL_AUDIENCE = ""  # the audience of the overall most popular items
@@ -56,6 +53,17 @@ class Recommender:
 
     def record_model(self) -> dict:
         return {"name": self.name, "version": self.version}
+
+    def smoke_test(self) -> None:
+        """A user who viewed the first SKU must get finite affinities and recommendations: a version whose
+        arrays load but do not score is refused before it serves (ValueError)."""
+        if not self.skus:
+            raise ValueError(f"{self.version} knows no SKU")
+        vector = useritem.from_weights({self.skus[0]: 1.0}, 0)
+        scores = list(self.affinities([vector], 5)[0].values())
+        answer = self.for_user(vector, 5)
+        if not np.isfinite(scores + [score for _, score in answer.items]).all():
+            raise ValueError(f"{self.version} gives non-finite scores on a smoke input")
 
     def category_of(self, sku: str) -> str | None:
         i = self.index.get(sku)
@@ -145,36 +153,3 @@ def recommendations_record(key: str, kind: str, answer: Recommendations, recomme
     """The contract's `recommendations` record."""
     return {"key": key, "kind": kind, "items": [{"id": item, "score": score} for item, score in answer.items],
             "model": recommender.record_model(), "fallback": answer.fallback}
-
-
-def load_recommender(settings: Settings) -> Recommender:
-    """The current CF model if the store holds a usable one, else a recommender of fallbacks only."""
-    store = ModelStore(settings.model_store)
-    if store.current(MODEL_NAME) is None:
-        log.warning("no %s model in %s yet: recommendations are empty fallbacks until `salescast retrain` "
-                    "builds one", MODEL_NAME, settings.model_store)
-        return Recommender()
-    try:
-        recommender = recommender_from_stored(store.load(MODEL_NAME))
-    except (ModelStoreError, KeyError, ValueError) as exc:
-        log.error("cannot serve the current %s model, so recommendations are empty fallbacks: %s", MODEL_NAME, exc)
-        return Recommender()
-    log.warning("serving %s %s (%d SKUs) from %s", MODEL_NAME, recommender.version, len(recommender.skus),
-                settings.model_store)
-    return recommender
-
-
-def recommender_from_stored(stored: StoredModel) -> Recommender:
-    """A stored model ready to serve; ValueError (or KeyError) when it cannot.
-
-    Smoke test: a user who viewed the first SKU gets finite affinities and a list of recommendations.
-    """
-    recommender = Recommender(stored)
-    if not recommender.skus:
-        raise ValueError(f"{stored.version} knows no SKU")
-    vector = useritem.from_weights({recommender.skus[0]: 1.0}, 0)
-    scores = list(recommender.affinities([vector], 5)[0].values())
-    answer = recommender.for_user(vector, 5)
-    if not np.isfinite(scores + [score for _, score in answer.items]).all():
-        raise ValueError(f"{stored.version} gives non-finite scores on a smoke input")
-    return recommender

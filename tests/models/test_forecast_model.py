@@ -170,26 +170,27 @@ class _Captured(logging.Handler):
 def test_the_worker_serves_the_current_model_and_falls_back_to_the_baseline_with_a_reason(tmp_path, trained):
     """(-p no:logging turns pytest's caplog off, so the log is captured by hand.)"""
     from salescast.stream.core.engine import BaselineForecaster
-    from salescast.stream.serving.forecaster import LSTMServing, load_forecaster, log
+    from salescast.stream.serving.forecaster import LSTMServing
+    from salescast.stream.serving.registry import LSTM, load_current, log
 
     captured = _Captured()
     log.addHandler(captured)
     try:
         model, _ = trained
         store = ModelStore(tmp_path)
-        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert isinstance(load_current(LSTM, _settings(tmp_path)), BaselineForecaster)
         assert "salescast retrain" in captured.text
 
         manifest = store.save("lstm", {**model.config(), "bucket": "1d"}, model.weights(), {})
         store.set_current("lstm", manifest["version"])
-        serving = load_forecaster(_settings(tmp_path))
+        serving = load_current(LSTM, _settings(tmp_path))
         assert isinstance(serving, LSTMServing) and serving.version == manifest["version"]
 
-        assert isinstance(load_forecaster(_settings(tmp_path, SALESCAST_HORIZON="7")), BaselineForecaster)
+        assert isinstance(load_current(LSTM, _settings(tmp_path, SALESCAST_HORIZON="7")), BaselineForecaster)
         assert "SALESCAST_HORIZON is 7" in captured.text
 
         (tmp_path / "lstm" / manifest["version"] / "config.json").write_text("{}")
-        assert isinstance(load_forecaster(_settings(tmp_path)), BaselineForecaster)
+        assert isinstance(load_current(LSTM, _settings(tmp_path)), BaselineForecaster)
         assert "does not match the sha256" in captured.text
     finally:
         log.removeHandler(captured)

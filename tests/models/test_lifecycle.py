@@ -2,7 +2,7 @@
 
 import math
 
-from salescast.models.lifecycle import LIVE, REJECTED, RULES, PromotionRule
+from salescast.models.lifecycle import HIGHER_NDCG_AT_10, LIVE, LOWER_MASE, REJECTED, PromotionRule
 
 
 def test_a_candidate_goes_live_when_it_beats_or_matches_live_within_the_margin():
@@ -18,12 +18,12 @@ def test_a_candidate_goes_live_when_it_beats_or_matches_live_within_the_margin()
 
 
 def test_without_a_comparable_live_version_the_candidate_goes_live_unless_it_is_broken():
-    rule = RULES["lstm"]
+    rule = LOWER_MASE
     assert rule.verdict({"mase": 0.9}, None)[0] == LIVE
     assert rule.verdict({"mase": 0.9}, {"wape": 0.3})[0] == LIVE
     assert rule.verdict({"mase": math.nan}, {"mase": 0.9})[0] == REJECTED
     assert rule.verdict({}, {"mase": 0.9})[0] == REJECTED
-    assert RULES["cf"].higher_is_better and not RULES["lstm"].higher_is_better
+    assert HIGHER_NDCG_AT_10.higher_is_better and not LOWER_MASE.higher_is_better
 
 
 def test_a_retrained_version_is_announced_as_candidate_then_made_live_or_rejected(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from salescast.models.store import ModelStore
-from salescast.stream.serving.registry import HotSwap, Refused, ServedModels, load_version
+from salescast.stream.serving.registry import CF, LSTM, HotSwap, Refused, ServedModels, load_version
 from salescast.stream.core.settings import Settings
 from tests.models.test_forecast_model import CONFIG, shop
 
@@ -25,14 +25,10 @@ def settings_for(store: ModelStore) -> Settings:
     return Settings.from_env({"SALESCAST_MODEL_STORE": str(store.root), "SALESCAST_HORIZON": str(CONFIG.horizon)})
 
 
-class Promoter:
-    model = None
-
-
 def swap_for(store: ModelStore, version: str):
     """A worker serving `version`, and what it reports."""
     settings = settings_for(store)
-    served = ServedModels(load_version(store, "lstm", version, settings), None, Promoter())
+    served = ServedModels({LSTM: load_version(store, LSTM, version, settings)})
     events = []
     swap = HotSwap(served, store, settings, lambda *args: events.append(("swapped", *args)),
                    lambda *args: events.append(("refused", *args)))
@@ -59,12 +55,12 @@ def test_the_worker_switches_to_the_current_version_and_only_when_it_changed(tmp
     second = save(store, (config, {k: v * 1.01 for k, v in weights.items()}), 1)
     store.set_current("lstm", second)
     assert asyncio.run(swap.reconcile("lstm")) is True
-    assert served.forecaster.version == second
+    assert served[LSTM].version == second
     (kind, name, old, new, seconds), = events
     assert (kind, name, old, new) == ("swapped", "lstm", first, second) and 0 < seconds < 5
     # the new version serves: the forecasts carry it
     history = shop(1, 40)[0]
-    assert served.forecaster.forecast_many([history], CONFIG.horizon)[0][2] == second
+    assert served[LSTM].forecast_many([history], CONFIG.horizon)[0][2] == second
     assert asyncio.run(swap.reconcile("lstm")) is False and len(events) == 1
 
 
@@ -87,7 +83,7 @@ def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(t
         (tmp_path / "lstm" / bad / "weights.npz").write_bytes(b"not the weights that were digested")
 
     assert asyncio.run(swap.reconcile("lstm")) is False
-    assert served.forecaster.version == good
+    assert served[LSTM].version == good
     (kind, name, version, reason), = events
     assert (kind, name, version) == ("refused", "lstm", bad)
     expected = {"file changed": "does not match the sha256", "nan weights": "unusable forecasts",
@@ -100,7 +96,7 @@ def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(t
     newer = save(store, (lstm[0], {k: v * 0.99 for k, v in weights.items()}), 2)
     store.set_current("lstm", newer)
     assert asyncio.run(swap.reconcile("lstm")) is True  # ... until CURRENT moves
-    assert served.forecaster.version == newer
+    assert served[LSTM].version == newer
 
 
 def test_the_recommender_switches_too_and_a_version_without_skus_is_refused(tmp_path):
@@ -116,13 +112,13 @@ def test_the_recommender_switches_too_and_a_version_without_skus_is_refused(tmp_
         model, config, metrics = cf_training.fit(data)
         versions.append(store.save("cf", config, cf_training.artifact_arrays(model, data), metrics)["version"])
     store.set_current("cf", versions[0])
-    served = ServedModels(None, load_version(store, "cf", versions[0], settings_for(store)), Promoter())
+    served = ServedModels({CF: load_version(store, CF, versions[0], settings_for(store))})
     events = []
     swap = HotSwap(served, store, settings_for(store), lambda *args: events.append(args))
     store.set_current("cf", versions[1])
     assert asyncio.run(swap.reconcile("cf")) is True
-    assert isinstance(served.recommender, Recommender) and served.recommender.version == versions[1]
-    assert served.recommender.for_user({"w": {"a": 1.0}}, 3).items  # it scores
+    assert isinstance(served[CF], Recommender) and served[CF].version == versions[1]
+    assert served[CF].for_user({"w": {"a": 1.0}}, 3).items  # it scores
 
     bare = store.save("cf", {"params": {}}, {"item_ids": np.asarray([], dtype=str)}, {})["version"]
     with pytest.raises(Refused, match="does not load|knows no SKU"):
