@@ -127,9 +127,8 @@ from typing import Iterable
 from zoneinfo import ZoneInfo
 
 import orjson
+from salescast.models.timeunits import DAY_MS, WEEK_MS
 
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
 
 
 def pizzaplace_events(tz: str = "UTC", shift_weeks: int = 0) -> list[dict]:

@@ -16,7 +16,8 @@ from typing import IO, Iterable, Iterator
 
 import orjson
 
-from salescast.stream.core.local import INPUT_KINDS, Emitted, LocalPipeline
+from salescast.stream.core.contract import INPUT_KINDS
+from salescast.stream.core.local import Emitted, LocalPipeline
 from salescast.stream.core.settings import Settings
 
 PROGRESS_EVERY_S = 2.0

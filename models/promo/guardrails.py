@@ -12,8 +12,8 @@ Time is event time (the proposals' `ts`), so a replay decides as live did.
 from __future__ import annotations
 
 from salescast.models.promo.policy import PromoPolicy
+from salescast.models.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 ADMITTED = "admitted"
 
 

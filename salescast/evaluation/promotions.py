@@ -34,8 +34,8 @@ from salescast.sim.generator import CATEGORIES, Shop, ShopConfig
 from salescast.stream.core.local import Emitted, LocalPipeline
 from salescast.stream.serving.registry import CF, PROMO, load_current
 from salescast.stream.core.settings import Settings
+from salescast.models.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 RETRAIN_EVERY_DAYS = 7
 ENOUGH_CUT_PRICE_BUCKETS = 40  # a category with at least this many is held to the +-20% elasticity target
 
@@ -303,9 +303,22 @@ def plot(sim: Simulation, figures: dict, path: str) -> None:
     plt.close(figure)
 
 
-def run(args, settings: Settings) -> int:
-    config = ShopConfig(seed=args.seed, skus=args.skus, users=args.users or 20_000, days=args.days or 90)
-    warmup = args.warmup
+@dataclass(frozen=True)
+class PromotionEvaluation:
+    """`salescast evaluate --promo`: a simulated shop whose promotions start after `warmup` days."""
+
+    seed: int = 7
+    skus: int = 300
+    users: int = 20_000
+    days: int = 90
+    warmup: int = 45
+    report: str | None = None
+    plot: str | None = "promo-evaluation.png"
+
+
+def run(options: PromotionEvaluation, settings: Settings) -> int:
+    config = ShopConfig(seed=options.seed, skus=options.skus, users=options.users, days=options.days)
+    warmup = options.warmup
     if not 14 <= warmup < config.days - 7:
         print(f"salescast evaluate --promo: --warmup {warmup} must be at least 14 and leave a week of the "
               f"{config.days} days", file=sys.stderr)
@@ -316,9 +329,9 @@ def run(args, settings: Settings) -> int:
     sim = simulate(config, warmup, settings, log)
     text, figures = report(sim, config, warmup)
     print(text)
-    if args.report:
-        Path(args.report).write_text(text)
-    if args.plot:
-        plot(sim, figures, args.plot)
-        log(f"plot written to {args.plot}")
+    if options.report:
+        Path(options.report).write_text(text)
+    if options.plot:
+        plot(sim, figures, options.plot)
+        log(f"plot written to {options.plot}")
     return 0

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from salescast.models.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 CATEGORIES = ("toys", "books", "garden", "kitchen", "sports", "beauty", "electronics", "fashion")
 # a visit is more likely in the evening: relative weight of each hour of the day (UTC)
 HOURLY_PROFILE = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 11, 10, 8, 5, 2], dtype=float)

@@ -18,8 +18,8 @@ import numpy as np
 from salescast.models import useritem, windows
 from salescast.models.promo.elasticity import ElasticityModel, panel_from_series
 from salescast.stream.core.settings import Settings
+from salescast.models.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 MIN_HOLDOUT = 100  # holdout users of a category's finished triggers before their rate replaces the prior
 RECENT_BUCKETS = 28
 

@@ -114,7 +114,7 @@ def validate(kind: str, record: Any) -> dict:
         message = exc.message
         message = message[5:] if message.startswith("data.") else "record" + message[4:] if message.startswith("data") else message
         raise Rejected("schema", message) from None
-    if kind in ("orders", "clicks", "inventory"):
+    if kind in INPUT_KINDS:
         _check_exact_integers(kind, record)
     return record
 

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from salescast.models import windows
 from salescast.models.cf import candidates
 from salescast.models.promo import guardrails
-from salescast.stream.core.contract import Source, dead_letter
+from salescast.stream.core.contract import INPUT_KINDS, Source, dead_letter
 from salescast.stream.core.engine import (BaselineForecaster, Forecaster, Ingestor, apply_sku_update, apply_user_update,
                               close_buckets)
 from salescast.stream.serving.promoter import PromoModel, Promoter, admit, outcome_updates, registration
 from salescast.stream.serving.recommender import Recommender, affinity_updates
 from salescast.stream.core.settings import Settings
 
-INPUT_KINDS = ("orders", "clicks", "inventory")
 PROMO_SOURCE = "p0"  # the position source of trigger registrations, as the worker's single proposals partition
 
 

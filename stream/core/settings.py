@@ -17,6 +17,7 @@ from typing import Mapping
 
 from salescast.models.forecast.features import FeatureConfig
 from salescast.models.promo.policy import PromoPolicy
+from salescast.models.timeunits import DAY_MS, HOUR_MS, WEEK_MS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -39,7 +40,7 @@ DEFAULT_TOPICS = {
 #: SALESCAST_ACTIVE_BUCKETS' default: the buckets the forecaster reads
 FORECASTER_INPUT_LENGTH = FeatureConfig.input_length
 
-_DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": WEEK_MS}
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
 
 
@@ -119,10 +120,9 @@ class Settings:
     @property
     def season(self) -> int:
         """Buckets per seasonal cycle: a day of sub-daily buckets, else a week."""
-        day, week = 86_400_000, 604_800_000
-        if self.bucket_ms < day:
-            return max(1, day // self.bucket_ms)
-        return max(1, week // self.bucket_ms)
+        if self.bucket_ms < DAY_MS:
+            return max(1, DAY_MS // self.bucket_ms)
+        return max(1, WEEK_MS // self.bucket_ms)
 
     def topic(self, key: str) -> str:
         return self.topics[key]
