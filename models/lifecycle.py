@@ -15,7 +15,7 @@ LIVE, REJECTED = "live", "rejected"
 
 
 @dataclass(frozen=True)
-class PromotionRule:
+class ReleaseRule:
     metric: str  # the holdout metric compared, e.g. "mase" or "ndcg@10"
     higher_is_better: bool
     margin: float = 0.0  # relative: how much worse than live a candidate may score and still go live
@@ -43,5 +43,5 @@ def _finite(value) -> bool:
 
 
 # the rules the model kinds use (salescast.stream.serving.registry.KINDS)
-LOWER_MASE = PromotionRule("mase", higher_is_better=False)  # forecasters: scaled error on the newest buckets
-HIGHER_NDCG_AT_10 = PromotionRule("ndcg@10", higher_is_better=True)  # recommenders: ranking of held-out items
+LOWER_MASE = ReleaseRule("mase", higher_is_better=False)  # forecasters: scaled error on the newest buckets
+HIGHER_NDCG_AT_10 = ReleaseRule("ndcg@10", higher_is_better=True)  # recommenders: ranking of held-out items

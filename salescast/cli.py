@@ -248,7 +248,7 @@ def _holdout_summary(record: dict) -> str:
 
 
 def cmd_models(args) -> int:
-    """`salescast models list|promote|rollback`: the model store, for people."""
+    """`salescast models list|release|rollback`: the model store, for people."""
     from salescast.models.store import ModelStore, ModelStoreError
     from salescast.stream.serving.registry import KINDS
     from salescast.training.retrain import announce
@@ -276,7 +276,7 @@ def cmd_models(args) -> int:
             print(f"no model versions in {store.root} yet: `salescast retrain` trains them", file=sys.stderr)
         return 0
     try:
-        if args.action == "promote":
+        if args.action in ("release", "promote"):
             if args.version not in store.versions(args.name):
                 raise ModelStoreError(f"no {args.name} version {args.version} in {store.root / args.name}; "
                                       f"`salescast models list {args.name}` shows the versions there")
@@ -399,13 +399,16 @@ def parser() -> argparse.ArgumentParser:
                           "), or with --promo of incremental units and uplift (default promo-evaluation.png)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    models = commands.add_parser("models", help="the model store: list the versions, promote one, roll back")
+    models = commands.add_parser("models", help="the model store: list the versions, release one, roll back")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="every version kept, newest last; * marks the current one")
     listing.add_argument("name", nargs="?", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
-    promote = actions.add_parser("promote", help="make VERSION current (live) and announce it")
-    promote.add_argument("name", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
-    promote.add_argument("version")
+    # `promote`: its name until "promote" came to mean marketing promotions only; kept for compatibility
+    release = actions.add_parser("release", aliases=["promote"],
+                                 help="make VERSION current (live) and announce it; `promote` is the same, kept "
+                                      "for compatibility")
+    release.add_argument("name", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
+    release.add_argument("version")
     rollback = actions.add_parser("rollback", help="make the version current before this one current again")
     rollback.add_argument("name", choices=_KindNames(), metavar="NAME", help="a model kind: %(choices)s")
     models.set_defaults(func=cmd_models)

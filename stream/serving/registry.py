@@ -8,7 +8,7 @@ is one entry here plus its trainer in salescast.training.retrain.TRAINERS.
 
 The model store is the source of truth: its CURRENT pointer names the live
 version of each model (`salescast retrain` and `salescast models
-promote|rollback` move it, then announce it on `model-versions`). A record on
+release|rollback` move it, then announce it on `model-versions`). A record on
 `model-versions` only tells a worker to look: it then loads the store's
 current version if that is not the one it serves. So a stale record (an
 older live version still in the compacted topic, a rejected candidate) never
@@ -51,7 +51,7 @@ class ModelKind:
     smoke_test: Callable[[Any], None]  # raises ValueError when a loaded version does not compute (NaN, shapes)
     fallback: Callable[[Settings], Any]  # what serves while no usable version is current
     without_model: str  # what the fallback means, for the log
-    release_rule: lifecycle.PromotionRule | None = None  # None: a retrained version goes live as trained
+    release_rule: lifecycle.ReleaseRule | None = None  # None: a retrained version goes live as trained
 
 
 LSTM, CF, PROMO = forecasting.MODEL_NAME, recommending.MODEL_NAME, promoting.MODEL_NAME

@@ -134,7 +134,7 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
     assert worker.metric("salescast_model_info", model="forecast", version=second["version"]) == 1
     assert worker.metric("salescast_model_info", model="forecast", version=manifest["version"]) == 0
 
-    # a damaged version made current (by hand: `models promote` refuses it) is refused; forecasts keep going
+    # a damaged version made current (by hand: `models release` refuses it) is refused; forecasts keep going
     damaged = "20990101T000000Z-bad000"
     shutil.copytree(store / second["version"], store / damaged)
     (store / damaged / "weights.npz").write_bytes(b"damaged on the shared disk")

@@ -67,7 +67,8 @@ def test_retain_keeps_the_newest_and_never_the_current_or_its_predecessor(tmp_pa
     assert manifest["version"] == versions[5]
 
 
-def test_the_models_command_lists_promotes_and_rolls_back(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("release", ["release", "promote"])  # promote: the name before, kept for compatibility
+def test_the_models_command_lists_releases_and_rolls_back(tmp_path, monkeypatch, capsys, release):
     from salescast.cli import main
 
     monkeypatch.setenv("SALESCAST_MODEL_STORE", str(tmp_path))
@@ -75,7 +76,7 @@ def test_the_models_command_lists_promotes_and_rolls_back(tmp_path, monkeypatch,
     store = ModelStore(tmp_path)
     first, second = save(store, 1), save(store, 2)
     store.set_current("lstm", first)
-    assert main(["models", "promote", "lstm", second]) == 0
+    assert main(["models", release, "lstm", second]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["version"] == second and record["status"] == "live" and "files" not in record
     assert main(["models", "list", "lstm"]) == 0
@@ -86,5 +87,5 @@ def test_the_models_command_lists_promotes_and_rolls_back(tmp_path, monkeypatch,
     assert json.loads(capsys.readouterr().out)["version"] == first and store.current("lstm") == first
     assert main(["models", "rollback", "lstm"]) == 1
     assert "no earlier lstm version" in capsys.readouterr().err
-    assert main(["models", "promote", "lstm", "no-such-version"]) == 1
-    assert "salescast models list lstm" in capsys.readouterr().err
+    assert main(["models", release, "lstm", "no-such-version"]) == 1
+    assert capsys.readouterr().err.startswith(f"salescast models {release}: no lstm version no-such-version")
