@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -52,8 +53,9 @@ def cmd_worker(args) -> int:
 
 def _start_ms(text: str) -> int:
     if text == "now":
-        day = 86_400_000
-        return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000) // day * day
+        from salescast.models.timeunits import DAY_MS
+
+        return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000) // DAY_MS * DAY_MS
     return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
@@ -292,16 +294,33 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from salescast.evaluation.forecast import run
+def _options(options_type, args):
+    """The typed options of a library function from the parsed arguments: an argument left unset (None)
+    takes the function's own default."""
+    return options_type(**{field.name: getattr(args, field.name) for field in dataclasses.fields(options_type)
+                           if getattr(args, field.name, None) is not None})
 
-    return run(args, _settings())
+
+def cmd_evaluate(args) -> int:
+    if args.cf:
+        from salescast.evaluation import recommender as evaluation
+
+        options = _options(evaluation.RecommenderEvaluation, args)
+    elif args.promo:
+        from salescast.evaluation import promotions as evaluation
+
+        options = _options(evaluation.PromotionEvaluation, args)
+    else:
+        from salescast.evaluation import forecast as evaluation
+
+        options = _options(evaluation.ForecastEvaluation, args)
+    return evaluation.run(options, _settings())
 
 
 def cmd_demo(args) -> int:
-    from salescast.demo import run_demo
+    from salescast.demo import DemoOptions, run_demo
 
-    return run_demo(args)
+    return run_demo(_options(DemoOptions, args))
 
 
 def parser() -> argparse.ArgumentParser:

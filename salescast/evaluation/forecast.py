@@ -79,13 +79,13 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         print(MISSING_EXTRAS, file=sys.stderr)
         return 2
     if options.public:
-        loader, features, options = PUBLIC[options.public]
+        loader, features, training = PUBLIC[options.public]
         histories = loader()
         source = f"public series {options.public}"
     else:
         features = FeatureConfig(options.input_length, settings.horizon, settings.season)
-        options = TrainOptions(input_length=options.input_length, epochs=options.epochs, seed=options.seed,
-                               test_origins=options.origins, verbose=0 if options.quiet else 2)
+        training = TrainOptions(input_length=options.input_length, epochs=options.epochs, seed=options.seed,
+                                test_origins=options.origins, verbose=0 if options.quiet else 2)
         if options.events:
             histories = histories_from_events(options.events, settings)
             source = f"events file {options.events}"
@@ -93,7 +93,7 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
             stderr_log(f"simulating a shop of {options.skus} SKUs over {options.days} days (seed {options.seed})")
             histories = shop_histories(options.skus, options.days, options.seed, settings)
             source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
-    evaluation = fit_and_backtest(histories, features, options, strong_baselines=True, log=stderr_log)
+    evaluation = fit_and_backtest(histories, features, training, strong_baselines=True, log=stderr_log)
     table = format_table(evaluation.result.table())
     facts = ", ".join(f"{k} {v}" for k, v in evaluation.facts.items())
     report = (f"Data: {source}. Horizon {features.horizon} buckets, season {features.season}, "
