@@ -11,16 +11,15 @@ from salescast.models.store import ModelStore
 from salescast.stream import metrics
 from salescast.stream.app import settings
 from salescast.stream.delivery.writes import load_value
-from salescast.stream.serving.forecaster import load_forecaster
-from salescast.stream.serving.promoter import Promoter, load_promo_model
-from salescast.stream.serving.recommender import load_recommender
-from salescast.stream.serving.registry import HotSwap, ServedModels
+from salescast.stream.serving.promoter import Promoter
+from salescast.stream.serving.registry import CF, PROMO, HotSwap, ServedModels
 from salescast.stream.tables import sku_candidates
 
-served = ServedModels(load_forecaster(settings), load_recommender(settings),
-                      Promoter(load_promo_model(settings), settings.promo, settings,
-                               candidates_of=lambda sku: load_value(sku_candidates, sku.encode()),
-                               model_versions=lambda: {served.recommender.name: served.recommender.version}))
+served = ServedModels.current(settings)  # every kind's current version, or its fallback: served[name]
+# the promotion step at bucket close; stream.agents.skus gives it served[PROMO] before each chunk
+promoter = Promoter(served[PROMO], settings.promo, settings,
+                    candidates_of=lambda sku: load_value(sku_candidates, sku.encode()),
+                    model_versions=lambda: {CF: served.version(CF)})
 
 
 def _swapped(name: str, old: str, new: str, seconds: float) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
+from salescast.models import windows
+from salescast.stream.app import app, settings
 from salescast.stream.core.engine import sales_view
-from salescast.stream.serving.recommender import recommendations_record
 from salescast.stream.delivery.writes import load_value
 from salescast.stream.live import served
-from salescast.stream.app import app, settings
+from salescast.stream.serving.recommender import recommendations_record
+from salescast.stream.serving.registry import CF
 from salescast.stream.tables import sku_candidates, sku_windows, user_items
 
 DEFAULT_BUCKETS = 28
@@ -69,7 +71,7 @@ class SkuSales(View):
 def _category(sku: str) -> str | None:
     """From the SKU's latest inventory record if this worker holds its window, else from the model."""
     window = load_value(sku_windows, sku.encode())
-    return (window or {}).get("cat") or served.recommender.category_of(sku)
+    return (window and windows.category(window)) or served[CF].category_of(sku)
 
 
 @app.page("/recommendations/users/{user_id}")
@@ -82,7 +84,7 @@ class SkusForUser(View):
         if isinstance(count, str):
             return _error(self, 400, count)
         vector = load_value(user_items, user_id.encode())
-        recommender = served.recommender
+        recommender = served[CF]
         answer = recommender.for_user(vector, count)
         return self.json(recommendations_record(user_id, "skus_for_user", answer, recommender))
 
@@ -96,7 +98,7 @@ class UsersForSku(View):
         count = _count(request, "n", DEFAULT_USERS_FOR_SKU, MAX_ITEMS)
         if isinstance(count, str):
             return _error(self, 400, count)
-        recommender = served.recommender
+        recommender = served[CF]
         answer = recommender.for_sku(load_value(sku_candidates, sku.encode()), lambda: _category(sku), count,
                                      settings.interaction_half_life_ms)
         return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))

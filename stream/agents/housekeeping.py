@@ -9,7 +9,7 @@ from salescast.stream.app import app, settings
 from salescast.stream.delivery.continuity import retrying
 from salescast.stream.kafka import client_options
 from salescast.stream.live import hot_swap, served
-from salescast.stream.serving.registry import SERVED
+from salescast.stream.serving.registry import KINDS
 
 _rate = metrics.RateMeter()
 _lag_reported: set[tuple[str, str]] = set()
@@ -43,10 +43,10 @@ def _model_versions_consumer():
 @app.task
 async def follow_model_versions() -> None:
     """Switch to each model's current version when model-versions says one was published."""
-    for name in SERVED:
+    for name in KINDS:
         metrics.set_live_version(name, served.version(name))
     consumer = await retrying(lambda: asyncio.to_thread(_model_versions_consumer), "follow model-versions")
-    for name in SERVED:  # made current while this worker started
+    for name in KINDS:  # made current while this worker started
         await hot_swap.reconcile(name)
     while True:
         polled = await retrying(lambda: asyncio.to_thread(consumer.poll, 1000), "read model-versions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from salescast.models import windows
 from salescast.models.promo import guardrails
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
@@ -27,7 +28,7 @@ def send_outcome(out: Outbox, outcome: dict) -> None:
 def send_outcome_updates(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
     """Interim outcomes of the triggers that the batch's sales were attributed to."""
     for key, (window, _) in touched.items():
-        if window.get("promos"):
+        if windows.promotions(window):
             for outcome in outcome_updates(key.decode(), window):
                 send_outcome(out, outcome)
 

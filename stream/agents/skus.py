@@ -20,7 +20,8 @@ from salescast.stream.core.contract import dumps
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox, partition_for
-from salescast.stream.live import served
+from salescast.stream.live import promoter, served
+from salescast.stream.serving.registry import LSTM, PROMO
 from salescast.stream.tables import sku_windows
 from salescast.stream.topics import FORECASTS, PROMO_PROPOSALS, sku_events
 
@@ -174,8 +175,9 @@ def _clock_ms(partition: int) -> int | None:
 def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at: float, event, out: Outbox,
                  now_ms: int | None) -> None:
     scoring_started = time.perf_counter()
-    forecaster = served.forecaster
-    closed = close_buckets(chunk, bucket, settings, forecaster, served.promoter, now_ms)
+    forecaster = served[LSTM]
+    promoter.model = served[PROMO]  # the version live now: a swap lands between chunks
+    closed = close_buckets(chunk, bucket, settings, forecaster, promoter, now_ms)
     if closed:
         metrics.SCORING_LATENCY.labels(forecaster.name).observe(time.perf_counter() - scoring_started)
     now = time.time()

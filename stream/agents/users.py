@@ -17,6 +17,7 @@ from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox
 from salescast.stream.live import served
 from salescast.stream.serving.recommender import affinity_updates
+from salescast.stream.serving.registry import CF
 from salescast.stream.tables import sku_candidates, user_items
 from salescast.stream.topics import SKU_AFFINITIES, sku_affinities, user_events
 
@@ -36,7 +37,7 @@ async def update_user_items(stream):
 
 def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:
     """Score the batch's users at once; send what changed in their top affinities to the SKUs' owners."""
-    recommender = served.recommender
+    recommender = served[CF]
     if recommender.model is None:
         return
     started = time.perf_counter()
