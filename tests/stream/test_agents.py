@@ -10,6 +10,7 @@ from faust.types import TP
 
 os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
 from salescast.models import useritem, windows  # noqa: E402
+from salescast.stream.core.engine import SkuUpdate, UserUpdate  # noqa: E402
 from salescast.stream.app import app  # noqa: E402
 
 app.conf.store = "memory://"  # before the tables exist
@@ -88,7 +89,7 @@ async def nothing_persisted():
 
 
 def update(kind, sku, ts, offset, line=0, units=0, revenue=0.0, source="o0"):
-    return orjson.dumps([kind, sku, ts, source, offset, line, units, revenue, None, None, None])
+    return orjson.dumps(SkuUpdate(kind, sku, ts, source, offset, line, units, revenue).to_wire())
 
 
 def marks(**newest):
@@ -125,8 +126,9 @@ async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(produ
 
 async def test_user_agent_builds_weighted_vectors():
     async with users.update_user_items.test_context() as agent:
-        await agent.put(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0]), key=b"u-1", partition=0)
-        await agent.put(orjson.dumps(["u-1", "a", "purchase", T0, "o0", 1, 0]), key=b"u-1", partition=0)
+        await agent.put(orjson.dumps(UserUpdate("u-1", "a", "view", T0, "c0", 1).to_wire()), key=b"u-1", partition=0)
+        await agent.put(orjson.dumps(UserUpdate("u-1", "a", "purchase", T0, "o0", 1).to_wire()), key=b"u-1",
+                        partition=0)
         await settled(lambda: b"u-1" in user_items.data)
     vector = orjson.loads(user_items[b"u-1"])
     assert useritem.weights(vector) == {"a": pytest.approx(6.0)}
