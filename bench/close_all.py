@@ -5,7 +5,7 @@
 A catalogue of --skus windows with 90 days of history: a share --live of them sold within the last
 SALESCAST_ACTIVE_BUCKETS (28) days, intermittently (each such SKU sells on a day with chance 0.3),
 --sold-today of all of them on the day that closes; the rest fell quiet 40-90 days ago. Then one daily
-close, the in-memory part of what the SKU agent does (salescast.stream.core.engine.close_buckets: the live check,
+close, the in-memory part of what the SKU agent does (salescast.stream.core.close.close_buckets: the live check,
 the histories, the forecaster, the records), median of --runs, with:
 
 - the baseline of the same run: closing only the SKUs that sold in the bucket (a forecast only on the
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.models import windows  # noqa: E402
-from salescast.stream.core.engine import BaselineForecaster, close_buckets  # noqa: E402
+from salescast.stream.core.close import BaselineForecaster, close_buckets  # noqa: E402
 from salescast.stream.core.settings import Settings  # noqa: E402
 
 DAY = 86_400_000

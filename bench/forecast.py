@@ -27,7 +27,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.models.forecast.features import History, make_inputs  # noqa: E402
 from salescast.models.store import ModelStore  # noqa: E402
-from salescast.stream.core.engine import BaselineForecaster  # noqa: E402
+from salescast.stream.core.close import BaselineForecaster  # noqa: E402
 from salescast.stream.serving.forecaster import LSTMServing  # noqa: E402
 from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
 from salescast.stream.core.settings import Settings  # noqa: E402

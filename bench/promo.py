@@ -35,7 +35,7 @@ from salescast.models.baseline import SeasonalNaive  # noqa: E402
 from salescast.models.promo import attribution, guardrails  # noqa: E402
 from salescast.models import windows as sku_windows  # noqa: E402
 from salescast.training import promotions as promo_training  # noqa: E402
-from salescast.stream.core.engine import BaselineForecaster, close_buckets  # noqa: E402
+from salescast.stream.core.close import BaselineForecaster, close_buckets  # noqa: E402
 from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
 from salescast.stream.serving.promoter import Promoter, PromoModel  # noqa: E402
 from salescast.replay import build_state  # noqa: E402

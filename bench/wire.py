@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
-from salescast.stream.core.engine import SkuUpdate, UserUpdate  # noqa: E402
+from salescast.stream.core.state import SkuUpdate, UserUpdate  # noqa: E402
 
 TS = 1_760_000_000_000
 SKU_UPDATES = {

@@ -93,7 +93,7 @@ def _keep_from(window: Window, newest: int, history: int) -> int:
 def catch_up(window: Window, close_before: int, active: int) -> None:
     """Mark closed the buckets before `close_before` at which the SKU is live nowhere.
 
-    A quiet SKU's close is not written (salescast.stream.core.engine.close_buckets skips
+    A quiet SKU's close is not written (salescast.stream.core.close.close_buckets skips
     it), so its `closed` falls behind; without this, the window of a SKU that
     sells again after a quiet year would keep that year open, and whole.
     """

@@ -9,7 +9,7 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.stream.core.engine import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.core.names import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
 from salescast.stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)

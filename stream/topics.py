@@ -37,7 +37,7 @@ user_events = _agents_read(f"{settings.app_id}-user-events", internal=True, part
 # no key): for the worker that owns each SKU's candidate index.
 sku_affinities = _agents_read(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
-# rebalanced worker judges `future` and `late` against (salescast.stream.core.engine.Ingestor.seed).
+# rebalanced worker judges `future` and `late` against (salescast.stream.core.ingest.Ingestor.seed).
 input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open

@@ -265,7 +265,7 @@ def check_histories_unchanged(case: ForecasterCase) -> None:
 
 def check_forecast_record(case: ForecasterCase) -> None:
     """The contract's forecast record made from each forecast: valid, horizon long, cold flag carried."""
-    forecast_record = locate("forecast_record", "salescast.stream.core.engine", "salescast.stream.core")
+    forecast_record = locate("forecast_record", "salescast.stream.core.close", "salescast.stream.core")
     validate = locate("validate", "salescast.stream.core.contract")
     Settings = locate("Settings", "salescast.stream.core.settings")
     settings = Settings.from_env({})

@@ -27,7 +27,7 @@ from salescast.models.baseline import MovingAverage, SeasonalNaive
 from salescast.models.forecast import backtest
 from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from salescast.models.forecast.kernel import LSTMKernel
-from salescast.stream.core.engine import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.core.names import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
 from salescast.stream.core.local import LocalPipeline
 from salescast.replay import build_state
 from salescast.stream.core.settings import Settings

@@ -3,7 +3,8 @@
 `salescast replay`, `salescast evaluate --promo`, `retrain --events` and the
 unit tests all run `LocalPipeline`, so none of them can drift from the others
 (each used to have a loop of its own). Every step is the one the agents run
-(salescast.stream.core.engine, salescast.stream.serving.promoter, salescast.stream.serving.recommender): ingest and
+(salescast.stream.core's ingest, state and close, salescast.stream.serving.promoter,
+salescast.stream.serving.recommender): ingest and
 event-time rules, windows and user vectors, the candidate index, bucket close
 with the served forecaster (the baseline for SKUs too new for it), promotion
 proposals through the guardrails, and outcomes.
@@ -24,13 +25,15 @@ from salescast.models import windows
 from salescast.models.cf import candidates
 from salescast.models.promo import guardrails
 from salescast.stream.core.contract import INPUT_KINDS, Source, dead_letter
-from salescast.stream.core.engine import (BaselineForecaster, Forecaster, Ingestor, apply_sku_update, apply_user_update,
-                              close_buckets)
+from salescast.stream.core.close import BaselineForecaster, Forecaster, close_buckets
+from salescast.stream.core.ingest import Ingestor
+from salescast.stream.core.names import PROMOTIONS_SOURCE_PREFIX
+from salescast.stream.core.state import apply_sku_update, apply_user_update
 from salescast.stream.serving.promoter import PromoModel, Promoter, admit, outcome_updates, registration
 from salescast.stream.serving.recommender import Recommender, affinity_updates
 from salescast.stream.core.settings import Settings
 
-PROMO_SOURCE = "p0"  # the position source of trigger registrations, as the worker's single proposals partition
+PROMO_SOURCE = f"{PROMOTIONS_SOURCE_PREFIX}0"  # trigger registrations' source: the worker's single proposals partition
 
 
 @dataclass

@@ -15,7 +15,7 @@ from salescast.models.baseline import Forecast
 from salescast.models.forecast.features import FeatureConfig, History, make_inputs
 from salescast.models.forecast.kernel import LSTMKernel
 from salescast.models.store import StoredModel
-from salescast.stream.core.engine import BaselineForecaster
+from salescast.stream.core.close import BaselineForecaster
 from salescast.stream.core.settings import Settings
 
 MODEL_NAME = "lstm"

@@ -22,7 +22,7 @@ from salescast.models.promo.audience import split_holdout
 from salescast.models.promo.elasticity import ElasticityModel
 from salescast.models.promo.policy import PromoPolicy, Signals, choose_discount, reason_for
 from salescast.models.store import StoredModel
-from salescast.stream.core.engine import SkuUpdate
+from salescast.stream.core.state import SkuUpdate
 from salescast.stream.core.settings import Settings
 
 MODEL_NAME = "promo"
@@ -95,7 +95,7 @@ class Promoter:
     def at_close(self, sku: str, window: windows.Window, forecast: dict | None, now: int, propose: bool = True
                  ) -> tuple[dict | None, list[tuple[str, dict]]]:
         """`forecast` is the one made at this close (None: the SKU is not live); `propose` False: the
-        bucket closed too long ago for a promotion (salescast.stream.core.engine.promotions_allowed)."""
+        bucket closed too long ago for a promotion (salescast.stream.core.close.promotions_allowed)."""
         outcomes = finish(sku, window, now)
         if not propose or forecast is None or self.model is None or \
                 any(state["until"] > now for state in windows.promotions(window)):

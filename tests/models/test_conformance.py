@@ -36,7 +36,7 @@ def settings_for(root):
 
 
 def BaselineForecaster(season: int):
-    return locate("BaselineForecaster", "salescast.stream.core.engine", "salescast.stream.core")(season)
+    return locate("BaselineForecaster", "salescast.stream.core.close", "salescast.stream.core")(season)
 
 
 def serving(symbol: str, module: str):

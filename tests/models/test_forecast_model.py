@@ -138,7 +138,7 @@ def test_scores_leave_sold_out_buckets_out():
 
 
 def test_serving_scores_ready_skus_with_the_lstm_and_new_ones_with_the_flagged_baseline(tmp_path, trained):
-    from salescast.stream.core.engine import BaselineForecaster
+    from salescast.stream.core.close import BaselineForecaster
     from salescast.stream.serving.forecaster import LSTMServing
 
     model, _ = trained
@@ -169,7 +169,7 @@ class _Captured(logging.Handler):
 
 def test_the_worker_serves_the_current_model_and_falls_back_to_the_baseline_with_a_reason(tmp_path, trained):
     """(-p no:logging turns pytest's caplog off, so the log is captured by hand.)"""
-    from salescast.stream.core.engine import BaselineForecaster
+    from salescast.stream.core.close import BaselineForecaster
     from salescast.stream.serving.forecaster import LSTMServing
     from salescast.stream.serving.registry import LSTM, load_current, log
 

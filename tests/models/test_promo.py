@@ -9,7 +9,7 @@ from salescast.models.promo.audience import split_holdout
 from salescast.models.promo.elasticity import ElasticityModel, PricePanel, implied_elasticity, panel_from_series, price_ratios
 from salescast.models.promo.policy import PromoPolicy, Signals, choose_discount, reason_for
 from salescast.stream.core.contract import validator
-from salescast.stream.core.engine import SkuUpdate, apply_sku_update
+from salescast.stream.core.state import SkuUpdate, apply_sku_update
 from salescast.stream.serving.promoter import Promoter, PromoModel, finish, outcome_updates, registration
 from salescast.stream.core.settings import Settings
 

@@ -10,7 +10,7 @@ from faust.types import TP
 
 os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
 from salescast.models import useritem, windows  # noqa: E402
-from salescast.stream.core.engine import SkuUpdate, UserUpdate  # noqa: E402
+from salescast.stream.core.state import SkuUpdate, UserUpdate  # noqa: E402
 from salescast.stream.app import app  # noqa: E402
 
 app.conf.store = "memory://"  # before the tables exist

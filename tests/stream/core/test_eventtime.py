@@ -5,7 +5,9 @@ import orjson
 import pytest
 
 from salescast.models import windows
-from salescast.stream.core.engine import BaselineForecaster, Ingestor, SkuUpdate, apply_sku_update, close_buckets
+from salescast.stream.core.close import BaselineForecaster, close_buckets
+from salescast.stream.core.ingest import Ingestor
+from salescast.stream.core.state import SkuUpdate, apply_sku_update
 from salescast.stream.core.local import LocalPipeline
 from salescast.stream.core.settings import Settings
 from salescast.stream.core.watermarks import PENDING, LowWatermark

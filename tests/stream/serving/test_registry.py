@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from salescast.models.store import ModelStore
 from salescast.stream import metrics
-from salescast.stream.core.engine import BaselineForecaster
+from salescast.stream.core.close import BaselineForecaster
 from salescast.stream.core.settings import Settings
 from salescast.stream.serving.recommender import NO_MODEL_VERSION, Recommender
 from salescast.stream.serving.registry import (CF, KINDS, LSTM, PROMO, HotSwap, ModelKind, Refused, ServedModels,

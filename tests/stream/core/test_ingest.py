@@ -1,11 +1,12 @@
+"""Ingest: contract validation, event-time rules per partition, and the updates a record splits into."""
+
 import orjson
 import pytest
 
-from salescast.models import useritem, windows
 from salescast.stream.core.contract import validator
-from salescast.stream.core.engine import (BaselineForecaster, Ingestor, SkuUpdate, UserUpdate, apply_sku_update,
-                              apply_user_update, close_buckets)
+from salescast.stream.core.ingest import Ingestor
 from salescast.stream.core.settings import Settings
+from salescast.stream.core.state import SkuUpdate, UserUpdate
 
 DAY = 86_400_000
 T0 = 20_000 * DAY  # a midnight
@@ -97,31 +98,3 @@ def test_ticks_only_when_the_partitions_event_time_enters_a_new_bucket(settings)
     assert ticks == [T0 // DAY, None, T0 // DAY + 1, None, T0 // DAY + 2]
     # each partition ticks on its own: partition 1's first record ticks though partition 0 is ahead
     assert ingestor.ingest("orders", order(T0, ("a", 1, 1)), 1, 0).tick == T0 // DAY
-
-
-def test_sku_updates_are_idempotent(settings):
-    update = SkuUpdate("sale", "a", T0, "o0", 5, 0, units=2, revenue=4.0)
-    window, changed = apply_sku_update(None, update, settings)
-    assert changed and windows.units(window) == [2]
-    window, changed = apply_sku_update(window, update, settings)
-    assert not changed and windows.units(window) == [2]
-
-
-def test_user_updates_use_the_configured_weights(settings):
-    vector, _ = apply_user_update(None, UserUpdate("u", "a", "cart", T0, "c0", 1), settings)
-    vector, _ = apply_user_update(vector, UserUpdate("u", "a", "purchase", T0, "o0", 1), settings)
-    assert useritem.weights(vector)["a"] == pytest.approx(settings.interaction_weights.cart + settings.interaction_weights.purchase)
-
-
-def test_closing_a_bucket_forecasts_from_the_next_one_once(settings):
-    window, _ = apply_sku_update(None, SkuUpdate("sale", "a", T0, "o0", 1, units=3, revenue=3.0), settings)
-    closed = close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(settings.season))
-    assert len(closed) == 1 and len(closed[0].forecasts) == 1
-    window, record = closed[0].window, closed[0].forecasts[0]
-    validator("forecasts")(record)
-    assert record["ts"] == T0 and [h["start"] for h in record["horizon"]] == [T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY]
-    assert record["cold_start"] is True and record["model"]["name"] == "seasonal_naive"
-    assert all(h["p10"] <= h["p50"] <= h["p90"] for h in record["horizon"])
-    # what the next close checks demand against
-    assert windows.p10_forecast(window, T0 // DAY + 1) == record["horizon"][0]["p10"]
-    assert close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(7)) == []

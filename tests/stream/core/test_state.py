@@ -1,9 +1,13 @@
-"""The internal topics' wire format: tagged, versioned, read by name (a rolling deploy runs two versions)."""
+"""Updates: applied once per input position, and their wire format, tagged, versioned and read by name (a
+rolling deploy runs two versions side by side)."""
 
 import orjson
 import pytest
 
-from salescast.stream.core.engine import WIRE_VERSION, SkuUpdate, UserUpdate, WireVersionError
+from salescast.models import useritem, windows
+from salescast.stream.core.settings import Settings
+from salescast.stream.core.state import (WIRE_VERSION, SkuUpdate, UserUpdate, WireVersionError, apply_sku_update,
+                                         apply_user_update)
 
 T0 = 1_760_000_000_000
 TRIGGER = {"trigger_id": "a@1", "ts": T0, "valid_until": T0 + 1, "targets": [{"user_id": "u-1", "score": 0.5}],
@@ -64,3 +68,19 @@ def test_the_positional_records_of_the_version_before_are_still_read():
     assert SkuUpdate.from_wire(["sale", "a", T0, "o0", 1, 0, 2, 4.0, None, None, None]) == \
         SkuUpdate("sale", "a", T0, "o0", 1, 0, units=2, revenue=4.0)
     assert UserUpdate.from_wire(["u-1", "a", "view", T0, "c0", 1, 0]) == UserUpdate("u-1", "a", "view", T0, "c0", 1)
+
+
+def test_sku_updates_are_idempotent():
+    settings = Settings.from_env({})
+    update = SkuUpdate("sale", "a", T0, "o0", 5, 0, units=2, revenue=4.0)
+    window, changed = apply_sku_update(None, update, settings)
+    assert changed and windows.units(window) == [2]
+    window, changed = apply_sku_update(window, update, settings)
+    assert not changed and windows.units(window) == [2]
+
+
+def test_user_updates_use_the_configured_weights():
+    settings = Settings.from_env({})
+    vector, _ = apply_user_update(None, UserUpdate("u", "a", "cart", T0, "c0", 1), settings)
+    vector, _ = apply_user_update(vector, UserUpdate("u", "a", "purchase", T0, "o0", 1), settings)
+    assert useritem.weights(vector)["a"] == pytest.approx(settings.interaction_weights.cart + settings.interaction_weights.purchase)

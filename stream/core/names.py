@@ -1,0 +1,20 @@
+"""Names the worker's state is stored under: renaming one loses what was stored under the old name.
+
+Tables are changelogged as <app id>-<table>-changelog, and `salescast retrain`
+reads the changelogs by these names. The position sources key each window's and
+vector's applied positions (salescast.models.positions) as "<prefix><partition>",
+so a prefix renamed would count every record again.
+"""
+
+from __future__ import annotations
+
+# worker tables
+SKU_WINDOWS_TABLE = "sku-windows"  # per-SKU windows (salescast.models.windows)
+USER_ITEMS_TABLE = "user-items"  # per-user decayed interactions (salescast.models.useritem)
+SKU_CANDIDATES_TABLE = "sku-candidates"  # per-SKU candidate users (salescast.models.cf.candidates)
+PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # one key: the promotion guardrails' state (salescast.models.promo.guardrails)
+
+# position sources: each input kind's (contract.INPUT_KINDS), and the trigger registrations' (by partition of
+# the promo-proposals topic)
+SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
+PROMOTIONS_SOURCE_PREFIX = "p"
