@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 
 from salescast.models import windows
 from salescast.stream.app import app, settings
-from salescast.stream.core.engine import sales_view
+from salescast.stream.core.close import sales_view
 from salescast.stream.delivery.writes import load_value
 from salescast.stream.live import served
 from salescast.stream.serving.recommender import recommendations_record

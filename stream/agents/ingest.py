@@ -14,7 +14,7 @@ from faust.types import TP
 
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
-from salescast.stream.core.engine import Ingestor
+from salescast.stream.core.ingest import Ingestor
 from salescast.stream.core.watermarks import PENDING, encode_marks
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.continuity import retrying

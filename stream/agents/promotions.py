@@ -10,6 +10,7 @@ from salescast.models.promo import guardrails
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.core.contract import dumps
+from salescast.stream.core.names import PROMOTIONS_SOURCE_PREFIX
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox
@@ -46,7 +47,7 @@ async def decide_promotions(stream):
                 proposal = orjson.loads(message.value)
                 verdict = admit(state, proposal, settings.promo)
                 trigger = proposal["trigger"]
-                update = registration(trigger, f"p{message.partition}", message.offset).to_wire()
+                update = registration(trigger, f"{PROMOTIONS_SOURCE_PREFIX}{message.partition}", message.offset).to_wire()
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
                 writes.processing_error(out, message, exc)
                 continue

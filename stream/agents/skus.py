@@ -14,7 +14,8 @@ from salescast.models import windows
 from salescast.stream import metrics
 from salescast.stream.agents.promotions import send_outcome, send_outcome_updates
 from salescast.stream.app import app, settings
-from salescast.stream.core.engine import SkuUpdate, apply_sku_update, close_buckets
+from salescast.stream.core.close import close_buckets
+from salescast.stream.core.state import SkuUpdate, apply_sku_update
 from salescast.stream.core.watermarks import LowWatermark, decode_marks, is_marks
 from salescast.stream.core.contract import dumps
 from salescast.stream.delivery import writes

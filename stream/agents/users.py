@@ -11,7 +11,7 @@ from salescast.models.cf import candidates
 from salescast.stream import metrics
 from salescast.stream.agents.skus import sku_partition
 from salescast.stream.app import app, settings
-from salescast.stream.core.engine import UserUpdate, apply_user_update
+from salescast.stream.core.state import UserUpdate, apply_user_update
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox

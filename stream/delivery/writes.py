@@ -58,7 +58,7 @@ def write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
             on_sent=_changelog_persisted[table.name])
 
 
-def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, list], tuple[dict, bool]],
+def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, dict], tuple[dict, bool]],
                 out: Outbox, before_write: Callable[[dict, Outbox], None] | None = None
                 ) -> dict[bytes, tuple[dict, object]]:
     """Apply a batch of keyed updates to `table`, reading and writing each key once.

@@ -24,9 +24,9 @@ from salescast.models.promo.policy import PromoPolicy, Signals, choose_discount,
 from salescast.models.store import StoredModel
 from salescast.stream.core.state import SkuUpdate
 from salescast.stream.core.settings import Settings
+from salescast.models.timeunits import DAY_MS
 
 MODEL_NAME = "promo"
-DAY_MS = 86_400_000
 RECENT_DAYS = 7
 
 
