@@ -31,8 +31,6 @@ answers after a round trip through the model store.
 from __future__ import annotations
 
 import copy
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,43 +40,9 @@ import pytest
 
 from salescast.models.baseline import Forecast
 from salescast.models.forecast.features import History
-
-# ---------------------------------------------------------------------------------------------- imports
-
-
-def locate(symbol: str, *places: str) -> Any:
-    """`symbol` from the first of `places` (modules or packages) that has it.
-
-    Modules are being split and renamed while this suite is written (e.g. the
-    engine's forecaster moving out of salescast.stream.core.engine); a package
-    in `places` is searched module by module, preferring the module that
-    defines the symbol over one that re-exports it.
-    """
-    reexported = None
-    for place in places:
-        try:
-            module = importlib.import_module(place)
-        except ImportError:
-            continue
-        if symbol in vars(module):
-            value = vars(module)[symbol]
-            if getattr(value, "__module__", place) == place:
-                return value
-            reexported = reexported if reexported is not None else value
-        for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
-            try:
-                submodule = importlib.import_module(f"{place}.{info.name}")
-            except ImportError:
-                continue
-            value = vars(submodule).get(symbol)
-            if value is not None and getattr(value, "__module__", submodule.__name__) == submodule.__name__:
-                return value
-            if value is not None and reexported is None:
-                reexported = value
-    if reexported is not None:
-        return reexported
-    raise ImportError(f"{symbol} is in none of {', '.join(places)}")
-
+from salescast.stream.core.close import forecast_record
+from salescast.stream.core.contract import validate
+from salescast.stream.core.settings import Settings
 
 # ---------------------------------------------------------------------------------------------- histories
 
@@ -265,9 +229,6 @@ def check_histories_unchanged(case: ForecasterCase) -> None:
 
 def check_forecast_record(case: ForecasterCase) -> None:
     """The contract's forecast record made from each forecast: valid, horizon long, cold flag carried."""
-    forecast_record = locate("forecast_record", "salescast.stream.core.close", "salescast.stream.core")
-    validate = locate("validate", "salescast.stream.core.contract")
-    Settings = locate("Settings", "salescast.stream.core.settings")
     settings = Settings.from_env({})
     name, version = case.record_model
     histories = case.usable()
@@ -415,7 +376,6 @@ def check_query_unchanged(case: RecommenderCase) -> None:
 def check_recommendations_record(case: RecommenderCase) -> None:
     if case.record is None:
         pytest.skip(f"{case.name} makes no contract record")
-    validate = locate("validate", "salescast.stream.core.contract")
     for query in case.queries():
         answer = case.ask(query, 5)
         record = validate("recommendations", case.record(query, answer))

@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 
 from salescast.models.baseline import MovingAverage, SeasonalNaive
+from salescast.models.cf import candidates
 from salescast.models.store import ModelStore, StoredModel
+from salescast.stream.core.close import BaselineForecaster
+from salescast.stream.core.settings import Settings
+from salescast.stream.serving import registry
+from salescast.stream.serving.forecaster import forecaster_from_stored
+from salescast.stream.serving.recommender import Recommendations, Recommender, recommendations_record
 from tests import conformance as c
 from tests.models.test_forecast_model import CONFIG, shop
 
@@ -27,31 +33,14 @@ SEASON = CONFIG.season
 HALF_LIFE_MS = 7 * 86_400_000
 
 
-locate = c.locate  # modules are being split and renamed: find each symbol where it is now
-
-
 def settings_for(root):
-    Settings = locate("Settings", "salescast.stream.core.settings", "salescast.stream.core")
     return Settings.from_env({"SALESCAST_MODEL_STORE": str(root), "SALESCAST_HORIZON": str(CONFIG.horizon)})
-
-
-def BaselineForecaster(season: int):
-    return locate("BaselineForecaster", "salescast.stream.core.close", "salescast.stream.core")(season)
-
-
-def serving(symbol: str, module: str):
-    return locate(symbol, f"salescast.stream.serving.{module}", "salescast.stream.serving")
 
 
 def load_current(name: str, root):
     """The store's current `name` model as a worker loads it when it starts (checked, smoke-tested), or
     what serves without one."""
-    settings = settings_for(root)
-    try:
-        return locate("load_current", "salescast.stream.serving.registry")(name, settings)
-    except ImportError:  # before the registry held every kind: one loader per model
-        loader = {"lstm": ("load_forecaster", "forecaster"), "cf": ("load_recommender", "recommender")}[name]
-        return serving(*loader)(settings)
+    return registry.load_current(name, settings_for(root))
 
 
 def user_vector(weights: dict[str, float], ts: int = 5) -> dict:
@@ -184,7 +173,6 @@ def case_lstm_kernel(lstm_artifact) -> c.ForecasterCase:
 def case_lstm_served(lstm_artifact) -> c.ForecasterCase:
     """The worker's LSTMServing: the kernel for SKUs with input_length buckets, the flagged baseline below."""
     config, weights = lstm_artifact
-    forecaster_from_stored = serving("forecaster_from_stored", "forecaster")
     forecaster = forecaster_from_stored(in_memory("lstm", config, weights), settings_for("unused"))
     forecaster.smoke_test()
 
@@ -290,16 +278,15 @@ def _save_cf(cf, root) -> None:
 
 def served_recommender(cf):
     """The worker's Recommender over the fitted model, built from the arrays the store would hold."""
-    recommender = serving("Recommender", "recommender")(in_memory("cf", cf["config"], cf["arrays"]))
+    recommender = Recommender(in_memory("cf", cf["config"], cf["arrays"]))
     if hasattr(recommender, "smoke_test"):
         recommender.smoke_test()
     return recommender
 
 
 def case_recommender_for_user(cf) -> c.RecommenderCase:
-    Recommender = serving("Recommender", "recommender")
     recommender = served_recommender(cf)
-    record = serving("recommendations_record", "recommender")
+    record = recommendations_record
 
     def through_store(root):
         _save_cf(cf, root)
@@ -308,7 +295,7 @@ def case_recommender_for_user(cf) -> c.RecommenderCase:
         return lambda query, n: _answer(loaded.for_user(query, n))
 
     def make_record(query, answer):
-        return record("user-x", "skus_for_user", serving("Recommendations", "recommender")(answer.items,
+        return record("user-x", "skus_for_user", Recommendations(answer.items,
                                                                                        answer.fallback), recommender)
 
     known, unknown = user_queries(cf)
@@ -319,7 +306,6 @@ def case_recommender_for_user(cf) -> c.RecommenderCase:
 
 def sku_queries(recommender, cf) -> tuple[list, list]:
     """(SKUs with candidate users, SKUs with none yet) as (candidate entry, category) pairs."""
-    candidates = locate("candidates", "salescast.models.cf")
     users = sorted(cf["vectors"])
     affinities = recommender.affinities([cf["vectors"][u] for u in users], 10) if recommender.model else \
         [{"shoes-0": 1.0, "hats-0": 0.5} for _ in users]
@@ -347,8 +333,7 @@ def reorder_entry(query):
 
 
 def _sku_case(name, recommender, cf, known_answered: bool, round_trip) -> c.RecommenderCase:
-    record = serving("recommendations_record", "recommender")
-    Recommendations = serving("Recommendations", "recommender")
+    record = recommendations_record
     known, unknown = sku_queries(recommender, cf)
 
     def ask_with(r):
@@ -373,7 +358,6 @@ def case_recommender_for_sku(cf) -> c.RecommenderCase:
 
 def case_no_model_for_user(cf) -> c.RecommenderCase:
     """No model trained yet: every answer is an empty fallback; an empty store loads as this."""
-    Recommender = serving("Recommender", "recommender")
     recommender = Recommender()
     known, unknown = user_queries(cf)
 
@@ -384,15 +368,15 @@ def case_no_model_for_user(cf) -> c.RecommenderCase:
 
     return c.RecommenderCase("no_model_for_user", lambda query, n: _answer(recommender.for_user(query, n)), set(),
                              known, False, seen_skus, unknown, lambda query, n: [], reorder=reorder_vector,
-                             record=lambda query, answer: serving("recommendations_record", "recommender")(
-                                 "user-x", "skus_for_user", serving("Recommendations", "recommender")(
+                             record=lambda query, answer: recommendations_record(
+                                 "user-x", "skus_for_user", Recommendations(
                                      answer.items, answer.fallback), recommender),
                              round_trip=from_empty_store)
 
 
 def case_no_model_for_sku(cf) -> c.RecommenderCase:
     """No model: a SKU's candidate users still rank (they need no model), the fallback audience is empty."""
-    recommender = serving("Recommender", "recommender")()
+    recommender = Recommender()
     return _sku_case("no_model_for_sku", recommender, cf, True,
                      lambda root: load_current("cf", root))
 
