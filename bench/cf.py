@@ -139,11 +139,11 @@ def live_update_per_event(recommender: Recommender, vectors: dict, settings: Set
     batch = [useritem.from_weights(useritem.weights(vectors[user]), 0) for user in users]
 
     def partition_of(sku: str) -> int:
-        return partition_for(sku.encode(), settings.partitions)
+        return partition_for(sku.encode(), settings.kafka.partitions)
 
     def one_batch() -> float:
         started = time.perf_counter()
-        changes = affinity_updates(recommender, users, batch, settings.cf_affinity_top, partition_of)
+        changes = affinity_updates(recommender, users, batch, settings.recommendations.affinity_top, partition_of)
         payloads = [orjson.dumps(entries) for entries in changes.values()]
         elapsed = time.perf_counter() - started
         assert payloads
@@ -153,7 +153,7 @@ def live_update_per_event(recommender: Recommender, vectors: dict, settings: Set
     for vector in batch:  # one more view of a SKU the user has, or of a random one
         sku = f"sku-{int(rng.integers(0, len(recommender.skus)))}" if rng.random() < 0.3 else \
             next(iter(useritem.weights(vector)))
-        useritem.learn_one(vector, sku, 1.0, 0, settings.interaction_half_life_ms, settings.user_item_cap)
+        useritem.learn_one(vector, sku, 1.0, 0, settings.recommendations.interaction_half_life_ms, settings.recommendations.user_item_cap)
     return first, one_batch()
 
 
@@ -222,13 +222,13 @@ def main() -> None:
     entries = []
     for i in range(200):
         changes = [(f"u-{j}", float(rng.random()), int(rng.integers(0, 30)) * day)
-                   for j in rng.integers(0, len(users), settings.cf_candidates_per_sku * 2)]
-        entries.append(orjson.dumps(candidates.apply_changes(None, changes, settings.cf_candidates_per_sku,
-                                                             settings.interaction_half_life_ms)))
-    query = median_time(lambda raw: candidates.ranked(orjson.loads(raw), 50, settings.interaction_half_life_ms),
+                   for j in rng.integers(0, len(users), settings.recommendations.candidates_per_sku * 2)]
+        entries.append(orjson.dumps(candidates.apply_changes(None, changes, settings.recommendations.candidates_per_sku,
+                                                             settings.recommendations.interaction_half_life_ms)))
+    query = median_time(lambda raw: candidates.ranked(orjson.loads(raw), 50, settings.recommendations.interaction_half_life_ms),
                         entries)
     full = median_time(lambda raw: sorted(orjson.loads(raw)["u"].items(), key=lambda p: -p[1][0])[:50], entries)
-    print(f"CANDIDATE USERS FOR A SKU: {query * 1e3:.3f} ms median (top 50 of {settings.cf_candidates_per_sku}, "
+    print(f"CANDIDATE USERS FOR A SKU: {query * 1e3:.3f} ms median (top 50 of {settings.recommendations.candidates_per_sku}, "
           f"decode + decay + rank); plain decode + sort {full * 1e3:.3f} ms", flush=True)
 
 

@@ -73,13 +73,13 @@ def lstm_serving(items, settings: Settings):
     from salescast.models.store import ModelStore
     from salescast.stream.serving.forecaster import LSTMServing
 
-    config = FeatureConfig(input_length=28, horizon=settings.horizon, season=7)
+    config = FeatureConfig(input_length=28, horizon=settings.forecasting.horizon, season=7)
     histories = [windows.history(window, TODAY - 1) for _, window in items[:2000]]
     train, valid = split_by_time(make_samples(histories, config), TODAY - 20, config.horizon)
     model = LSTMForecaster(config, units=(32, 32), dense=32, epochs=1, batch_size=256, verbose=0).fit(train, valid)
     store = ModelStore(Path(os.environ.get("TMPDIR", "/tmp")) / f"salescast-bench-close-{os.getpid()}")
     version = store.save("lstm", {**model.config(), "bucket": "1d"}, model.weights(), {"mase": 1.0})["version"]
-    return LSTMServing(store.load("lstm", version), BaselineForecaster(settings.season))
+    return LSTMServing(store.load("lstm", version), BaselineForecaster(settings.time.season))
 
 
 def main() -> None:
@@ -93,9 +93,9 @@ def main() -> None:
     started = time.perf_counter()
     items = catalogue(args.skus, args.live, args.sold_today)
     sold = [(sku, w) for sku, w in items if windows.last_event_at_or_before(w, TODAY) == TODAY]
-    live = sum(1 for _, w in items if windows.live_buckets(w, TODAY, TODAY, settings.active_buckets))
+    live = sum(1 for _, w in items if windows.live_buckets(w, TODAY, TODAY, settings.forecasting.active_buckets))
     print(f"{args.skus:,} SKUs built in {time.perf_counter() - started:.1f}s (not timed): {len(sold):,} sold in "
-          f"the closing bucket, {live:,} live (an event within {settings.active_buckets} buckets)", flush=True)
+          f"the closing bucket, {live:,} live (an event within {settings.forecasting.active_buckets} buckets)", flush=True)
 
     def reopen():  # a close moves each window's `closed`: every run closes the same bucket afresh
         for _, window in items:
@@ -105,7 +105,7 @@ def main() -> None:
         return lambda: close_buckets(chosen, TODAY + 1, settings, forecaster)
 
     rows = []
-    for name, forecaster in (("seasonal naive", BaselineForecaster(settings.season)),
+    for name, forecaster in (("seasonal naive", BaselineForecaster(settings.time.season)),
                              ("LSTM (numpy kernel)", lstm_serving(items, settings))):
         baseline = timed(close(sold, forecaster), args.runs, reopen)
         every = timed(close(items, forecaster), args.runs, reopen)

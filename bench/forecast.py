@@ -73,13 +73,13 @@ def main() -> None:
           f"{manifest['metrics']['train_windows']} windows); holdout MASE {manifest['metrics']['mase']:.3f} vs "
           f"seasonal naive {manifest['metrics']['baseline_mase']:.3f}", flush=True)
 
-    stored = ModelStore(settings.model_store).load("lstm")
-    serving = LSTMServing(stored, BaselineForecaster(settings.season))
+    stored = ModelStore(settings.store.path).load("lstm")
+    serving = LSTMServing(stored, BaselineForecaster(settings.time.season))
     ready = [h for h in histories.values() if len(h) >= serving.features.input_length]
     rng = np.random.default_rng(0)
     batch = [History(h.first_bucket, rng.poisson(h.units).astype(float), h.promo_units, h.on_hand)
              for h in (ready[i % len(ready)] for i in range(10_000))]
-    horizon = settings.horizon
+    horizon = settings.forecasting.horizon
     one = timed(lambda: serving.forecast_many(batch[:1], horizon), max(args.runs, 200))
     serve_10k = timed(lambda: serving.forecast_many(batch, horizon), args.runs)
     x, future, _ = make_inputs(batch, serving.features)

@@ -75,9 +75,9 @@ def main() -> None:
                         lambda: {"cf": "bench"})
     closes = []
     for sku, window in state.windows.items():
-        closed = close_buckets([(sku, dict(window))], newest, settings, BaselineForecaster(settings.season))
+        closed = close_buckets([(sku, dict(window))], newest, settings, BaselineForecaster(settings.time.season))
         closes.append((sku, closed[0].window, closed[0].forecast))
-    now = newest * settings.bucket_ms
+    now = newest * settings.time.bucket_ms
     proposals = [promoter.propose(sku, window, forecast, now) for sku, window, forecast in closes]
     made = sum(p is not None for p in proposals)
     decide = per_call(lambda c: promoter.at_close(c[0], c[1], c[2], now), closes, args.runs)
@@ -85,8 +85,8 @@ def main() -> None:
                              lambda: {"cf": "bench"})
     typical_made = sum(as_configured.propose(sku, w, f, now) is not None for sku, w, f in closes)
     typical = per_call(lambda c: as_configured.at_close(c[0], c[1], c[2], now), closes, args.runs)
-    forecast = per_call(lambda c: SeasonalNaive(settings.season).fit(
-        sku_windows.history(c[1], newest - 1).units).predict(settings.horizon), closes, args.runs)
+    forecast = per_call(lambda c: SeasonalNaive(settings.time.season).fit(
+        sku_windows.history(c[1], newest - 1).units).predict(settings.forecasting.horizon), closes, args.runs)
     decode = per_call(lambda c: orjson.loads(entries[c[0]]), closes, args.runs)
 
     state_open = guardrails.new_state()

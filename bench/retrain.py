@@ -110,7 +110,7 @@ def main() -> int:
         first = retrain_run(settings, events, "first retrain (no live version)")
         second = retrain_run(settings, events, "scheduled retrain (judged against live)")
 
-        store = ModelStore(settings.model_store)
+        store = ModelStore(settings.store.path)
         print("\n| swap, median of {} | reconcile (load, check, smoke, switch) | baseline: ModelStore.load | "
               "longest event-loop pause |\n|---|---:|---:|---:|".format(args.swaps))
         for name in ("lstm", "cf"):

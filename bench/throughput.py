@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import statistics
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.stream.core.contract import INPUT_KINDS, record_key  # noqa: E402
 from salescast.sim.generator import Shop, ShopConfig  # noqa: E402
 from salescast.localkafka import LocalBroker  # noqa: E402
-from salescast.stream.core.settings import Settings  # noqa: E402
+from salescast.stream.core.settings import KafkaSettings, Settings, StoreSettings  # noqa: E402
 from salescast.stream.kafka import ensure_topics  # noqa: E402
 
 DAY = 86_400_000
@@ -219,7 +218,7 @@ def build_cf_model(events: list[tuple[str, dict]], store: Path) -> None:
     with open(path, "wb") as out:
         for topic, record in events:
             out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
-    settings = dataclasses.replace(Settings(), model_store=store, bootstrap_servers="127.0.0.1:1")
+    settings = Settings(store=StoreSettings(path=store), kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
     (record,) = retrain(settings, str(path), TrainOptions(), models=("cf",), log=lambda m: None)
     print(f"serving cf {record['version']}: {record['metrics']['skus']} SKUs, {record['metrics']['users']} users",
           file=sys.stderr)

@@ -243,7 +243,7 @@ def run(path: str, settings: Settings, producer_factory: Callable[[], Producer],
               f"{loaded.skipped[SKIPPED_SHOWN - 1].line}", file=err)
     total = len(loaded.messages)
     print(f"backfill: read {total} records ({_by_kind(loaded.counts())}) from {'stdin' if path == '-' else path} "
-          f"in {clock() - started:.1f} s; producing to {settings.bootstrap_servers}", file=err, flush=True)
+          f"in {clock() - started:.1f} s; producing to {settings.kafka.bootstrap_servers}", file=err, flush=True)
 
     def report(delivery: Delivery) -> None:
         done = f"{delivery.delivered_total} delivered, {len(delivery.failed)} failed"
@@ -260,7 +260,7 @@ def run(path: str, settings: Settings, producer_factory: Callable[[], Producer],
         producer = producer_factory()
         sending = clock()
         try:
-            delivery = produce(loaded.messages, producer, settings.topic, report, every_s, clock=clock)
+            delivery = produce(loaded.messages, producer, settings.kafka.topic, report, every_s, clock=clock)
         finally:
             close(producer)
     print(f"backfill: {delivery.delivered_total} records produced ({_by_kind(delivery.delivered)}), "

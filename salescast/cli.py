@@ -103,7 +103,7 @@ def _promo_inbox(settings: Settings):
 
     ensure_topics(settings)
     arrived: queue.Queue = queue.Queue()
-    consumer = KafkaConsumer(settings.topic("promo_triggers"), auto_offset_reset="latest",
+    consumer = KafkaConsumer(settings.kafka.topic("promo_triggers"), auto_offset_reset="latest",
                              enable_auto_commit=False, **client_options(settings))
 
     def listen() -> None:
@@ -142,7 +142,7 @@ def _publish(events, settings: Settings, limit: int | None) -> int:
     messages = (encode(number, topic, record) for number, (topic, record) in enumerate(events, 1))
     producer = _producer(settings, linger_ms=5)
     try:
-        delivery = produce(itertools.islice(messages, limit) if limit else messages, producer, settings.topic)
+        delivery = produce(itertools.islice(messages, limit) if limit else messages, producer, settings.kafka.topic)
     finally:
         close(producer)
     if delivery.failed:
@@ -199,12 +199,12 @@ def cmd_retrain(args) -> int:
     from salescast.training import metrics as retrain_metrics
 
     try:
-        retrain_metrics.serve(settings.retrain_metrics_port)
+        retrain_metrics.serve(settings.service.retrain_metrics_port)
     except OSError as exc:
-        print(f"salescast retrain --every: cannot serve metrics on port {settings.retrain_metrics_port} ({exc}); "
+        print(f"salescast retrain --every: cannot serve metrics on port {settings.service.retrain_metrics_port} ({exc}); "
               "set SALESCAST_RETRAIN_METRICS_PORT to a free port", file=sys.stderr)
         return 1
-    print(f"retraining every {args.every}; metrics at http://localhost:{settings.retrain_metrics_port}/metrics",
+    print(f"retraining every {args.every}; metrics at http://localhost:{settings.service.retrain_metrics_port}/metrics",
           file=sys.stderr, flush=True)
     try:
         while True:  # a failed run is reported and the schedule goes on
@@ -234,7 +234,7 @@ def _retrain_once(settings: Settings, events: str | None, options, model: str, o
     for record in records:
         outcome = ("is now current; running workers switch to it" if record["status"] == "live" else
                    f"was {record['status']}: workers keep {record['metrics'].get('vs_live', {}).get('version')}")
-        print(f"{record['name']} {record['version']} {outcome} ({settings.model_store}): {_holdout_summary(record)}",
+        print(f"{record['name']} {record['version']} {outcome} ({settings.store.path}): {_holdout_summary(record)}",
               file=sys.stderr)
         print(json.dumps(record), flush=True)
     if failed is not None:
@@ -256,7 +256,7 @@ def cmd_models(args) -> int:
     from salescast.training.retrain import announce
 
     settings = _settings()
-    store = ModelStore(settings.model_store)
+    store = ModelStore(settings.store.path)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)

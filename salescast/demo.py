@@ -136,7 +136,7 @@ def _train_if_needed(options: DemoOptions, env: dict, demo_dir: Path) -> None:
     from salescast.stream.serving.registry import KINDS, LSTM
     from salescast.stream.core.settings import Settings
 
-    store = ModelStore(Settings.from_env(env).model_store)
+    store = ModelStore(Settings.from_env(env).store.path)
     missing = [name for name in KINDS if store.current(name) is None]
     if not missing:
         print(f"using the {_listed(list(KINDS))} models already current in {store.root}", flush=True)
@@ -212,7 +212,7 @@ def run_demo(options: DemoOptions) -> int:
               f"event time x{options.speedup:.0f}; "
               f"forecasts follow as each day closes (Ctrl-C stops everything)\n", flush=True)
         settings = Settings.from_env(env)
-        kinds = {settings.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes",
+        kinds = {settings.kafka.topic(kind): kind for kind in ("forecasts", "promo_triggers", "promo_outcomes",
                                                          "model_versions")}
         generator_started, retrainer = time.monotonic(), None
         consumer = KafkaConsumer(*kinds, bootstrap_servers=broker.bootstrap, auto_offset_reset="latest",

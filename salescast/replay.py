@@ -73,14 +73,14 @@ def replay(lines: Iterable[bytes], settings: Settings, pipeline: LocalPipeline |
     """
     pipeline = pipeline or LocalPipeline.serving(settings)
     for emitted in run_pipeline(parse(lines), pipeline):
-        yield {"topic": settings.topic(emitted.topic), **emitted.record}
+        yield {"topic": settings.kafka.topic(emitted.topic), **emitted.record}
 
 
 def build_state(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[LocalPipeline, int | None]:
     """The tables a worker would hold after an events file (for training), and the newest bucket seen.
 
     No forecasts are made; user vectors only with `users`. Keep
-    `settings.history_buckets` at least the file's span to keep all of it.
+    `settings.forecasting.history_buckets` at least the file's span to keep all of it.
     """
     pipeline = LocalPipeline(settings, users=users, closing=False)
     for _ in run_pipeline(parse(lines), pipeline):
@@ -126,7 +126,7 @@ def run(path: str, out: IO[bytes], settings: Settings, progress: IO[str] = sys.s
     pipeline = pipeline or LocalPipeline.serving(settings)
     bar = Progress(len(parsed.records), progress, pipeline.counts)
     for emitted in run_pipeline(parsed, pipeline, bar):
-        out.write(orjson.dumps({"topic": settings.topic(emitted.topic), **emitted.record}) + b"\n")
+        out.write(orjson.dumps({"topic": settings.kafka.topic(emitted.topic), **emitted.record}) + b"\n")
     bar.done()
     counts = pipeline.counts
     print(f"replay: {counts.records:,} records in, {counts.forecasts:,} forecasts, {counts.triggers:,} promo "

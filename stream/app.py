@@ -10,16 +10,16 @@ settings = Settings.from_env()
 
 
 app = SalescastApp(
-    settings.app_id,
-    broker=";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")),
+    settings.kafka.app_id,
+    broker=";".join(f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")),
     broker_credentials=faust_credentials(settings),
     store="rocksdb://",
-    datadir=str(settings.data_dir / "faust"),
-    topic_partitions=settings.partitions,
-    topic_replication_factor=settings.replication_factor,
-    web_port=settings.web_port,
+    datadir=str(settings.service.data_dir / "faust"),
+    topic_partitions=settings.kafka.partitions,
+    topic_replication_factor=settings.kafka.replication_factor,
+    web_port=settings.service.web_port,
     web_bind="0.0.0.0",
-    canonical_url=settings.web_url,  # where other workers forward requests for keys this one owns
+    canonical_url=settings.service.web_url,  # where other workers forward requests for keys this one owns
     producer_acks=-1,
     # one produce request per message (Faust's default linger of 0) caps a worker at the broker's
     # round-trip rate; a few ms of linger lets the repartition sends travel in batches

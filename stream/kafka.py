@@ -26,14 +26,14 @@ class KafkaUnavailable(RuntimeError):
 
 def client_options(settings: Settings) -> dict:
     """Bootstrap servers and security as kafka-python options (aiokafka takes the same names)."""
-    options: dict = {"bootstrap_servers": settings.bootstrap_servers.split(","),
-                     "security_protocol": settings.security_protocol}
-    if settings.sasl_mechanism:
-        options.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                       sasl_plain_password=settings.sasl_password)
+    options: dict = {"bootstrap_servers": settings.kafka.bootstrap_servers.split(","),
+                     "security_protocol": settings.kafka.security_protocol}
+    if settings.kafka.sasl_mechanism:
+        options.update(sasl_mechanism=settings.kafka.sasl_mechanism, sasl_plain_username=settings.kafka.sasl_username,
+                       sasl_plain_password=settings.kafka.sasl_password)
     for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-        if getattr(settings, name):
-            options[name] = getattr(settings, name)
+        if getattr(settings.kafka, name):
+            options[name] = getattr(settings.kafka, name)
     return options
 
 
@@ -59,18 +59,18 @@ def faust_credentials(settings: Settings):
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(client_id=f"{settings.app_id}-admin", request_timeout_ms=15000,
+        return KafkaAdminClient(client_id=f"{settings.kafka.app_id}-admin", request_timeout_ms=15000,
                                 **client_options(settings))
     except KafkaError as exc:
         raise KafkaUnavailable(
-            f"no Kafka broker answers at {settings.bootstrap_servers} ({exc}). Start one with "
+            f"no Kafka broker answers at {settings.kafka.bootstrap_servers} ({exc}). Start one with "
             f"`salescast kafka start`, or set KAFKA_BOOTSTRAP_SERVERS to where yours runs.") from None
 
 
 def ensure_topics(settings: Settings, extra: Iterable[tuple[str, int, bool]] = ()) -> list[str]:
     """Create any missing contract topic with SALESCAST_PARTITIONS partitions, and any missing `extra`
     (name, partitions, compacted) topic; returns those created."""
-    specs = [(name, settings.partitions, key in COMPACTED) for key, name in settings.topics.items()]
+    specs = [(name, settings.kafka.partitions, key in COMPACTED) for key, name in settings.kafka.topics.items()]
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
@@ -79,7 +79,7 @@ def ensure_topics(settings: Settings, extra: Iterable[tuple[str, int, bool]] = (
             if name in existing:
                 continue
             config = {"cleanup.policy": "compact"} if compacted else {}
-            wanted.append(NewTopic(name, partitions, settings.replication_factor, topic_configs=config))
+            wanted.append(NewTopic(name, partitions, settings.kafka.replication_factor, topic_configs=config))
         created = []
         for topic in wanted:
             try:
@@ -98,7 +98,7 @@ def reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
     """Whether any bootstrap server accepts a TCP connection: a quick look before a client that waits 30 s."""
     import socket
 
-    for server in settings.bootstrap_servers.split(","):
+    for server in settings.kafka.bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
             with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
@@ -218,13 +218,13 @@ def publish_model_version(settings: Settings, record: dict) -> None:
     from kafka import KafkaProducer
 
     if not reachable(settings):
-        raise KafkaUnavailable(f"no Kafka broker answers at {settings.bootstrap_servers}")
+        raise KafkaUnavailable(f"no Kafka broker answers at {settings.kafka.bootstrap_servers}")
     ensure_topics(settings)
     producer = KafkaProducer(acks="all", **client_options(settings))
     try:
-        producer.send(settings.topic("model_versions"), key=record["name"].encode(),
+        producer.send(settings.kafka.topic("model_versions"), key=record["name"].encode(),
                       value=orjson.dumps(record)).get(timeout=30)
     except KafkaError as exc:
-        raise KafkaUnavailable(f"could not publish to {settings.topic('model_versions')}: {exc}") from exc
+        raise KafkaUnavailable(f"could not publish to {settings.kafka.topic('model_versions')}: {exc}") from exc
     finally:
         producer.close()

@@ -28,5 +28,5 @@ def _swapped(name: str, old: str, new: str, seconds: float) -> None:
     metrics.set_live_version(name, new, old)
 
 
-hot_swap = HotSwap(served, ModelStore(settings.model_store), settings, _swapped,
+hot_swap = HotSwap(served, ModelStore(settings.store.path), settings, _swapped,
                    lambda name, version, reason: metrics.MODEL_SWAPS.labels(name, "refused").inc())

@@ -13,7 +13,7 @@ from salescast.stream.core.names import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_T
 from salescast.stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
-TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions, "use_partitioner": True}
+TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.kafka.partitions, "use_partitioner": True}
 
 sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clicks per bucket; latest inventory",
                         **TABLE_OPTIONS)

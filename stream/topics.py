@@ -21,28 +21,28 @@ def _agents_read(name: str, **options):
     return topic
 
 
-orders = _agents_read(settings.topic("orders"))
-clicks = _agents_read(settings.topic("clicks"))
-inventory = _agents_read(settings.topic("inventory"))
-forecasts = app.topic(settings.topic("forecasts"), **RAW)
-dead_letters = app.topic(settings.topic("dead_letters"), **RAW)
-promo_triggers = app.topic(settings.topic("promo_triggers"), **RAW)
-promo_outcomes = app.topic(settings.topic("promo_outcomes"), **RAW)
+orders = _agents_read(settings.kafka.topic("orders"))
+clicks = _agents_read(settings.kafka.topic("clicks"))
+inventory = _agents_read(settings.kafka.topic("inventory"))
+forecasts = app.topic(settings.kafka.topic("forecasts"), **RAW)
+dead_letters = app.topic(settings.kafka.topic("dead_letters"), **RAW)
+promo_triggers = app.topic(settings.kafka.topic("promo_triggers"), **RAW)
+promo_outcomes = app.topic(settings.kafka.topic("promo_outcomes"), **RAW)
 
 # Keyed by SKU / by user: what makes each table's partitions line up with the stream
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
-sku_events = _agents_read(f"{settings.app_id}-sku-events", internal=True, partitions=settings.partitions)
-user_events = _agents_read(f"{settings.app_id}-user-events", internal=True, partitions=settings.partitions)
+sku_events = _agents_read(f"{settings.kafka.app_id}-sku-events", internal=True, partitions=settings.kafka.partitions)
+user_events = _agents_read(f"{settings.kafka.app_id}-user-events", internal=True, partitions=settings.kafka.partitions)
 # A user's affinity changes, batched per SKU partition (one record per partition per batch,
 # no key): for the worker that owns each SKU's candidate index.
-sku_affinities = _agents_read(f"{settings.app_id}-sku-affinities", internal=True, partitions=settings.partitions)
+sku_affinities = _agents_read(f"{settings.kafka.app_id}-sku-affinities", internal=True, partitions=settings.kafka.partitions)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
 # rebalanced worker judges `future` and `late` against (salescast.stream.core.ingest.Ingestor.seed).
-input_watermarks = app.topic(f"{settings.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
+input_watermarks = app.topic(f"{settings.kafka.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
-promo_proposals = _agents_read(f"{settings.app_id}-promo-proposals", internal=True, partitions=1)
+promo_proposals = _agents_read(f"{settings.kafka.app_id}-promo-proposals", internal=True, partitions=1)
 
 
 def worker_topics() -> list[tuple[str, int, bool]]:

@@ -100,5 +100,5 @@ class UsersForSku(View):
             return _error(self, 400, count)
         recommender = served[CF]
         answer = recommender.for_sku(load_value(sku_candidates, sku.encode()), lambda: _category(sku), count,
-                                     settings.interaction_half_life_ms)
+                                     settings.recommendations.interaction_half_life_ms)
         return self.json(recommendations_record(sku, "users_for_sku", answer, recommender))

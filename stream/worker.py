@@ -19,14 +19,14 @@ def run(settings: Settings, loglevel: str = "info") -> int:
         return 1
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    (settings.service.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     from faust import Worker
 
     from salescast.stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
     from salescast.stream import metrics
     from salescast.stream.app import app
 
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.service.metrics_port)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner hooks a DEBUG handler onto the root logger, which turns every
     # aiokafka/faust debug call on the send path into a LogRecord: a tenth of the CPU, measured.

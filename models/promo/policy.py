@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from salescast.models.timeunits import DAY_MS
+
 REASONS = ("overstock", "demand_drop", "affinity")
 
 
@@ -33,12 +35,14 @@ class PromoPolicy:
     max_discount: float = 0.3
     min_margin: float = 0.1  # the discounted price stays >= unit cost x (1 + min_margin)
     discount_step: float = 0.05  # depths tried: step, 2 step, ... up to max_discount
-    validity_ms: int = 3 * 86_400_000  # a trigger's offer lasts this long (valid_until - ts)
+    validity_ms: int = 3 * DAY_MS  # a trigger's offer lasts this long (valid_until - ts)
     holdout_fraction: float = 0.1  # of the candidates, kept out of the promotion to measure it
     max_targets: int = 200  # candidates offered (targets and holdout together)
-    cooldown_ms: int = 7 * 86_400_000  # no new trigger on a SKU this soon after its last one
+    cooldown_ms: int = 7 * DAY_MS  # no new trigger on a SKU this soon after its last one
     max_open: int = 20  # triggers valid at the same time, over all SKUs
     daily_budget: float = 5000.0  # expected discount cost admitted per day (event time), in money
+    # no promo trigger for a bucket that ended longer ago than this before "now" (history being loaded)
+    max_age_ms: int = 2 * DAY_MS
 
 
 @dataclass

@@ -83,7 +83,7 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         histories = loader()
         source = f"public series {options.public}"
     else:
-        features = FeatureConfig(options.input_length, settings.horizon, settings.season)
+        features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season)
         training = TrainOptions(input_length=options.input_length, epochs=options.epochs, seed=options.seed,
                                 test_origins=options.origins, verbose=0 if options.quiet else 2)
         if options.events:

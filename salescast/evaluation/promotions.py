@@ -62,8 +62,11 @@ def simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Call
     simulated faster than real time, and its promotions are decided as they close.
     """
     with tempfile.TemporaryDirectory(prefix="salescast-promo-eval-") as store_dir:
-        settings = replace(settings, model_store=Path(store_dir), clock="events",
-                           history_buckets=max(settings.history_buckets, config.days + 1))
+        settings = replace(settings, store=replace(settings.store, path=Path(store_dir)),
+                           time=replace(settings.time, clock="events"),
+                           forecasting=replace(settings.forecasting,
+                                               history_buckets=max(settings.forecasting.history_buckets,
+                                                                   config.days + 1)))
         return _simulate(config, warmup_days, settings, log)
 
 
@@ -76,7 +79,7 @@ def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Cal
     last_offer_day = config.days - settings.promo.validity_ms // DAY_MS
 
     def train(day: int) -> None:
-        store = ModelStore(settings.model_store)
+        store = ModelStore(settings.store.path)
         finished = _joined_outcomes(sim)
         inputs = training.TrainingInput("simulation", pipeline.windows, pipeline.open_bucket - 1, pipeline.vectors,
                                         promotions=lambda: (sim.triggers, finished))
@@ -113,7 +116,7 @@ def _simulate(config: ShopConfig, warmup_days: int, settings: Settings, log: Cal
             pipeline.promo_model = None  # no offer the simulation cannot follow to its end
         for topic, record in shop.day(day):
             act(pipeline.feed(topic, orjson.dumps(record), record=record))
-        act(pipeline.close((config.start_ms + (day + 1) * DAY_MS) // settings.bucket_ms))
+        act(pipeline.close((config.start_ms + (day + 1) * DAY_MS) // settings.time.bucket_ms))
         if day % 10 == 9:
             log(f"day {day + 1}/{config.days}: {len(sim.triggers)} triggers, {len(sim.outcomes)} finished "
                 f"({time.monotonic() - started:.0f}s)")
@@ -133,7 +136,7 @@ def _price_information(sku_windows: dict[str, windows.Window], triggers: list[di
     from salescast.models.promo.elasticity import panel_from_series
     from salescast.training.promotions import price_series, targeted_buckets
 
-    targeted = targeted_buckets(sku_windows, triggers, settings.bucket_ms)
+    targeted = targeted_buckets(sku_windows, triggers, settings.time.bucket_ms)
     information = {}
     for sku, window in sku_windows.items():
         panel = panel_from_series([price_series(sku, "", window, targeted.get(sku))])

@@ -55,7 +55,7 @@ def interactions_from_events(events: Iterable[tuple[str, dict]], settings: Setti
     user_index: dict[str, int] = {}
     item_index: dict[str, int] = {}
     categories = dict(categories or {})
-    weight_of = settings.interaction_weights.for_action
+    weight_of = settings.recommendations.interaction_weights.for_action
     rows: list[tuple[int, int, int, float]] = []
 
     def add(user: str, sku: str, ts: int, action: str) -> None:
@@ -130,7 +130,7 @@ def decayed_matrix(data: Interactions, mask: np.ndarray, settings: Settings) -> 
     for user, item, ts, weight in zip(data.users[order].tolist(), data.items[order].tolist(),
                                       data.ts[order].tolist(), data.weights[order].tolist()):
         vector = vectors.setdefault(user, useritem.new_vector())
-        useritem.learn_one(vector, str(item), weight, ts, settings.interaction_half_life_ms, settings.user_item_cap)
+        useritem.learn_one(vector, str(item), weight, ts, settings.recommendations.interaction_half_life_ms, settings.recommendations.user_item_cap)
     rows, cols, values = [], [], []
     for user, vector in vectors.items():
         for item, weight in useritem.weights(vector).items():

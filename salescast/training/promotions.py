@@ -44,9 +44,9 @@ def fit(sku_windows: dict[str, windows.Window], vectors: dict[str, useritem.User
     finished ones joined with their triggers (join_outcomes)."""
     categories = {sku: windows.category(window) or "" for sku, window in sku_windows.items()}
     outcomes = [{**outcome, "category": categories.get(outcome["sku"], "")} for outcome in outcomes]
-    targeted = targeted_buckets(sku_windows, triggers, settings.bucket_ms)
+    targeted = targeted_buckets(sku_windows, triggers, settings.time.bucket_ms)
     series = [price_series(sku, categories[sku], window, targeted.get(sku)) for sku, window in sku_windows.items()]
-    model = ElasticityModel(season=settings.season).fit(panel_from_series(series)).with_outcomes(outcomes)
+    model = ElasticityModel(season=settings.time.season).fit(panel_from_series(series)).with_outcomes(outcomes)
     rates = base_rates(sku_windows, categories, vectors, outcomes, settings)
     return model, rates, metrics(model, outcomes)
 
@@ -79,7 +79,7 @@ def base_rates(sku_windows: dict[str, windows.Window], categories: dict[str, str
     for vector in vectors.values():
         for sku in useritem.weights(vector):
             interested[sku] = interested.get(sku, 0) + 1
-    bucket_days = settings.bucket_ms / DAY_MS
+    bucket_days = settings.time.bucket_ms / DAY_MS
     units: dict[str, float] = {}
     users: dict[str, float] = {}
     for sku, window in sku_windows.items():

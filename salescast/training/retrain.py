@@ -67,8 +67,11 @@ def state_from_events(path: str | Path, settings: Settings, users: bool = False)
     return state, newest
 
 
-def state_from_lines(lines: Iterable[bytes], settings: Settings, users: bool = False) -> tuple[LocalPipeline, int | None]:
-    return build_state(lines, dataclasses.replace(settings, history_buckets=10**7), users)
+def state_from_lines(lines: Iterable[bytes], settings: Settings,
+                     users: bool = False) -> tuple[LocalPipeline, int | None]:
+    """Every bucket of the file kept: training reads the whole history, not a worker's window of it."""
+    whole = dataclasses.replace(settings.forecasting, history_buckets=10**7)
+    return build_state(lines, dataclasses.replace(settings, forecasting=whole), users)
 
 
 def histories_from_windows(windows: dict[str, dict], end_bucket: int) -> dict[str, History]:
@@ -91,10 +94,10 @@ def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[
     """A worker table's latest value per key, read from its changelog topic."""
     from salescast.stream.kafka import read_latest
 
-    topic = f"{settings.app_id}-{table}-changelog"
+    topic = f"{settings.kafka.app_id}-{table}-changelog"
     latest = read_latest(settings, topic, timeout_s)
     if latest is None:
-        raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.app_id} has "
+        raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.kafka.app_id} has "
                          "kept any state yet. Start `salescast worker`, or train from a file with "
                          "`salescast retrain --events FILE`")
     return {key.decode(): orjson.loads(value) for key, value in latest.items()}
@@ -214,11 +217,11 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         state, newest = state_from_events(events, settings, users=reads_users)
         inputs = TrainingInput(f"events file {Path(events).name}", state.windows, newest - 1, state.vectors)
     else:
-        log(f"reading the worker's tables ({settings.app_id}) from Kafka")
+        log(f"reading the worker's tables ({settings.kafka.app_id}) from Kafka")
         windows = read_table(settings, SKU_WINDOWS_TABLE)
         if not windows:
             raise ValueError(f"the {SKU_WINDOWS_TABLE} changelog holds no SKU windows yet")
-        inputs = TrainingInput(f"service tables of {settings.app_id}", windows,
+        inputs = TrainingInput(f"service tables of {settings.kafka.app_id}", windows,
                                max(sku_windows.first_open(window) - 1 for window in windows.values()),
                                read_table(settings, USER_ITEMS_TABLE) if reads_users else {},
                                promotions=lambda: read_promotions(settings, log))
@@ -232,7 +235,7 @@ def retrain(settings: Settings, events: str | None, options: TrainOptions, model
         except ValueError as exc:
             failures.append(f"{name}: {exc}")
             continue
-        saved = ModelStore(settings.model_store).update_metrics(saved["name"], saved["version"], {
+        saved = ModelStore(settings.store.path).update_metrics(saved["name"], saved["version"], {
             "retrain_seconds": round(time.monotonic() - started, 1)})
         records.append(publish(settings, saved, log))
     if failures:
@@ -255,7 +258,7 @@ def live_version(settings: Settings, name: str, log: Callable[[str], None]):
     from salescast.models.store import ModelStore
     from salescast.stream.serving.registry import Refused, load_version
 
-    store = ModelStore(settings.model_store)
+    store = ModelStore(settings.store.path)
     current = store.current(name)
     if current is None:
         return None
@@ -281,7 +284,7 @@ def publish(settings: Settings, manifest: dict, log: Callable[[str], None]) -> d
     announce that; returns the final model-version record."""
     from salescast.models.store import ModelStore
 
-    store = ModelStore(settings.model_store)
+    store = ModelStore(settings.store.path)
     name, version = manifest["name"], manifest["version"]
     announce(settings, manifest, log)
     judged = manifest["metrics"].get("vs_live")
@@ -291,9 +294,9 @@ def publish(settings: Settings, manifest: dict, log: Callable[[str], None]) -> d
     else:
         store.set_status(name, version, lifecycle.REJECTED)
         log(f"{name} {version} is rejected and {judged['version']} stays live: {judged['why']}")
-    removed = store.retain(name, settings.model_keep)
+    removed = store.retain(name, settings.store.keep)
     if removed:
-        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.model_keep})")
+        log(f"removed {len(removed)} old {name} version(s) (SALESCAST_MODEL_KEEP={settings.store.keep})")
     return announce(settings, store.manifest(name, version), log)
 
 
@@ -303,21 +306,21 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
     from salescast.models.store import ModelStore
 
     histories, source = histories_from_windows(inputs.windows, inputs.end_bucket), inputs.source
-    features = FeatureConfig(options.input_length, settings.horizon, settings.season)
+    features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season)
     live = live_version(settings, LSTM, log)
     others = {}
     # the live version reads the same tested histories when it needs no more of them than the candidate
     if live is not None and live.features.input_length <= features.input_length:
         others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
     evaluation = fit_and_backtest(histories, features, options, log=log, others=others)
-    config = {**evaluation.model.config(), "bucket": settings.bucket,
+    config = {**evaluation.model.config(), "bucket": settings.time.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
     metrics = model_metrics(evaluation)
     live_scores = evaluation.result.table().get("live")
     judge(LSTM, metrics, live.version if live else None,
           None if live_scores is None else {key: round(live_scores[key], 4) for key in ("mase", "wape", "pinball")},
-          settings.model_margin)
-    return ModelStore(settings.model_store).save(LSTM, config, evaluation.model.weights(), metrics)
+          settings.store.margin)
+    return ModelStore(settings.store.path).save(LSTM, config, evaluation.model.weights(), metrics)
 
 
 def train_cf(settings: Settings, inputs: TrainingInput, options: TrainOptions, log: Callable[[str], None]) -> dict:
@@ -333,9 +336,9 @@ def train_cf(settings: Settings, inputs: TrainingInput, options: TrainOptions, l
     model, config, metrics = cf_training.fit(data, seed)
     live = live_version(settings, CF, log)
     judge(CF, metrics, live.version if live else None,
-          None if live is None else cf_training.live_holdout_metrics(data, seed, live), settings.model_margin)
+          None if live is None else cf_training.live_holdout_metrics(data, seed, live), settings.store.margin)
     config["training"] = {"source": source, "seed": seed}
-    return ModelStore(settings.model_store).save(CF, config, cf_training.artifact_arrays(model, data), metrics)
+    return ModelStore(settings.store.path).save(CF, config, cf_training.artifact_arrays(model, data), metrics)
 
 
 def train_promo(settings: Settings, inputs: TrainingInput, options: TrainOptions, log: Callable[[str], None]
@@ -352,7 +355,7 @@ def train_promo(settings: Settings, inputs: TrainingInput, options: TrainOptions
         f"{model.facts.get('outcomes_used', 0)} finished promotions")
     config = {"elasticity": model.to_config(), "base_rates": base_rates,
               "training": {"source": source, "outcomes": len(outcomes)}}
-    return ModelStore(settings.model_store).save(PROMO, config, model.sku_arrays(), metrics)
+    return ModelStore(settings.store.path).save(PROMO, config, model.sku_arrays(), metrics)
 
 
 def lstm_summary(metrics: dict) -> str:
@@ -401,9 +404,9 @@ def read_promotions(settings: Settings, log: Callable[[str], None]) -> tuple[lis
     from salescast.training.promotions import join_outcomes
     from salescast.stream.kafka import read_all, read_latest
 
-    triggers = [orjson.loads(value) for _, value in read_all(settings, settings.topic("promo_triggers")) or []]
+    triggers = [orjson.loads(value) for _, value in read_all(settings, settings.kafka.topic("promo_triggers")) or []]
     final = {}
-    for value in (read_latest(settings, settings.topic("promo_outcomes")) or {}).values():
+    for value in (read_latest(settings, settings.kafka.topic("promo_outcomes")) or {}).values():
         record = orjson.loads(value)
         if record.get("final"):
             final[record["trigger_id"]] = record
@@ -420,7 +423,7 @@ def announce(settings: Settings, manifest: dict, log: Callable[[str], None]) -> 
         publish_model_version(settings, record)
     except KafkaUnavailable as exc:
         log(f"{manifest['name']} {manifest['version']} is {manifest['status']} in the model store, but was not "
-            f"announced on {settings.topic('model_versions')}: {exc}")
+            f"announced on {settings.kafka.topic('model_versions')}: {exc}")
     return record
 
 

@@ -36,7 +36,7 @@ def _model_versions_consumer():
     """Every record of model-versions, on every worker: no consumer group, so no worker misses one."""
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(settings.topic("model_versions"), group_id=None, auto_offset_reset="earliest",
+    return KafkaConsumer(settings.kafka.topic("model_versions"), group_id=None, auto_offset_reset="earliest",
                          enable_auto_commit=False, **client_options(settings))
 
 

@@ -26,7 +26,7 @@ from salescast.stream.topics import (INPUT_WATERMARKS, SKU_EVENTS, USER_EVENTS, 
 
 log = logging.getLogger(__name__)
 ingestor = Ingestor(settings)
-_all_sku_partitions = list(range(settings.partitions))
+_all_sku_partitions = list(range(settings.kafka.partitions))
 
 
 class WatermarkSeeding:

@@ -73,7 +73,7 @@ class ClosingState:
 
     def low(self, partition: int) -> LowWatermark:
         if partition not in self.lows:
-            self.lows[partition] = LowWatermark(settings.bucket_ms, settings.idle_timeout_ms)
+            self.lows[partition] = LowWatermark(settings.time.bucket_ms, settings.time.idle_timeout_ms)
         return self.lows[partition]
 
     def to_close(self, partition: int) -> int | None:
@@ -98,7 +98,7 @@ async def _forget_partitions(sender, **kwargs) -> None:
 
 
 def sku_partition(sku: bytes) -> int:
-    return partition_for(sku, settings.partitions)
+    return partition_for(sku, settings.kafka.partitions)
 
 
 @app.agent(sku_events)
@@ -168,7 +168,7 @@ def _clock_ms(partition: int) -> int | None:
     """"Now" for the promotions' occasion: the wall clock, or with SALESCAST_CLOCK=events the stream's own
     time, its low watermark (not the newest event read: the ingest side runs days ahead of the closes in a
     fast simulation, and every close looked stale against it, so the demo promoted nothing)."""
-    if settings.clock == "events":
+    if settings.time.clock == "events":
         return closing_state.low(partition).value()
     return int(time.time() * 1000)
 
@@ -195,4 +195,4 @@ def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at
             send_outcome(out, outcome)
             metrics.record_final_outcome(reason, outcome)
         metrics.END_TO_END_LATENCY.labels("forecast").observe(now - ingested_at)
-        metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.bucket_ms / 1000))
+        metrics.EVENT_TIME_LAG.labels("forecast").observe(max(0.0, now - bucket * settings.time.bucket_ms / 1000))

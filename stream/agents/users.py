@@ -43,7 +43,7 @@ def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox
     started = time.perf_counter()
     users = [user.decode() for user in touched]
     vectors = [state for state, _ in touched.values()]
-    changes = affinity_updates(recommender, users, vectors, settings.cf_affinity_top,
+    changes = affinity_updates(recommender, users, vectors, settings.recommendations.affinity_top,
                                lambda sku: sku_partition(sku.encode()))
     for partition, entries in changes.items():
         out.add(SKU_AFFINITIES, None, orjson.dumps(entries), partition=partition)
@@ -64,7 +64,7 @@ async def update_sku_candidates(stream):
                 writes.processing_error(out, event.message, exc)
         for key, (sku_changes, event) in changes.items():
             entry = candidates.apply_changes(writes.load_value(sku_candidates, key), sku_changes,
-                                             settings.cf_candidates_per_sku, settings.interaction_half_life_ms)
+                                             settings.recommendations.candidates_per_sku, settings.recommendations.interaction_half_life_ms)
             writes.write(stream, sku_candidates, key, entry, event, out)
         metrics.UPDATES_APPLIED.labels("sku-candidates").inc(len(changes))
         await out.flush(writes.producer())

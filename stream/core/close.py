@@ -63,7 +63,7 @@ class AtClose(Protocol):
 def promotions_allowed(closed_until_ms: int, now_ms: int | None, settings: Settings) -> bool:
     """False for a close of buckets that ended longer than SALESCAST_PROMO_MAX_AGE before `now_ms`
     (history being loaded is no occasion for a promotion); None: no clock, every close is recent."""
-    return now_ms is None or closed_until_ms >= now_ms - settings.promo_max_age_ms
+    return now_ms is None or closed_until_ms >= now_ms - settings.promo.max_age_ms
 
 
 def close_buckets(items: Iterable[tuple[str, windows.Window]], watermark_bucket: int, settings: Settings,
@@ -88,15 +88,15 @@ def close_buckets(items: Iterable[tuple[str, windows.Window]], watermark_bucket:
         first = windows.first_open(window)
         if first > last:
             continue
-        live = windows.live_buckets(window, first, last, settings.active_buckets)
+        live = windows.live_buckets(window, first, last, settings.forecasting.active_buckets)
         if live or windows.promotions(window):
             closing.append((sku, window, live))
     if not closing:
         return []
-    histories = [windows.history(window, bucket, settings.history_buckets)
+    histories = [windows.history(window, bucket, settings.forecasting.history_buckets)
                  for _, window, live in closing for bucket in live]
-    results = iter(forecaster.forecast_many(histories, settings.horizon))
-    now = watermark_bucket * settings.bucket_ms
+    results = iter(forecaster.forecast_many(histories, settings.forecasting.horizon))
+    now = watermark_bucket * settings.time.bucket_ms
     propose = promotions_allowed(now, now_ms, settings)
     out = []
     for sku, window, live in closing:
@@ -115,18 +115,18 @@ def close_buckets(items: Iterable[tuple[str, windows.Window]], watermark_bucket:
 def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, version: str,
                     settings: Settings) -> dict:
     """The contract's forecast record made at the close of bucket `last_closed`."""
-    bucket_ms = settings.bucket_ms
+    bucket_ms = settings.time.bucket_ms
     first = last_closed + 1
     horizon = [
         {"start": (first + i) * bucket_ms, "p10": round(float(lo), 4), "p50": round(float(mid), 4),
          "p90": round(float(hi), 4)}
         for i, (lo, mid, hi) in enumerate(zip(forecast.p10, forecast.p50, forecast.p90))
     ]
-    return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.bucket, "horizon": horizon,
+    return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.time.bucket, "horizon": horizon,
             "model": {"name": name, "version": version}, "cold_start": bool(forecast.cold_start)}
 
 
 def sales_view(sku: str, window: windows.Window, settings: Settings, count: int) -> dict:
     """The contract's `sales` record for GET /skus/{sku}/sales."""
-    return {"sku": sku, "bucket": settings.bucket,
-            "buckets": windows.buckets_view(window, settings.bucket_ms, count), "on_hand": windows.on_hand(window)}
+    return {"sku": sku, "bucket": settings.time.bucket,
+            "buckets": windows.buckets_view(window, settings.time.bucket_ms, count), "on_hand": windows.on_hand(window)}

@@ -63,18 +63,18 @@ class Ingestor:
         self.settings = settings
         self.watermark: int | None = None  # the newest event time read on any partition
         self.partition_watermarks: dict[tuple[str, int], int] = {}  # newest event per partition, this run
-        self.topic_names = topic_names or {kind: settings.topic(kind) for kind in SOURCE_PREFIX}
+        self.topic_names = topic_names or {kind: settings.kafka.topic(kind) for kind in SOURCE_PREFIX}
         self._kinds = {name: kind for kind, name in self.topic_names.items()}
         self._read_up_to: dict[tuple[str, int], int] = {}  # last offset ingested per partition, this run
         self._persisted: dict[tuple[str, int], tuple[int, int]] = {}  # (newest ts, last offset) from `seed`
         self._moved: set[tuple[str, int]] = set()
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
-        self._future_checked = settings.clock == "wall"
+        self._future_checked = settings.time.clock == "wall"
         self._monotonic = monotonic
         self._heard: dict[tuple[str, int], float] = {}  # partitions reported in marks: when each last gave a record
 
     def watermark_bucket(self) -> int | None:
-        return None if self.watermark is None else self.watermark // self.settings.bucket_ms
+        return None if self.watermark is None else self.watermark // self.settings.time.bucket_ms
 
     def progress(self) -> dict[str, list[int]]:
         """[newest event time, last offset read] of each input partition read since the last call,
@@ -136,7 +136,7 @@ class Ingestor:
         there: a partition with a backlog is never idle, however long since its last record.
         """
         now = self._monotonic()
-        timeout_s = self.settings.idle_timeout_ms / 1000
+        timeout_s = self.settings.time.idle_timeout_ms / 1000
         marks = {}
         for key, heard in self._heard.items():
             idle = now - heard >= timeout_s and not (backlog is not None and backlog(*key))
@@ -158,11 +158,11 @@ class Ingestor:
         self._heard[partition_key] = self._monotonic()
         try:
             if record is None:
-                record = decode(kind, raw, self.settings.max_record_bytes)
+                record = decode(kind, raw, self.settings.kafka.max_record_bytes)
             else:
-                if len(raw) > self.settings.max_record_bytes:
+                if len(raw) > self.settings.kafka.max_record_bytes:
                     raise Rejected("too_large", f"record is {len(raw)} bytes, over the "
-                                   f"{self.settings.max_record_bytes}-byte limit (SALESCAST_MAX_RECORD_BYTES)")
+                                   f"{self.settings.kafka.max_record_bytes}-byte limit (SALESCAST_MAX_RECORD_BYTES)")
                 validate(kind, record)
             record["ts"] = int(record["ts"])  # JSON Schema lets 1.7e12 pass as an integer
             self._check_time(record["ts"], (kind, partition), offset)
@@ -180,14 +180,14 @@ class Ingestor:
         persisted = self._persisted.get(partition_key)
         if persisted is not None and offset > persisted[1]:
             newest_here = max(persisted[0], newest_here if newest_here is not None else -1)
-        if newest_here is not None and ts < newest_here - self.settings.allowed_lateness_ms:
+        if newest_here is not None and ts < newest_here - self.settings.time.allowed_lateness_ms:
             raise Rejected("late", f"ts {ts} is {newest_here - ts} ms behind the newest event of its partition "
-                           f"({newest_here}); the allowed lateness is {self.settings.allowed_lateness_ms} ms")
+                           f"({newest_here}); the allowed lateness is {self.settings.time.allowed_lateness_ms} ms")
         if self._future_checked:
             now = self._now_ms()
-            if ts > now + self.settings.max_future_ms:
+            if ts > now + self.settings.time.max_future_ms:
                 raise Rejected("future", f"ts {ts} is {ts - now} ms ahead of the clock ({now}); at most "
-                               f"{self.settings.max_future_ms} ms is accepted (SALESCAST_MAX_FUTURE_MS). Check the "
+                               f"{self.settings.time.max_future_ms} ms is accepted (SALESCAST_MAX_FUTURE_MS). Check the "
                                "producer's clock; a simulation ahead of real time sets SALESCAST_CLOCK=events")
 
     def _advance(self, ts: int, partition_key: tuple[str, int]) -> int | None:
@@ -199,7 +199,7 @@ class Ingestor:
             self.partition_watermarks[partition_key] = ts
         if ts <= newest:
             return None
-        bucket_ms = self.settings.bucket_ms
+        bucket_ms = self.settings.time.bucket_ms
         bucket = ts // bucket_ms
         return bucket if newest == PENDING or bucket > newest // bucket_ms else None
 

@@ -73,7 +73,7 @@ class LocalPipeline:
         self.vectors: dict[str, dict] = {}
         self.candidate_entries: dict[str, dict] = {}
         self.guardrails = guardrails.new_state()
-        self.forecaster = forecaster or BaselineForecaster(settings.season)
+        self.forecaster = forecaster or BaselineForecaster(settings.time.season)
         self.recommender = recommender
         self.promoter = Promoter(promo_model, settings.promo, settings, self.candidate_entries.get,
                                  self._recommender_versions)
@@ -106,7 +106,7 @@ class LocalPipeline:
     def now_ms(self) -> int | None:
         """The clock that judges a promotion's occasion: the wall's, or with SALESCAST_CLOCK=events the
         newest event time read."""
-        return self.ingestor.watermark if self.settings.clock == "events" else self._wall_ms()
+        return self.ingestor.watermark if self.settings.time.clock == "events" else self._wall_ms()
 
     def feed(self, kind: str, raw: bytes, record: dict | None = None, partition: int = 0,
              offset: int | None = None) -> list[Emitted]:
@@ -178,14 +178,14 @@ class LocalPipeline:
             return
         settings = self.settings
         changes = affinity_updates(self.recommender, users, [self.vectors[u] for u in users],
-                                   settings.cf_affinity_top, lambda sku: 0).get(0, [])
+                                   settings.recommendations.affinity_top, lambda sku: 0).get(0, [])
         by_sku: dict[str, list] = {}
         for sku, user, score, ts in changes:
             by_sku.setdefault(sku, []).append((user, score, ts))
         for sku, sku_changes in by_sku.items():
             self.candidate_entries[sku] = candidates.apply_changes(
-                self.candidate_entries.get(sku), sku_changes, settings.cf_candidates_per_sku,
-                settings.interaction_half_life_ms)
+                self.candidate_entries.get(sku), sku_changes, settings.recommendations.candidates_per_sku,
+                settings.recommendations.interaction_half_life_ms)
 
     def _decide(self, proposal: dict) -> list[Emitted]:
         """The guardrails' agent: an admitted trigger is emitted and opens its attribution in the window."""

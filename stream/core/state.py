@@ -142,20 +142,20 @@ def apply_sku_update(window: windows.Window | None, update: SkuUpdate, settings:
     `close_before`: the bucket the caller has closed buckets up to (its low
     watermark's), so a quiet SKU's window catches up (windows.catch_up).
     """
-    bucket = update.ts // settings.bucket_ms
+    bucket = update.ts // settings.time.bucket_ms
     if window is None:
         window = windows.new_window(bucket)
     if already_applied(windows.applied_positions(window), update.source, (update.offset, update.line)):
         return window, False
     if close_before is not None:
-        windows.catch_up(window, close_before, settings.active_buckets)
+        windows.catch_up(window, close_before, settings.forecasting.active_buckets)
     if update.kind == "sale":
-        windows.add_sale(window, bucket, update.units, update.revenue, settings.history_buckets, update.promo_units)
+        windows.add_sale(window, bucket, update.units, update.revenue, settings.forecasting.history_buckets, update.promo_units)
         if update.user is not None:
             for state in windows.promotions(window):
                 attribution.attribute(state, update.user, update.units, update.ts, update.promo_id)
     elif update.kind == "click":
-        windows.add_clicks(window, bucket, 1, settings.history_buckets)
+        windows.add_clicks(window, bucket, 1, settings.forecasting.history_buckets)
     elif update.kind == "promo":
         t = update.trigger
         windows.add_promotion(window, attribution.open_attribution(
@@ -163,7 +163,7 @@ def apply_sku_update(window: windows.Window | None, update: SkuUpdate, settings:
             t["holdout"], t["reason"]))
     else:
         windows.set_inventory(window, update.ts, update.on_hand, update.list_price, update.category, bucket,
-                              settings.history_buckets, update.unit_cost)
+                              settings.forecasting.history_buckets, update.unit_cost)
     return window, True
 
 
@@ -174,6 +174,6 @@ def apply_user_update(vector: useritem.UserVector | None, update: UserUpdate, se
         vector = useritem.new_vector()
     if already_applied(useritem.applied_positions(vector), update.source, (update.offset, update.line)):
         return vector, False
-    weight = settings.interaction_weights.for_action(update.action)
-    useritem.learn_one(vector, update.sku, weight, update.ts, settings.interaction_half_life_ms, settings.user_item_cap)
+    weight = settings.recommendations.interaction_weights.for_action(update.action)
+    useritem.learn_one(vector, update.sku, weight, update.ts, settings.recommendations.interaction_half_life_ms, settings.recommendations.user_item_cap)
     return vector, True

@@ -33,7 +33,7 @@ async def _read_range(topic: str, partition: int, start: int | None, end: int, l
 async def _committed_offsets() -> dict[tuple[str, int], int]:
     """Asked of the broker: Faust hands records over during recovery, before its own record of the
     committed offsets is filled in."""
-    return await asyncio.to_thread(committed_offsets, settings, settings.app_id)
+    return await asyncio.to_thread(committed_offsets, settings, settings.kafka.app_id)
 
 
 continuity = OffsetContinuity(_committed_offsets, _read_range,

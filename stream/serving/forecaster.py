@@ -65,7 +65,7 @@ class LSTMServing:
 
 def seasonal_naive(settings: Settings) -> BaselineForecaster:
     """What forecasts without a usable LSTM, and for SKUs too new for one."""
-    return BaselineForecaster(settings.season)
+    return BaselineForecaster(settings.time.season)
 
 
 def forecaster_from_stored(stored: StoredModel, settings: Settings) -> LSTMServing:
@@ -78,9 +78,9 @@ def forecaster_from_stored(stored: StoredModel, settings: Settings) -> LSTMServi
 def check_compatible(stored: StoredModel, settings: Settings) -> None:
     features = stored.config["features"]
     trained_bucket = stored.config.get("bucket")
-    if trained_bucket is not None and trained_bucket != settings.bucket:
+    if trained_bucket is not None and trained_bucket != settings.time.bucket:
         raise ValueError(f"{stored.version} was trained on {trained_bucket} buckets but SALESCAST_BUCKET is "
-                         f"{settings.bucket}; retrain with `salescast retrain`")
-    if features["horizon"] != settings.horizon:
+                         f"{settings.time.bucket}; retrain with `salescast retrain`")
+    if features["horizon"] != settings.forecasting.horizon:
         raise ValueError(f"{stored.version} forecasts {features['horizon']} buckets but SALESCAST_HORIZON is "
-                         f"{settings.horizon}; retrain with `salescast retrain`")
+                         f"{settings.forecasting.horizon}; retrain with `salescast retrain`")

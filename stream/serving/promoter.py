@@ -62,13 +62,13 @@ def promo_model_from_stored(stored: StoredModel) -> PromoModel:
 def signals(window: windows.Window, forecast: dict, entry: Callable[[], dict | None], settings: Settings
             ) -> Signals:
     """`entry` gives the SKU's candidate entry when a rule needs it (reading it costs a table read)."""
-    last_closed = forecast["ts"] // settings.bucket_ms
-    recent = max(1, int(round(RECENT_DAYS * DAY_MS / settings.bucket_ms)))
+    last_closed = forecast["ts"] // settings.time.bucket_ms
+    recent = max(1, int(round(RECENT_DAYS * DAY_MS / settings.time.bucket_ms)))
     first_recent = last_closed - recent + 1
     return Signals(
-        on_hand=windows.stock_now(window, settings.bucket_ms),
+        on_hand=windows.stock_now(window, settings.time.bucket_ms),
         horizon_p50=[h["p50"] for h in forecast["horizon"]],
-        bucket_days=settings.bucket_ms / DAY_MS,
+        bucket_days=settings.time.bucket_ms / DAY_MS,
         last_units=windows.units_between(window, last_closed, last_closed),
         last_p10=windows.p10_forecast(window, last_closed),
         last_in_stock=windows.in_stock_at(window, last_closed),
@@ -118,7 +118,7 @@ class Promoter:
         category = windows.category(window)
         estimate = self.model.elasticity.elasticity(sku, category)
         rate = self.model.base_rate(category)
-        ranked = candidates.ranked(entry(), policy.max_targets, self.settings.interaction_half_life_ms)
+        ranked = candidates.ranked(entry(), policy.max_targets, self.settings.recommendations.interaction_half_life_ms)
         list_price = windows.list_price(window)
         if estimate is None or rate is None or len(ranked) < 2 or not list_price:
             return None
@@ -134,7 +134,7 @@ class Promoter:
             "targets": [{"user_id": user, "score": scores[user]} for user in targets], "holdout": holdout,
             "valid_until": now + policy.validity_ms,
             "forecast_units": round(float(np.sum([h["p50"] for h in forecast["horizon"]])), 4),
-            "on_hand": windows.stock_now(window, self.settings.bucket_ms),
+            "on_hand": windows.stock_now(window, self.settings.time.bucket_ms),
             "expected_incremental_units": round(depth.expected_incremental_units, 4),
             "expected_incremental_revenue": round(depth.expected_incremental_revenue, 4),
             "models": {forecast["model"]["name"]: forecast["model"]["version"], **self.model_versions(),

@@ -96,10 +96,10 @@ def load_current(name: str, settings: Settings):
     """The store's current version of kind `name`, checked as a swap checks it; without a usable one, the
     kind's fallback, and the log says why."""
     kind = KINDS[name]
-    store = ModelStore(settings.model_store)
+    store = ModelStore(settings.store.path)
     current = store.current(name)
     if current is None:
-        log.warning("no %s model in %s yet: %s until `salescast retrain` trains one", name, settings.model_store,
+        log.warning("no %s model in %s yet: %s until `salescast retrain` trains one", name, settings.store.path,
                     kind.without_model)
         return kind.fallback(settings)
     try:
@@ -107,7 +107,7 @@ def load_current(name: str, settings: Settings):
     except Refused as exc:
         log.error("cannot serve the current %s model, so %s: %s", name, kind.without_model, exc)
         return kind.fallback(settings)
-    log.warning("serving %s %s from %s", name, current, settings.model_store)
+    log.warning("serving %s %s from %s", name, current, settings.store.path)
     return model
 
 

@@ -78,8 +78,8 @@ def test_retrain_then_live_affinities_follow_what_a_user_views(make_worker, tmp_
             ts += 1_000
             produce(worker, [json.dumps({"topic": "clicks", "user_id": PROBE, "sku": sku, "action": "view",
                                          "ts": ts})])
-            useritem.learn_one(vector, sku, settings.interaction_weights.view, ts,
-                               settings.interaction_half_life_ms, settings.user_item_cap)
+            useritem.learn_one(vector, sku, settings.recommendations.interaction_weights.view, ts,
+                               settings.recommendations.interaction_half_life_ms, settings.recommendations.user_item_cap)
 
     def live_matches(expected_ids):
         def check():
@@ -95,7 +95,7 @@ def test_retrain_then_live_affinities_follow_what_a_user_views(make_worker, tmp_
     expected = [sku for sku, _ in offline.for_user(vector, 5).items]
     assert first not in expected
     wait_for(live_matches(expected), timeout_s=30, message=f"recommendations after viewing {first}")
-    (affinity,) = offline.affinities([vector], settings.cf_affinity_top)
+    (affinity,) = offline.affinities([vector], settings.recommendations.affinity_top)
     strongest = max(affinity, key=affinity.get)
     wait_for(candidate_of(strongest), timeout_s=30, message=f"{PROBE} among {strongest}'s candidates")
 
@@ -104,7 +104,7 @@ def test_retrain_then_live_affinities_follow_what_a_user_views(make_worker, tmp_
     moved = [sku for sku, _ in offline.for_user(vector, 5).items]
     assert moved != expected
     wait_for(live_matches(moved), timeout_s=30, message=f"recommendations after viewing {other}")
-    (affinity,) = offline.affinities([vector], settings.cf_affinity_top)
+    (affinity,) = offline.affinities([vector], settings.recommendations.affinity_top)
     assert max(affinity, key=affinity.get) == other
     wait_for(candidate_of(other), timeout_s=30, message=f"{PROBE} among {other}'s candidates")
     ranked = recommendations(worker, f"/recommendations/skus/{other}/users?n=1000")

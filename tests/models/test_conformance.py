@@ -79,7 +79,7 @@ def lstm_artifact():
 
     train = make_samples(shop(skus=6), CONFIG, stride=2)
     model = LSTMForecaster(CONFIG, units=(8, 6), dense=8, epochs=1, batch_size=128, verbose=0).fit(train)
-    return {**model.config(), "bucket": settings_for("unused").bucket}, model.weights()
+    return {**model.config(), "bucket": settings_for("unused").time.bucket}, model.weights()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_a_retrained_version_is_announced_as_candidate_then_made_live_or_rejecte
 
     def trained(mase, live):
         metrics = {"mase": mase}
-        training.judge("lstm", metrics, live, None if live is None else {"mase": 0.80}, settings.model_margin)
+        training.judge("lstm", metrics, live, None if live is None else {"mase": 0.80}, settings.store.margin)
         return store.save("lstm", {"mase": mase}, {"w": np.arange(3.0) * mase}, metrics)
 
     first = trained(0.80, None)

@@ -9,7 +9,7 @@ from kafka.future import Future
 
 from salescast import backfill, cli
 from salescast.backfill import Message, encode, load, message_key, produce
-from salescast.stream.core.settings import Settings
+from salescast.stream.core.settings import KafkaSettings, Settings
 
 ORDER = {"order_id": "o-1", "user_id": "u-1", "ts": 3000, "items": [{"sku": "sku-1", "qty": 1, "unit_price": 9.5}]}
 CLICK = {"user_id": "u-2", "sku": "sku-1", "action": "view", "ts": 1000}
@@ -88,10 +88,10 @@ def test_unusable_lines_are_skipped_by_line_number_and_invalid_records_kept():
 
 
 def test_produce_sends_each_record_to_its_topic_and_counts_deliveries():
-    settings = Settings(topics={**Settings().topics, "orders": "shop1.orders"})
+    settings = Settings(kafka=KafkaSettings(topics={**KafkaSettings().topics, "orders": "shop1.orders"}))
     messages = load([line("orders", ORDER), line("clicks", CLICK), line("inventory", STOCK)]).messages
     producer = FakeProducer()
-    delivery = produce(messages, producer, settings.topic)
+    delivery = produce(messages, producer, settings.kafka.topic)
     assert producer.sent == [("clicks", b"u-2", orjson.dumps(CLICK)), ("inventory", b"sku-1", orjson.dumps(STOCK)),
                              ("shop1.orders", b"o-1", orjson.dumps(ORDER))]
     assert producer.flushes == 1 and producer.pending == []
@@ -104,7 +104,7 @@ def test_produce_reports_failed_deliveries_and_stops_when_the_cluster_is_out_of_
     values = [m.value for m in messages]
     producer = FakeProducer(fail_async={values[0]}, raise_on={values[1]: MessageSizeTooLargeError("big"),
                                                               values[3]: KafkaTimeoutError("no metadata")})
-    delivery = produce(messages, producer, Settings().topic)
+    delivery = produce(messages, producer, Settings().kafka.topic)
     assert sorted(m.line for m, _ in delivery.failed) == [1, 2, 4]
     errors = dict((m.line, error) for m, error in delivery.failed)
     assert "MessageSizeTooLargeError" in errors[2] and "big" in errors[2]
@@ -121,7 +121,7 @@ def test_produce_gives_up_on_deliveries_that_stall():
 
     messages = [encode(n, "orders", {**ORDER, "ts": n}) for n in range(1, 6)]
     producer = FakeProducer(stuck={messages[0].value, messages[3].value}, fail_async={messages[4].value})
-    delivery = produce(messages, producer, Settings().topic, stall_s=30, clock=clock)
+    delivery = produce(messages, producer, Settings().kafka.topic, stall_s=30, clock=clock)
     assert delivery.sent == {"orders": 5} and producer.flushes >= 1 and "out of reach" in delivery.stopped
     assert delivery.delivered == {"orders": 2}  # completed behind the oldest, which never did
     assert [(m.line, "not acknowledged" in error) for m, error in delivery.failed] == [
@@ -133,7 +133,7 @@ def test_produce_gives_up_on_deliveries_that_stall():
 def test_ctrl_c_stops_the_sending_and_what_was_sent_is_still_delivered():
     messages = [encode(n, "clicks", {**CLICK, "ts": n}) for n in range(1, 6)]
     producer = FakeProducer(raise_on={messages[3].value: KeyboardInterrupt()})
-    delivery = produce(messages, producer, Settings().topic)
+    delivery = produce(messages, producer, Settings().kafka.topic)
     assert delivery.delivered == {"clicks": 3} and delivery.failed == [] and delivery.taken == 3
     assert delivery.stopped.startswith("interrupted")
 
@@ -147,7 +147,7 @@ def test_produce_reports_progress_every_few_seconds():
 
     seen = []
     messages = [encode(n, "clicks", CLICK) for n in range(1, 21)]
-    produce(messages, FakeProducer(), Settings().topic, progress=lambda d: seen.append(d.sent_total),
+    produce(messages, FakeProducer(), Settings().kafka.topic, progress=lambda d: seen.append(d.sent_total),
             every_s=5, clock=clock)
     assert seen and len(seen) < 20 and seen == sorted(seen)
 

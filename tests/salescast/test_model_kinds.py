@@ -24,7 +24,7 @@ def test_every_model_kind_has_a_trainer(monkeypatch):
 
 def train_constant(settings, inputs: training.TrainingInput, options, log) -> dict:
     """The newest complete bucket read, as a model."""
-    return save_constant(ModelStore(settings.model_store), float(inputs.end_bucket))
+    return save_constant(ModelStore(settings.store.path), float(inputs.end_bucket))
 
 
 def test_a_new_kind_is_trained_listed_and_rolled_back_by_the_command_line(tmp_path, monkeypatch, capsys):

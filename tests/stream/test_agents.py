@@ -152,7 +152,7 @@ async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
 
 
 async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_its_own(producer, monkeypatch):
-    orders_topic = ingest.settings.topic("orders")
+    orders_topic = ingest.settings.kafka.topic("orders")
 
     async def persisted():
         return {f"{orders_topic}/1".encode(): orjson.dumps([T0 + 10 * DAY, 41]),
@@ -179,7 +179,7 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
 async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents_outbox(producer):
     """The clicks agent has read a batch whose updates it has not sent yet: the orders agent's marks must
     not carry that progress out ahead of them, or a SKU partition closes buckets those clicks belong to."""
-    clicks_topic, orders_topic = ingest.settings.topic("clicks"), ingest.settings.topic("orders")
+    clicks_topic, orders_topic = ingest.settings.kafka.topic("clicks"), ingest.settings.kafka.topic("orders")
     click = orjson.dumps({"user_id": "u", "sku": "a", "action": "view", "ts": T0 + 3 * DAY})
     assert ingest.ingestor.ingest("clicks", click, 0, 0).dead_letter is None  # read, not yet flushed
     good = orjson.dumps({"order_id": "o", "user_id": "u", "ts": T0 + DAY,

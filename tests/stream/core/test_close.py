@@ -13,7 +13,7 @@ T0 = 20_000 * DAY  # a midnight
 def test_closing_a_bucket_forecasts_from_the_next_one_once():
     settings = Settings.from_env({"SALESCAST_HORIZON": "3"})
     window, _ = apply_sku_update(None, SkuUpdate("sale", "a", T0, "o0", 1, units=3, revenue=3.0), settings)
-    closed = close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(settings.season))
+    closed = close_buckets([("a", window)], T0 // DAY + 1, settings, BaselineForecaster(settings.time.season))
     assert len(closed) == 1 and len(closed[0].forecasts) == 1
     window, record = closed[0].window, closed[0].forecasts[0]
     validator("forecasts")(record)

@@ -83,7 +83,7 @@ def test_bucket_close_waits_for_a_lagging_partition_and_not_for_an_idle_one():
     clock = Clock()
     ingestor = Ingestor(settings, now_ms=lambda: NOW, monotonic=clock)
     ingestor.assign([("orders", 0), ("orders", 1), ("clicks", 0)])
-    low = LowWatermark(settings.bucket_ms)
+    low = LowWatermark(settings.time.bucket_ms)
 
     def send(backlog=lambda kind, partition: False):
         low.update(ingestor.marks(backlog), clock.now)

@@ -6,19 +6,21 @@ from salescast.stream.kafka import client_options
 
 def test_defaults_are_the_contract_defaults():
     s = Settings.from_env({})
-    assert s.bootstrap_servers == "localhost:9092" and s.security_protocol == "PLAINTEXT"
-    assert s.partitions == 8 and s.bucket == "1d" and s.bucket_ms == 86_400_000 and s.horizon == 7
-    assert s.allowed_lateness_ms == 172_800_000 and s.max_future_ms == 86_400_000
-    assert str(s.data_dir) == "var" and str(s.model_store) == "var/models"
-    assert s.metrics_port == 9108 and s.web_port == 6066
-    assert s.topic("promo_triggers") == "promo-triggers" and s.topic("dead_letters") == "dead-letters"
+    assert s.kafka.bootstrap_servers == "localhost:9092" and s.kafka.security_protocol == "PLAINTEXT"
+    assert s.kafka.partitions == 8 and s.time.bucket == "1d" and s.time.bucket_ms == 86_400_000
+    assert s.forecasting.horizon == 7
+    assert s.time.allowed_lateness_ms == 172_800_000 and s.time.max_future_ms == 86_400_000
+    assert str(s.service.data_dir) == "var" and str(s.store.path) == "var/models"
+    assert s.service.metrics_port == 9108 and s.service.web_port == 6066
+    assert s.kafka.topic("promo_triggers") == "promo-triggers" and s.kafka.topic("dead_letters") == "dead-letters"
+    assert s == Settings()  # the sections' own defaults are the environment's defaults
 
 
 def test_overrides():
     s = Settings.from_env({"SALESCAST_TOPIC_ORDERS": "shop1.orders", "SALESCAST_BUCKET": "1h",
                            "SALESCAST_DATA_DIR": "/data", "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2"})
-    assert s.topic("orders") == "shop1.orders" and s.bucket_ms == 3_600_000 and s.season == 24
-    assert str(s.model_store) == "/data/models"
+    assert s.kafka.topic("orders") == "shop1.orders" and s.time.bucket_ms == 3_600_000 and s.time.season == 24
+    assert str(s.store.path) == "/data/models"
     assert client_options(s)["bootstrap_servers"] == ["a:1", "b:2"]
 
 
@@ -55,7 +57,20 @@ def test_bad_durations(text):
 
 
 def test_advertised_url_is_validated():
-    assert Settings.from_env({"SALESCAST_ADVERTISED_URL": "http://10.0.0.5:6066"}).web_url == "http://10.0.0.5:6066"
-    assert Settings.from_env({"SALESCAST_WEB_PORT": "7000"}).web_url.endswith(":7000")
+    advertised = Settings.from_env({"SALESCAST_ADVERTISED_URL": "http://10.0.0.5:6066"})
+    assert advertised.service.web_url == "http://10.0.0.5:6066"
+    assert Settings.from_env({"SALESCAST_WEB_PORT": "7000"}).service.web_url.endswith(":7000")
     with pytest.raises(SettingsError, match="SALESCAST_ADVERTISED_URL"):
         Settings.from_env({"SALESCAST_ADVERTISED_URL": "10.0.0.5"})
+
+
+def test_ports_out_of_range_are_reported():
+    with pytest.raises(SettingsError, match="SALESCAST_METRICS_PORT=70000 is not a TCP port"):
+        Settings.from_env({"SALESCAST_METRICS_PORT": "70000"})
+
+
+def test_each_section_reads_its_own_variables():
+    s = Settings.from_env({"SALESCAST_CF_AFFINITY_TOP": "7", "SALESCAST_PROMO_MAX_AGE": "3d",
+                           "SALESCAST_MODEL_KEEP": "4", "SALESCAST_ACTIVE_BUCKETS": "14", "SALESCAST_CLOCK": "events"})
+    assert s.recommendations.affinity_top == 7 and s.promo.max_age_ms == 3 * 86_400_000
+    assert s.store.keep == 4 and s.forecasting.active_buckets == 14 and s.time.clock == "events"

@@ -83,4 +83,4 @@ def test_user_updates_use_the_configured_weights():
     settings = Settings.from_env({})
     vector, _ = apply_user_update(None, UserUpdate("u", "a", "cart", T0, "c0", 1), settings)
     vector, _ = apply_user_update(vector, UserUpdate("u", "a", "purchase", T0, "o0", 1), settings)
-    assert useritem.weights(vector)["a"] == pytest.approx(settings.interaction_weights.cart + settings.interaction_weights.purchase)
+    assert useritem.weights(vector)["a"] == pytest.approx(settings.recommendations.interaction_weights.cart + settings.recommendations.interaction_weights.purchase)
