@@ -1,6 +1,8 @@
-"""The Faust application: topics, tables, agents, web views and metrics.
+"""salescast.stream: the worker.
 
-Import `salescast.stream.app` to build the app from the environment's settings; the
-agents, tables and views register themselves on import (`salescast.stream.agents`,
-`salescast.stream.views`), which `salescast worker` does.
+`core/` is its logic without Faust (the agents, replay, training and evaluation
+all call it), `serving/` the models it serves, `delivery/` how its records get
+out exactly once, and the Faust wiring sits on top: `app`, `topics`, `tables`,
+`agents/`, `views`, `metrics`, `faust_fixes`. `worker.run` starts it (what
+`salescast worker` calls). Imports salescast.models, never the command line.
 """
