@@ -194,8 +194,8 @@ def history(window: Window, end_bucket: int, length: int | None = None) -> Histo
     report. With `length`, at most that many buckets, starting no earlier than
     the SKU's first event: so the history a close reads is the same whatever
     else the window holds then (a worker reading a backfill unevenly keeps
-    more of it than a replay does; MovieLens showed 2,193 forecasts differ
-    when the history ran from wherever the window happened to start).
+    more of it than a replay does), and replay and worker forecast alike
+    (bench/realdata.py compares them).
     """
     _arrays(window)
     first = window["b"]

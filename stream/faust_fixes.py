@@ -136,5 +136,5 @@ async def commit(app: faust.App, offsets: dict) -> bool:
 
 async def seek(app: faust.App, tp: TP, offset: int) -> None:
     """A seek in the consumer's own thread: aiokafka's fetch state is not thread-safe, and a seek made
-    from the event loop (Faust's `Consumer.seek`) crashed its fetcher in a benchmark run."""
+    from the event loop (Faust's `Consumer.seek`) can crash its fetcher."""
     await app.consumer._thread.seek_wait({tp: offset})

@@ -15,7 +15,7 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 def _agents_read(name: str, **options):
     """A topic an agent reads: committed by salescast.stream.delivery.offsets once the agent has handled a record, not by
     Faust's acks, which a rebalance can give for records no agent saw (salescast.stream.delivery.continuity); and with no
-    last-read filter in the consumer (salescast.stream.app._ReadOffsets)."""
+    last-read filter in the consumer (salescast.stream.faust_fixes._ReadOffsets)."""
     topic = app.topic(name, **options, **RAW, acks=False)
     app.agent_topic_names.add(topic.get_topic_name())
     return topic
@@ -48,8 +48,8 @@ promo_proposals = _agents_read(f"{settings.kafka.app_id}-promo-proposals", inter
 def worker_topics() -> list[tuple[str, int, bool]]:
     """(name, partitions, compacted) of the internal topics above, which the worker creates for itself
     before Faust subscribes: a topic still missing when the consumer joins its group is left out of the
-    assignment until the next metadata refresh (5 minutes), and its agent reads nothing until then (a
-    demo run in CI showed no forecast at all that way). The tables' changelogs are Faust's to create."""
+    assignment until the next metadata refresh (5 minutes), and its agent reads nothing until then.
+    The tables' changelogs are Faust's to create."""
     return [(topic.get_topic_name(), topic.partitions, bool(topic.compacting))
             for topic in (sku_events, user_events, sku_affinities, input_watermarks, promo_proposals)]
 

@@ -148,10 +148,10 @@ class MarksSender:
     A mark may only claim what has been handed to the producer ahead of it:
     the three ingest agents share the Ingestor, and a mark that carried the
     clicks agent's progress out with the orders agent's batch, while the
-    clicks batch's updates were still in its own outbox, closed buckets before
-    those updates reached their SKUs (MovieLens through a worker: forecasts
-    from half a bucket). So a message carries the partitions of the batch it
-    follows as read, and every other partition as of its last flushed batch.
+    clicks batch's updates were still in its own outbox, would close buckets
+    before those updates reached their SKUs, and forecast from half a bucket
+    (tests/stream/test_agents.py). So a message carries the partitions of the
+    batch it follows as read, and every other partition as of its last flushed batch.
     """
 
     RESEND_S = 10.0

@@ -4,15 +4,14 @@ once the agent has handled it.
 Faust can lose records around a recovery or rebalance: its fetch loop drops
 records at or below the last offset it delivered, which records fetched just
 before the recovery's seek back to the committed offsets have already moved
-on (salescast.stream.app._ReadOffsets turns that off for the agents' topics); records
+on (salescast.stream.faust_fixes._ReadOffsets turns that off for the agents' topics); records
 of an old generation still queued in a stream are skipped *and acked*, so
 Faust's own commits can pass over them; aiokafka does not seek a partition
 whose committed offset is 0 or absent (faust-streaming issues 216, 221 and
-596); and a worker restarted mid-stream still misses a run of ~80 records
-per partition just after its recovery, by a path not found yet. In
-clean-clone CI runs a restarted worker lost order lines both ways: a batch
-skipped mid-partition, and a batch skipped at the end of a partition, with
-no later record to show the jump.
+596); and a worker restarted mid-stream can still miss a run of records
+per partition just after its recovery, by a path not found yet. Records can
+go missing mid-partition, or at the end of a partition, with no later
+record to show the jump.
 
 So the agents' topics are consumed without Faust's acks (salescast.stream.topics)
 and `OffsetContinuity` does four things for every partition:
@@ -34,9 +33,9 @@ and `OffsetContinuity` does four things for every partition:
   the next assignment, nor ever after a stop's commit (`close`; `complete`
   waits while it is closed).
   A stop closes the tables' RocksDB stores while the agents still run, and
-  a store closed that way answers None for every key: a batch that started
-  then counted its keys afresh and overwrote their totals (the SIGTERM
-  restart test lost 4 to 36 order lines that way, a few CI runs in ten).
+  a store closed that way answers None for every key: a batch started then
+  would count its keys afresh and overwrite their totals
+  (tests/integration/test_restart.py, the SIGTERM case).
 """
 
 from __future__ import annotations
