@@ -8,8 +8,13 @@ an exception inside Faust's deserialiser (which would skip it silently).
 from __future__ import annotations
 
 from salescast.stream.app import app, settings
+from salescast.stream.core import names
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _internal(name: str) -> str:
+    return names.internal_topic(settings.kafka.app_id, name)
 
 
 def _agents_read(name: str, **options):
@@ -31,18 +36,18 @@ promo_outcomes = app.topic(settings.kafka.topic("promo_outcomes"), **RAW)
 
 # Keyed by SKU / by user: what makes each table's partitions line up with the stream
 # that updates them. Ticks (watermark advances) go to every partition of sku_events.
-sku_events = _agents_read(f"{settings.kafka.app_id}-sku-events", internal=True, partitions=settings.kafka.partitions)
-user_events = _agents_read(f"{settings.kafka.app_id}-user-events", internal=True, partitions=settings.kafka.partitions)
+sku_events = _agents_read(_internal(names.SKU_EVENTS), internal=True, partitions=settings.kafka.partitions)
+user_events = _agents_read(_internal(names.USER_EVENTS), internal=True, partitions=settings.kafka.partitions)
 # A user's affinity changes, batched per SKU partition (one record per partition per batch,
 # no key): for the worker that owns each SKU's candidate index.
-sku_affinities = _agents_read(f"{settings.kafka.app_id}-sku-affinities", internal=True, partitions=settings.kafka.partitions)
+sku_affinities = _agents_read(_internal(names.SKU_AFFINITIES), internal=True, partitions=settings.kafka.partitions)
 # Each input partition's newest event time, key "topic/partition": what a restarted or
 # rebalanced worker judges `future` and `late` against (salescast.stream.core.ingest.Ingestor.seed).
-input_watermarks = app.topic(f"{settings.kafka.app_id}-input-watermarks", internal=True, partitions=1, compacting=True,
+input_watermarks = app.topic(_internal(names.INPUT_WATERMARKS), internal=True, partitions=1, compacting=True,
                              **RAW)
 # Promotions proposed at bucket close, all on one partition: the guardrails (cooldown, open
 # triggers, daily budget) hold over every SKU, so one worker at a time decides them.
-promo_proposals = _agents_read(f"{settings.kafka.app_id}-promo-proposals", internal=True, partitions=1)
+promo_proposals = _agents_read(_internal(names.PROMO_PROPOSALS), internal=True, partitions=1)
 
 
 def worker_topics() -> list[tuple[str, int, bool]]:

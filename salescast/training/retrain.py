@@ -27,7 +27,7 @@ from salescast.models.baseline import MovingAverage, SeasonalNaive
 from salescast.models.forecast import backtest
 from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from salescast.models.forecast.kernel import LSTMKernel
-from salescast.stream.core.names import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.core.names import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE, changelog_topic
 from salescast.stream.core.local import LocalPipeline
 from salescast.replay import build_state
 from salescast.stream.core.settings import Settings
@@ -94,7 +94,7 @@ def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[
     """A worker table's latest value per key, read from its changelog topic."""
     from salescast.stream.kafka import read_latest
 
-    topic = f"{settings.kafka.app_id}-{table}-changelog"
+    topic = changelog_topic(settings.kafka.app_id, table)
     latest = read_latest(settings, topic, timeout_s)
     if latest is None:
         raise ValueError(f"topic {topic} does not exist: no worker with SALESCAST_APP_ID={settings.kafka.app_id} has "

@@ -18,3 +18,19 @@ PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # one key: the promotion guardrails
 # the promo-proposals topic)
 SOURCE_PREFIX = {"orders": "o", "clicks": "c", "inventory": "i"}
 PROMOTIONS_SOURCE_PREFIX = "p"
+
+# the worker's internal topics, each named <app id>-<name> (stream.topics declares them)
+SKU_EVENTS = "sku-events"  # updates keyed by SKU, and the marks that close buckets
+USER_EVENTS = "user-events"  # updates keyed by user
+SKU_AFFINITIES = "sku-affinities"  # users' changed affinities, batched per SKU partition
+INPUT_WATERMARKS = "input-watermarks"  # each input partition's newest event time and last offset (compacted)
+PROMO_PROPOSALS = "promo-proposals"  # promotions proposed at bucket close (one partition)
+
+
+def internal_topic(app_id: str, name: str) -> str:
+    return f"{app_id}-{name}"
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog."""
+    return f"{app_id}-{table}-changelog"
