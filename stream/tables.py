@@ -9,11 +9,13 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.stream.core.names import PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE, USER_ITEMS_TABLE
+from salescast.stream.core.names import (PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE,
+                                         USER_ITEMS_TABLE)
 from salescast.stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
-TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.kafka.partitions, "use_partitioner": True}
+TABLE_OPTIONS = {"key_type": bytes, "value_type": bytes, "partitions": settings.kafka.partitions,
+                 "use_partitioner": True}
 
 sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clicks per bucket; latest inventory",
                         **TABLE_OPTIONS)

@@ -18,8 +18,9 @@ def _internal(name: str) -> str:
 
 
 def _agents_read(name: str, **options):
-    """A topic an agent reads: committed by salescast.stream.delivery.offsets once the agent has handled a record, not by
-    Faust's acks, which a rebalance can give for records no agent saw (salescast.stream.delivery.continuity); and with no
+    """A topic an agent reads: committed by salescast.stream.delivery.offsets once the agent has handled a
+    record, not by Faust's acks, which a rebalance can give for records no agent saw
+    (salescast.stream.delivery.continuity); and with no
     last-read filter in the consumer (salescast.stream.faust_fixes._ReadOffsets)."""
     topic = app.topic(name, **options, **RAW, acks=False)
     app.agent_topic_names.add(topic.get_topic_name())

@@ -47,7 +47,8 @@ async def decide_promotions(stream):
                 proposal = orjson.loads(message.value)
                 verdict = admit(state, proposal, settings.promo)
                 trigger = proposal["trigger"]
-                update = registration(trigger, f"{PROMOTIONS_SOURCE_PREFIX}{message.partition}", message.offset).to_wire()
+                source = f"{PROMOTIONS_SOURCE_PREFIX}{message.partition}"
+                update = registration(trigger, source, message.offset).to_wire()
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
                 writes.processing_error(out, message, exc)
                 continue

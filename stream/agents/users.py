@@ -64,7 +64,8 @@ async def update_sku_candidates(stream):
                 writes.processing_error(out, event.message, exc)
         for key, (sku_changes, event) in changes.items():
             entry = candidates.apply_changes(writes.load_value(sku_candidates, key), sku_changes,
-                                             settings.recommendations.candidates_per_sku, settings.recommendations.interaction_half_life_ms)
+                                             settings.recommendations.candidates_per_sku,
+                                             settings.recommendations.interaction_half_life_ms)
             writes.write(stream, sku_candidates, key, entry, event, out)
         metrics.UPDATES_APPLIED.labels("sku-candidates").inc(len(changes))
         await out.flush(writes.producer())

@@ -150,7 +150,8 @@ def apply_sku_update(window: windows.Window | None, update: SkuUpdate, settings:
     if close_before is not None:
         windows.catch_up(window, close_before, settings.forecasting.active_buckets)
     if update.kind == "sale":
-        windows.add_sale(window, bucket, update.units, update.revenue, settings.forecasting.history_buckets, update.promo_units)
+        windows.add_sale(window, bucket, update.units, update.revenue, settings.forecasting.history_buckets,
+                         update.promo_units)
         if update.user is not None:
             for state in windows.promotions(window):
                 attribution.attribute(state, update.user, update.units, update.ts, update.promo_id)
@@ -174,6 +175,7 @@ def apply_user_update(vector: useritem.UserVector | None, update: UserUpdate, se
         vector = useritem.new_vector()
     if already_applied(useritem.applied_positions(vector), update.source, (update.offset, update.line)):
         return vector, False
-    weight = settings.recommendations.interaction_weights.for_action(update.action)
-    useritem.learn_one(vector, update.sku, weight, update.ts, settings.recommendations.interaction_half_life_ms, settings.recommendations.user_item_cap)
+    cf = settings.recommendations
+    weight = cf.interaction_weights.for_action(update.action)
+    useritem.learn_one(vector, update.sku, weight, update.ts, cf.interaction_half_life_ms, cf.user_item_cap)
     return vector, True

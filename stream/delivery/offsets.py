@@ -1,5 +1,6 @@
 """Where each agent's partitions stand: records read back or sought back when Faust skips them, and
-offsets committed once the agent has handled them (salescast.stream.delivery.continuity says why Faust's acks are not used).
+offsets committed once the agent has handled them (salescast.stream.delivery.continuity says why Faust's
+acks are not used).
 """
 
 from __future__ import annotations
