@@ -4,8 +4,11 @@
     python bench/compare_trees.py /tmp/before [--runs 3] [--events 300000]
 
 For a regression check between commits with no model in the store: the machine's speed drifts
-through a day on a shared VM, so the two trees are run one after the other, --runs times, and
-the ratio of medians is reported. A worker runs the code of the tree it is started in (`python
+through a day on a shared VM, so the two trees are run one after the other, --runs times, in
+alternating order (before-after, then after-before: the second of a pair meets a broker whose
+log and page cache the first has warmed), and the ratio of medians is reported. Beside the
+wall-clock rate it reports each worker's CPU time per event (user + system, start-up included),
+which a busy neighbour on the VM moves far less. A worker runs the code of the tree it is started in (`python
 -m salescast.cli` from that directory); this bench's own helpers come from bench/throughput.py.
 """
 
@@ -49,14 +52,22 @@ def main() -> None:
         prefix = f"tr{uuid.uuid4().hex[:6]}"
         tp.load(broker.bootstrap, tp.worker_env(broker.bootstrap, prefix, "loader", work, 8), events)
         rates: dict[str, list[float]] = {"before": [], "after": []}
+        cpu_us: dict[str, list[float]] = {"before": [], "after": []}
+        trees = [("before", args.before), ("after", args.after)]
         for run in range(args.runs):
-            for name, tree in (("before", args.before), ("after", args.after)):
+            for name, tree in (trees if run % 2 == 0 else trees[::-1]):
                 os.chdir(tree)
-                rates[name].append(len(events) / tp.worker_rate(broker.bootstrap, prefix, work, 8, updates))
-                print(f"run {run + 1}: {name} {rates[name][-1]:,.0f} events/s", file=sys.stderr, flush=True)
-        medians = {name: statistics.median(values) for name, values in rates.items()}
-        print(f"before {medians['before']:,.0f} events/s, after {medians['after']:,.0f} events/s, "
-              f"ratio after/before {medians['after'] / medians['before']:.3f}")
+                result = tp.worker_run(broker.bootstrap, prefix, work, 8, updates)
+                rates[name].append(len(events) / result.seconds)
+                cpu_us[name].append(result.cpu_seconds / len(events) * 1e6)
+                print(f"run {run + 1}: {name} {rates[name][-1]:,.0f} events/s, "
+                      f"{cpu_us[name][-1]:,.0f} us CPU per event", file=sys.stderr, flush=True)
+        rate = {name: statistics.median(values) for name, values in rates.items()}
+        cpu = {name: statistics.median(values) for name, values in cpu_us.items()}
+        print(f"before {rate['before']:,.0f} events/s, after {rate['after']:,.0f} events/s, "
+              f"ratio after/before {rate['after'] / rate['before']:.3f}")
+        print(f"CPU per event: before {cpu['before']:,.0f} us, after {cpu['after']:,.0f} us, "
+              f"ratio before/after {cpu['before'] / cpu['after']:.3f} (above 1: after is cheaper)")
     finally:
         broker.stop(log=lambda m: None)
 

@@ -33,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -121,9 +122,20 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     raise RuntimeError("worker did not start")
 
 
-def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1,
-                model_store: Path | None = None) -> float:
-    """Seconds for `workers` processes of one app to apply every SKU and user update (timed from all healthy)."""
+class WorkerRun(NamedTuple):
+    seconds: float  # wall time, from all workers healthy until every update was applied
+    cpu_seconds: float  # the workers' user + system CPU time over the whole run, start-up included
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_run(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1,
+               model_store: Path | None = None) -> WorkerRun:
+    """`workers` processes of one app apply every SKU and user update: wall and CPU seconds."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     envs = [worker_env(bootstrap, prefix, app_id, work / f"{app_id}-{i}", partitions,
                        model_store or work / "no-models") for i in range(workers)]
@@ -135,7 +147,7 @@ def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, update
             applied = sum(metric_sum(port, "salescast_updates_applied_total", f'table="{table}"')
                           for port in ports for table in ("sku-windows", "user-items"))
             if applied >= updates:
-                return time.perf_counter() - started
+                return WorkerRun(time.perf_counter() - started, sum(_cpu_seconds(p.pid) for p in processes))
             if time.perf_counter() - started > 900:
                 raise RuntimeError(f"workers applied {applied} of {updates} updates in 900 s")
             time.sleep(0.05)
@@ -144,6 +156,12 @@ def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, update
             process.terminate()
         for process in processes:
             process.wait(60)
+
+
+def worker_rate(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1,
+                model_store: Path | None = None) -> float:
+    """Seconds for `workers` processes of one app to apply every SKU and user update (timed from all healthy)."""
+    return worker_run(bootstrap, prefix, work, partitions, updates, workers, model_store).seconds
 
 
 def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: float,
