@@ -28,8 +28,8 @@ PROMO_MEMBERS = Counter("salescast_promo_members_total", "Users of finished trig
 PROMO_BUYERS = Counter("salescast_promo_buyers_total", "Users of finished triggers who bought, by group",
                        ["reason", "group"])
 PROCESSING_LATENCY = Histogram("salescast_processing_latency_seconds",
-                               "Time to process one batch of records, per record", ["stage"],
-                               buckets=LATENCY_BUCKETS)
+                               "Time to process one batch, per input record (ingest, candidates) "
+                               "or per update (sku, user)", ["stage"], buckets=LATENCY_BUCKETS)
 SCORING_LATENCY = Histogram("salescast_scoring_latency_seconds", "Time to score the SKUs closed together",
                             ["model"], buckets=LATENCY_BUCKETS)
 END_TO_END_LATENCY = Histogram("salescast_end_to_end_latency_seconds",

@@ -1,6 +1,6 @@
-"""Ingest: the contract's input topics -> updates repartitioned by SKU and by user, dead letters, and the
-input partitions' marks (newest event time, idle) that close buckets downstream (stream.core.watermarks)."""
-
+"""Ingest: the contract's input topics -> updates repartitioned by SKU and by user (one bundle record
+per partition per batch, stream.core.state), dead letters, and the input partitions' marks (newest
+event time, idle) that close buckets downstream (stream.core.watermarks)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,11 +15,12 @@ from faust.types import TP
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.core.ingest import Ingestor
+from salescast.stream.core.state import bundles
 from salescast.stream.core.watermarks import PENDING, encode_marks
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.continuity import retrying
 from salescast.stream.delivery.offsets import batches
-from salescast.stream.delivery.outbox import Outbox
+from salescast.stream.delivery.outbox import Outbox, partition_for
 from salescast.stream.kafka import client_options, read_latest
 from salescast.stream.topics import (INPUT_WATERMARKS, SKU_EVENTS, USER_EVENTS, clicks, input_watermarks, inventory,
                                      orders)
@@ -223,6 +224,8 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
     await watermark_seeding.ensure(out)
     count = 0
     advanced = False
+    routed: dict[tuple[str, int], list[bytes]] = {}  # (internal topic, partition) -> its updates, encoded
+    partitions = settings.kafka.partitions
     for event in events:
         count += 1
         message = event.message
@@ -231,15 +234,18 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
             writes.send_dead_letter(out, message.key, result.dead_letter)
             continue
         try:
-            routed = [(SKU_EVENTS, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
-            routed += [(USER_EVENTS, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
+            encoded = [(SKU_EVENTS, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
+            encoded += [(USER_EVENTS, u.user.encode(), orjson.dumps(u.to_wire())) for u in result.user_updates]
         except Exception as exc:  # noqa: BLE001 - nothing half-sent: encode all, then send
             writes.processing_error(out, message, exc)
             continue
-        for topic, key, value in routed:
-            out.add(topic, key, value)
+        for topic, key, value in encoded:
+            routed.setdefault((topic, partition_for(key, partitions)), []).append(value)
         if result.tick is not None:
             advanced = True
+    for (topic, partition), values in routed.items():  # ahead of the marks that claim them
+        for bundle in bundles(values):
+            out.add(topic, None, bundle, partition=partition)
     topic = ingestor.topic_names[kind]
     if advanced:
         marks_sender.add(out, topic)

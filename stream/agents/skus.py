@@ -129,7 +129,8 @@ async def update_sku_windows(stream):
             close_before = closing_state.closed_before.get(sku_partition(update.sku.encode()))
             return apply_sku_update(window, update, settings, close_before)
 
-        touched = writes.apply_batch(stream, sku_windows, "sku-windows", updates, apply, out,
+        keyed = writes.keyed_updates(updates, out, "sku")
+        touched = writes.apply_batch(stream, sku_windows, "sku-windows", keyed, apply, out,
                                      before_write=send_outcome_updates)
         for key, (_, event) in touched.items():
             partition_index.add(event.message.partition, key)
@@ -139,8 +140,8 @@ async def update_sku_windows(stream):
                 await _close_partition(stream, partition, bucket, sent_at, event, out)
                 closing_state.closed_before[partition] = bucket
         await out.flush(writes.producer())
-        if events:
-            metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(events))
+        if keyed:
+            metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(keyed))
 
 
 async def _close_partition(stream, partition: int, bucket: int, ingested_at: float, event, out: Outbox) -> None:

@@ -27,12 +27,13 @@ async def update_user_items(stream):
     async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
-        writes.apply_batch(stream, user_items, "user-items", events,
+        keyed = writes.keyed_updates(events, out, "usr")
+        writes.apply_batch(stream, user_items, "user-items", keyed,
                            lambda vector, wire: apply_user_update(vector, UserUpdate.from_wire(wire), settings),
                            out, before_write=send_affinity_changes)
         await out.flush(writes.producer())
-        if events:
-            metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(events))
+        if keyed:
+            metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(keyed))
 
 
 def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox) -> None:

@@ -10,6 +10,9 @@ changes nothing (salescast.models.positions).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import orjson
 
 from salescast.models import useritem, windows
 from salescast.models.positions import already_applied
@@ -25,6 +28,11 @@ from salescast.stream.core.settings import Settings
 # - a key, once used, keeps its meaning for good; none is a window's or a vector's key, which would
 #   read as state access (tests/models/test_state_access.py).
 WIRE_VERSION = 1
+# Updates travel bundled: one record per partition of sku-events / user-events per ingest batch, holding that
+# partition's updates as they are, each with its own input position, so exactly-once counting is unchanged.
+# A bundle of up to this many bytes: far under the broker's 1 MiB default record limit (message.max.bytes).
+BUNDLE_MAX_BYTES = 256 * 1024
+_BUNDLE_HEAD = b'{"v":%d,"updates":[' % WIRE_VERSION
 
 
 class WireVersionError(ValueError):
@@ -34,6 +42,32 @@ class WireVersionError(ValueError):
 def _wrong_version(wire: dict, topic: str) -> WireVersionError:
     return WireVersionError(f"{topic} record of wire format version {wire.get('v')!r}: this worker reads "
                             f"version {WIRE_VERSION} only (a worker of another major version wrote it)")
+
+
+def bundles(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[bytes]:
+    """Updates already encoded one by one (orjson of to_wire(), so a record that cannot be encoded is
+    caught on its own), joined into bundle records of at most `max_bytes` (one larger update: alone)."""
+    chunk: list[bytes] = []
+    size = 0
+    for update in encoded:
+        if chunk and size + len(update) > max_bytes:
+            yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
+            chunk, size = [], 0
+        chunk.append(update)
+        size += len(update) + 1
+    if chunk:
+        yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
+
+
+def updates_in(value: bytes) -> list[dict | list]:
+    """The updates an internal record carries, undecoded: a bundle's, or the one of a single-update record
+    (the promotions agent's registrations, or a record of a worker from before bundles)."""
+    wire = orjson.loads(value)
+    if type(wire) is dict and "updates" in wire:
+        if wire.get("v") != WIRE_VERSION:
+            raise _wrong_version(wire, "bundle")
+        return wire["updates"]
+    return [wire]
 
 
 @dataclass(slots=True)

@@ -9,13 +9,14 @@ after a crash, where its updates are recognised by their input position
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import orjson
 
 from salescast.stream import faust_fixes, metrics
 from salescast.stream.app import app
 from salescast.stream.core.contract import Source, dead_letter, dumps
+from salescast.stream.core.state import updates_in
 from salescast.stream.delivery.outbox import Outbox, partition_for
 from salescast.stream.tables import ALL_TABLES
 from salescast.stream.topics import DEAD_LETTERS
@@ -31,11 +32,35 @@ def send_dead_letter(out: Outbox, key: bytes | None, record: dict) -> None:
     metrics.DEAD_LETTERS.labels(record["reason"]).inc()
 
 
-def processing_error(out: Outbox, message, exc: Exception) -> None:
-    """A record that made processing raise: kept as a dead letter, never dropped, never fatal."""
+def processing_error(out: Outbox, message, exc: Exception, value: bytes | None = None) -> None:
+    """A record that made processing raise: kept as a dead letter, never dropped, never fatal.
+
+    `value`: the part of the record that raised (one update of a bundle), when not all of it did.
+    """
     source = Source(message.topic, message.partition, message.offset)
     send_dead_letter(out, message.key, dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}",
-                                                   message.value))
+                                                   message.value if value is None else value))
+
+
+class KeyedUpdate(NamedTuple):
+    key: bytes  # the table key
+    wire: dict | list  # the update as it travelled (salescast.stream.core.state)
+    event: object  # the Faust event of the record that carried it: the key's partition, for the store
+
+
+def keyed_updates(events: Iterable, out: Outbox, key_field: str) -> list[KeyedUpdate]:
+    """Every update the batch's internal records carry, with its table key: a bundle's updates name their
+    key in `key_field`; a single-update record of the positional format before version 1 has it as its
+    Kafka key. A record that cannot be read is a dead letter."""
+    keyed = []
+    for event in events:
+        message = event.message
+        try:
+            keyed += [KeyedUpdate(wire[key_field].encode() if type(wire) is dict else message.key, wire, event)
+                      for wire in updates_in(message.value)]
+        except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
+            processing_error(out, message, exc)
+    return keyed
 
 
 def load_value(table, key: bytes) -> dict | None:
@@ -58,9 +83,9 @@ def write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
             on_sent=_changelog_persisted[table.name])
 
 
-def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[dict | None, dict], tuple[dict, bool]],
-                out: Outbox, before_write: Callable[[dict, Outbox], None] | None = None
-                ) -> dict[bytes, tuple[dict, object]]:
+def apply_batch(stream, table, label: str, updates: Iterable[KeyedUpdate],
+                apply: Callable[[dict | None, dict | list], tuple[dict, bool]], out: Outbox,
+                before_write: Callable[[dict, Outbox], None] | None = None) -> dict[bytes, tuple[dict, object]]:
     """Apply a batch of keyed updates to `table`, reading and writing each key once.
 
     `before_write(touched, out)` may add to the new states before they are stored.
@@ -68,14 +93,12 @@ def apply_batch(stream, table, label: str, events: Iterable, apply: Callable[[di
     """
     touched: dict[bytes, tuple[dict, object]] = {}
     applied = duplicates = 0
-    for event in events:
-        message = event.message
-        key = message.key
+    for key, wire, event in updates:
         try:
             state = touched[key][0] if key in touched else load_value(table, key)
-            state, changed = apply(state, orjson.loads(message.value))
+            state, changed = apply(state, wire)
         except Exception as exc:  # noqa: BLE001
-            processing_error(out, message, exc)
+            processing_error(out, event.message, exc, orjson.dumps(wire))
             continue
         if changed:
             applied += 1

@@ -10,7 +10,8 @@ from faust.types import TP
 
 os.environ.setdefault("SALESCAST_APP_ID", "salescast-unit")
 from salescast.models import useritem, windows  # noqa: E402
-from salescast.stream.core.state import SkuUpdate, UserUpdate  # noqa: E402
+from salescast.stream.core.state import SkuUpdate, UserUpdate, bundles  # noqa: E402
+from salescast.stream.core.watermarks import is_marks  # noqa: E402
 from salescast.stream.app import app  # noqa: E402
 
 app.conf.store = "memory://"  # before the tables exist
@@ -20,7 +21,7 @@ app.conf.web_enabled = False
 from salescast.stream import topics  # noqa: E402
 from salescast.stream.agents import ingest, skus, users  # noqa: E402
 from salescast.stream.delivery import writes  # noqa: E402
-from salescast.stream.delivery.outbox import Outbox  # noqa: E402
+from salescast.stream.delivery.outbox import Outbox, partition_for  # noqa: E402
 
 from salescast.stream.delivery import offsets
 from salescast.stream.tables import sku_windows, user_items  # noqa: E402
@@ -55,6 +56,15 @@ class FakeProducer:
 
     def to(self, topic):
         return [(key, value) for t, _, key, value in self.sent if t == topic]
+
+    def marks(self):
+        """The marks records sent to the SKU topic, decoded."""
+        return [orjson.loads(value) for key, value in self.to(topics.SKU_EVENTS) if is_marks(key, value)]
+
+    def bundled(self, topic):
+        """(partition, update) of every update sent to an internal topic in a bundle."""
+        return [(partition, wire) for t, partition, key, value in self.sent
+                if t == topic and not is_marks(key, value) for wire in orjson.loads(value)["updates"]]
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +144,41 @@ async def test_user_agent_builds_weighted_vectors():
     assert useritem.weights(vector) == {"a": pytest.approx(6.0)}
 
 
+def bundle(*updates):
+    (record,) = bundles(orjson.dumps(u.to_wire()) for u in updates)
+    return record
+
+
+async def test_sku_agent_applies_each_update_of_a_bundle_once_and_dead_letters_only_a_bad_one(producer):
+    sale = SkuUpdate("sale", "a", T0, "o0", 7, 0, 2, 4.0)
+    click = SkuUpdate("click", "b", T0, "c0", 3)
+    broken = {**SkuUpdate("sale", "c", T0, "o0", 8).to_wire(), "ts": "not a time"}
+    corrupt = bundle(sale, click)[:-2] + b"," + orjson.dumps(broken) + b"]}"
+    async with skus.update_sku_windows.test_context() as agent:
+        await agent.put(bundle(sale, click), key=None, partition=0)
+        await agent.put(bundle(sale), key=None, partition=0)  # re-read after a crash: counted already
+        await agent.put(orjson.dumps(SkuUpdate("sale", "a", T0, "o0", 9, 0, 1, 2.0).to_wire()), key=b"a",
+                        partition=0)  # a single-update record (the promotions agent's, an older worker's)
+        await agent.put(b"{not json", key=None, partition=0)
+        await agent.put(corrupt, key=None, partition=1)
+        await settled(lambda: len(producer.to(topics.DEAD_LETTERS)) == 2)
+    assert windows.units(orjson.loads(sku_windows[b"a"])) == [3]
+    assert windows.clicks_between(orjson.loads(sku_windows[b"b"]), T0 // DAY, T0 // DAY) == 1
+    assert b"c" not in sku_windows.data
+    dead = [orjson.loads(value) for _, value in producer.to(topics.DEAD_LETTERS)]
+    assert [d["reason"] for d in dead] == ["processing_error"] * 2
+    assert orjson.loads(dead[1]["payload"]) == broken  # the bad update alone: its bundle's others applied
+
+
+async def test_user_agent_applies_bundles():
+    async with users.update_user_items.test_context() as agent:
+        await agent.put(bundle(UserUpdate("u-1", "a", "view", T0, "c0", 1), UserUpdate("u-2", "a", "view", T0, "c0", 2),
+                               UserUpdate("u-1", "a", "purchase", T0, "o0", 1)), key=None, partition=0)
+        await settled(lambda: b"u-2" in user_items.data)
+    assert useritem.weights(orjson.loads(user_items[b"u-1"])) == {"a": pytest.approx(6.0)}
+    assert useritem.weights(orjson.loads(user_items[b"u-2"])) == {"a": pytest.approx(1.0)}
+
+
 async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
     def dead():
         return [orjson.loads(value) for _, value in producer.to(topics.DEAD_LETTERS)]
@@ -144,10 +189,15 @@ async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
         await agent.put(good, key=b"o", partition=0)
         await agent.put(b"not json", key=b"o", partition=0)
         await settled(lambda: dead() and producer.to(topics.SKU_EVENTS))
-    routed = producer.to(topics.SKU_EVENTS)
-    assert [key for key, _ in routed if key is not None] == [b"a"]
-    assert [orjson.loads(value)[0] for key, value in routed if key is None] == ["marks"] * 8  # one per partition
-    assert producer.to(topics.USER_EVENTS)[0][0] == b"u"
+    partitions = ingest.settings.kafka.partitions
+    # one bundle per partition the batch's updates go to, on the partition of their key
+    assert [(p, wire["sku"], wire["qty"]) for p, wire in producer.bundled(topics.SKU_EVENTS)] == [
+        (partition_for(b"a", partitions), "a", 1)]
+    assert [(p, wire["usr"]) for p, wire in producer.bundled(topics.USER_EVENTS)] == [
+        (partition_for(b"u", partitions), "u")]
+    assert [m[0] for m in producer.marks()] == ["marks"] * partitions  # one per partition, after the updates
+    kinds = ["marks" if is_marks(key, value) else "updates" for key, value in producer.to(topics.SKU_EVENTS)]
+    assert kinds == ["updates"] + ["marks"] * partitions
     assert [d["reason"] for d in dead()] == ["not_json"]
 
 
@@ -168,7 +218,7 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
         await agent.put(ahead, key=b"o", partition=2)
         await settled(lambda: producer.to(topics.INPUT_WATERMARKS))
     assert producer.to(topics.DEAD_LETTERS) == []  # without the seed, `ahead` would be `future`
-    sent_marks = [orjson.loads(value) for key, value in producer.to(topics.SKU_EVENTS) if key is None]
+    sent_marks = producer.marks()
     # sent on seeding (a crash may have cut the last ones off), then as the batch moved partitions on
     assert sent_marks[-1][0] == "marks" and sent_marks[-1][1] == {
         f"{orders_topic}/0": [T0 + 9 * DAY, False], f"{orders_topic}/2": [T0 + 10 * DAY + DAY // 2, False]}
@@ -187,12 +237,12 @@ async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents
     async with ingest.ingest_orders.test_context() as agent:
         await agent.put(good, key=b"o", partition=0)
         await settled(lambda: producer.to(topics.SKU_EVENTS))
-    marks = [orjson.loads(value)[1] for key, value in producer.to(topics.SKU_EVENTS) if key is None][-1]
+    marks = producer.marks()[-1][1]
     assert marks[f"{orders_topic}/0"] == [T0 + DAY, False]
     assert marks[f"{clicks_topic}/0"] == [-1, False]  # nothing of it flushed: it holds the watermark back
     ingest.marks_sender.publish(clicks_topic)  # the clicks batch was sent
     out = Outbox()
     ingest.marks_sender.add(out)
     await out.flush(producer)
-    marks = [orjson.loads(value)[1] for key, value in producer.to(topics.SKU_EVENTS) if key is None][-1]
+    marks = producer.marks()[-1][1]
     assert marks[f"{clicks_topic}/0"] == [T0 + 3 * DAY, False]

@@ -7,7 +7,7 @@ import pytest
 from salescast.models import useritem, windows
 from salescast.stream.core.settings import Settings
 from salescast.stream.core.state import (WIRE_VERSION, SkuUpdate, UserUpdate, WireVersionError, apply_sku_update,
-                                         apply_user_update)
+                                         apply_user_update, bundles, updates_in)
 
 T0 = 1_760_000_000_000
 TRIGGER = {"trigger_id": "a@1", "ts": T0, "valid_until": T0 + 1, "targets": [{"user_id": "u-1", "score": 0.5}],
@@ -84,3 +84,22 @@ def test_user_updates_use_the_configured_weights():
     vector, _ = apply_user_update(None, UserUpdate("u", "a", "cart", T0, "c0", 1), settings)
     vector, _ = apply_user_update(vector, UserUpdate("u", "a", "purchase", T0, "o0", 1), settings)
     assert useritem.weights(vector)["a"] == pytest.approx(settings.recommendations.interaction_weights.cart + settings.recommendations.interaction_weights.purchase)
+
+
+def test_bundles_join_encoded_updates_under_a_byte_limit_and_read_back_in_order():
+    updates = [SkuUpdate("click", f"sku-{i}", T0, "c0", i) for i in range(50)]
+    encoded = [orjson.dumps(u.to_wire()) for u in updates]
+    records = list(bundles(encoded, max_bytes=1000))
+    assert len(records) > 1 and all(len(r) <= 1000 + 40 for r in records)  # the limit, plus the envelope
+    assert [SkuUpdate.from_wire(w) for r in records for w in updates_in(r)] == updates
+    (alone,) = bundles([b'{"v":1,"sku":"' + b"x" * 5000 + b'"}'], max_bytes=1000)  # too large: on its own
+    assert updates_in(alone) == [{"v": 1, "sku": "x" * 5000}]
+    assert list(bundles([])) == []
+
+
+def test_a_single_update_record_reads_as_one_update_and_a_bundle_of_another_version_is_refused():
+    update = UserUpdate("u-1", "a", "view", T0, "c0", 1)
+    assert updates_in(orjson.dumps(update.to_wire())) == [update.to_wire()]
+    assert updates_in(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0])) == [["u-1", "a", "view", T0, "c0", 1, 0]]
+    with pytest.raises(WireVersionError, match="version 2"):
+        updates_in(orjson.dumps({"v": 2, "updates": [update.to_wire()]}))
