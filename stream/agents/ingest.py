@@ -1,6 +1,7 @@
 """Ingest: the contract's input topics -> updates repartitioned by SKU and by user (one bundle record
 per partition per batch, stream.core.state), dead letters, and the input partitions' marks (newest
 event time, idle) that close buckets downstream (stream.core.watermarks)."""
+
 from __future__ import annotations
 
 import asyncio
