@@ -8,8 +8,9 @@ through a day on a shared VM, so the two trees are run one after the other, --ru
 alternating order (before-after, then after-before: the second of a pair meets a broker whose
 log and page cache the first has warmed), and the ratio of medians is reported. Beside the
 wall-clock rate it reports each worker's CPU time per event (user + system, start-up included),
-which a busy neighbour on the VM moves far less. A worker runs the code of the tree it is started in (`python
--m salescast.cli` from that directory); this bench's own helpers come from bench/throughput.py.
+which a busy neighbour on the VM moves far less. A worker runs the code of its own tree
+(bench/tree_worker.py: the editable install would otherwise lend it this checkout's
+`salescast.stream` and `salescast.models`); this bench's helpers come from bench/throughput.py.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
         for run in range(args.runs):
             for name, tree in (trees if run % 2 == 0 else trees[::-1]):
                 os.chdir(tree)
-                result = tp.worker_run(broker.bootstrap, prefix, work, 8, updates)
+                result = tp.worker_run(broker.bootstrap, prefix, work, 8, updates, tree=tree)
                 rates[name].append(len(events) / result.seconds)
                 cpu_us[name].append(result.cpu_seconds / len(events) * 1e6)
                 print(f"run {run + 1}: {name} {rates[name][-1]:,.0f} events/s, "

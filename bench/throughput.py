@@ -105,9 +105,11 @@ def metric_sum(port: int, name: str, label: str = "") -> float:
                    if line.startswith(name + "{") and label in line)
 
 
-def start_worker(env: dict, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "salescast.cli", "worker"], env=env,
-                               stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+def start_worker(env: dict, log: Path, tree: str | None = None) -> subprocess.Popen:
+    """A `salescast worker` of this checkout, or of the source tree `tree` (bench/tree_worker.py)."""
+    command = ([sys.executable, str(Path(__file__).with_name("tree_worker.py")), tree, "worker"] if tree
+               else [sys.executable, "-m", "salescast.cli", "worker"])
+    process = subprocess.Popen(command, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     port = int(env["SALESCAST_WEB_PORT"])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -134,12 +136,13 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def worker_run(bootstrap: str, prefix: str, work: Path, partitions: int, updates: int, workers: int = 1,
-               model_store: Path | None = None) -> WorkerRun:
-    """`workers` processes of one app apply every SKU and user update: wall and CPU seconds."""
+               model_store: Path | None = None, tree: str | None = None) -> WorkerRun:
+    """`workers` processes of one app (of source tree `tree` if given) apply every SKU and user update: wall
+    and CPU seconds."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     envs = [worker_env(bootstrap, prefix, app_id, work / f"{app_id}-{i}", partitions,
                        model_store or work / "no-models") for i in range(workers)]
-    processes = [start_worker(env, work / f"{app_id}-{i}.log") for i, env in enumerate(envs)]
+    processes = [start_worker(env, work / f"{app_id}-{i}.log", tree) for i, env in enumerate(envs)]
     started = time.perf_counter()
     ports = [int(env["SALESCAST_METRICS_PORT"]) for env in envs]
     try:
