@@ -59,6 +59,9 @@ PARTITIONS_SOUGHT_BACK = Counter("salescast_partitions_sought_back_total",
                                  "with no later record to show it", ["topic"])
 DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
                              "Updates already applied before a restart and skipped on re-read", ["table"])
+STATE_WRITTEN_BACK = Counter("salescast_state_written_back_total",
+                             "Changed table values written to RocksDB and the changelog (once per key per commit, "
+                             "however many updates changed it)", ["table"])
 
 
 def set_live_version(name: str, version: str, replaced: str | None = None) -> None:

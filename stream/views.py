@@ -6,7 +6,6 @@ A request for a SKU another worker owns is forwarded to it by
 
 from __future__ import annotations
 
-import orjson
 from faust.web import Request, Response, View
 
 from salescast.models import windows
@@ -62,10 +61,10 @@ class SkuSales(View):
         count = _count(request, "buckets", DEFAULT_BUCKETS, MAX_BUCKETS)
         if isinstance(count, str):
             return _error(self, 400, count)
-        raw = sku_windows.get(sku.encode())
-        if raw is None:
+        window = load_value(sku_windows, sku.encode())
+        if window is None:
             return _error(self, 404, f"SKU {sku!r} has not been seen by this service")
-        return self.json(sales_view(sku, orjson.loads(raw), settings, count))
+        return self.json(sales_view(sku, window, settings, count))
 
 
 def _category(sku: str) -> str | None:

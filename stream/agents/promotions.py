@@ -62,5 +62,5 @@ async def decide_promotions(stream):
             out.add(SKU_EVENTS, key, orjson.dumps(update))
             metrics.TRIGGERS_EMITTED.labels(trigger["reason"]).inc()
         if last_event is not None:
-            writes.write(stream, promo_guardrails, GUARDRAILS_KEY, state, last_event, out)
+            writes.write(stream, promo_guardrails, GUARDRAILS_KEY, state, last_event)
         await out.flush(writes.producer())

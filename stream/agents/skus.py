@@ -140,6 +140,7 @@ async def update_sku_windows(stream):
                 await _close_partition(stream, partition, bucket, sent_at, event, out)
                 closing_state.closed_before[partition] = bucket
         await out.flush(writes.producer())
+        await writes.write_back_when_full()
         if keyed:
             metrics.PROCESSING_LATENCY.labels("sku").observe((time.perf_counter() - started) / len(keyed))
 
@@ -148,8 +149,8 @@ async def _close_partition(stream, partition: int, bucket: int, ingested_at: flo
     """Close every SKU of `partition` whose open buckets the low watermark passed; forecast each live one.
 
     In chunks of CLOSE_CHUNK SKUs, each handed to the producer and delivered
-    before the next is read, so a close over 100,000 SKUs holds a chunk in
-    memory, not the whole partition's windows and forecasts.
+    before the next is read, so a close over 100,000 SKUs holds a chunk of
+    forecasts in memory, and no more windows than the table's cache does.
     """
     chunk = []
     now_ms = _clock_ms(partition)
@@ -160,6 +161,7 @@ async def _close_partition(stream, partition: int, bucket: int, ingested_at: flo
         if len(chunk) >= CLOSE_CHUNK:
             _close_chunk(stream, chunk, bucket, ingested_at, event, out, now_ms)
             await out.flush(writes.producer(), delivered=True)
+            await writes.write_back_when_full()
             chunk = []
     if chunk:
         _close_chunk(stream, chunk, bucket, ingested_at, event, out, now_ms)
@@ -185,7 +187,7 @@ def _close_chunk(stream, chunk: list[tuple[str, dict]], bucket: int, ingested_at
     now = time.time()
     for sku_closed in closed:
         key = sku_closed.sku.encode()
-        writes.write(stream, sku_windows, key, sku_closed.window, event, out)
+        writes.write(stream, sku_windows, key, sku_closed.window, event)
         for record in sku_closed.forecasts:
             out.add(FORECASTS, key, dumps(record))
             metrics.FORECASTS_EMITTED.labels(record["model"]["name"]).inc()

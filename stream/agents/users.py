@@ -32,6 +32,7 @@ async def update_user_items(stream):
                            lambda vector, wire: apply_user_update(vector, UserUpdate.from_wire(wire), settings),
                            out, before_write=send_affinity_changes)
         await out.flush(writes.producer())
+        await writes.write_back_when_full()
         if keyed:
             metrics.PROCESSING_LATENCY.labels("user").observe((time.perf_counter() - started) / len(keyed))
 
@@ -67,7 +68,7 @@ async def update_sku_candidates(stream):
             entry = candidates.apply_changes(writes.load_value(sku_candidates, key), sku_changes,
                                              settings.recommendations.candidates_per_sku,
                                              settings.recommendations.interaction_half_life_ms)
-            writes.write(stream, sku_candidates, key, entry, event, out)
+            writes.write(stream, sku_candidates, key, entry, event)
         metrics.UPDATES_APPLIED.labels("sku-candidates").inc(len(changes))
         await out.flush(writes.producer())
         if events:

@@ -329,6 +329,9 @@ class ServiceSettings:
     web_port: int = 6066
     advertised_url: str | None = None  # how other workers reach this one's HTTP API
     retrain_metrics_port: int = 9109  # `salescast retrain --every` serves its Prometheus metrics here
+    # decoded table values a worker keeps in memory per table (stream.delivery.cache), besides those changed
+    # since the last commit; a table that has this many changed values is written back early
+    state_cache_keys: int = 50_000
 
     @property
     def web_url(self) -> str:
@@ -342,7 +345,8 @@ class ServiceSettings:
         return cls(data_dir=Path(env.text("SALESCAST_DATA_DIR", "./var")),
                    metrics_port=env.port("SALESCAST_METRICS_PORT", 9108),
                    web_port=env.port("SALESCAST_WEB_PORT", 6066), advertised_url=advertised,
-                   retrain_metrics_port=env.port("SALESCAST_RETRAIN_METRICS_PORT", 9109))
+                   retrain_metrics_port=env.port("SALESCAST_RETRAIN_METRICS_PORT", 9109),
+                   state_cache_keys=env.integer("SALESCAST_STATE_CACHE_KEYS", 50_000, minimum=1))
 
 
 @dataclass(frozen=True)

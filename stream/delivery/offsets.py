@@ -12,6 +12,7 @@ import weakref
 from salescast.stream.kafka import RangeReader, committed_offsets
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
+from salescast.stream.delivery import writes
 from salescast.stream.delivery.continuity import OffsetContinuity
 from salescast.stream import faust_fixes
 
@@ -59,7 +60,9 @@ async def batches(stream):
 
 async def commit_handled() -> None:
     offsets = await continuity.commit_offsets(app.consumer.assignment())
-    # flush the producer (the batches' table and output sends), then commit
+    # what the handled batches changed in the tables, into RocksDB and handed to the producer; then the
+    # producer flushed (the changelogs and every output), then the offsets committed
+    await writes.write_back()
     if offsets and await faust_fixes.commit(app, offsets):
         continuity.on_committed(offsets)
 
@@ -110,6 +113,7 @@ async def commit_when_idle(moment: str, wait_s: float = HANDOVER_WAIT_S, for_goo
 @app.on_partitions_revoked.connect
 async def _commit_before_revocation(sender, revoked, **kwargs) -> None:
     await commit_when_idle("a rebalance")
+    writes.forget_cached()  # written back above (or, if that failed, read again from the last commit)
 
 
 async def _commit_before_stopping() -> None:

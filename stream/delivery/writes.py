@@ -1,10 +1,12 @@
-"""How an agent's batch gets out: table values written with their changelog records, and dead letters.
+"""How an agent's batch gets out: table values written behind a cache with their changelog records, and
+dead letters.
 
-Everything goes through the batch's Outbox and the producer Faust owns, which
-Faust flushes before each offset commit: a record is either fully handled
-(its table writes, outputs and dead letters on the broker) or read again
-after a crash, where its updates are recognised by their input position
-(salescast.models.positions) and not counted twice.
+Everything goes through an Outbox and the producer Faust owns, which Faust
+flushes before each offset commit, and the tables' changed values are written
+back just before that (stream.delivery.offsets.commit_handled): a record is
+either fully handled (its table writes, outputs and dead letters on the broker)
+or read again after a crash, where its updates are recognised by their input
+position (salescast.models.positions) and not counted twice.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Callable, Iterable, NamedTuple
 import orjson
 
 from salescast.stream import faust_fixes, metrics
-from salescast.stream.app import app
+from salescast.stream.app import app, settings
 from salescast.stream.core.contract import Source, dead_letter, dumps
 from salescast.stream.core.state import updates_in
+from salescast.stream.delivery.cache import TableCache
 from salescast.stream.delivery.outbox import Outbox, partition_for
 from salescast.stream.tables import ALL_TABLES
 from salescast.stream.topics import DEAD_LETTERS
@@ -63,24 +66,79 @@ def keyed_updates(events: Iterable, out: Outbox, key_field: str) -> list[KeyedUp
     return keyed
 
 
-def load_value(table, key: bytes) -> dict | None:
-    """A table value decoded, or None for a key never written."""
-    raw = table.get(key)
-    return None if raw is None else orjson.loads(raw)
+def _reader(table) -> Callable[[bytes], dict | None]:
+    def read(key: bytes) -> dict | None:
+        """One store lookup: `table.get` makes two (`key in`, then `[]`, since faust's Table defines
+        __missing__), each of which, for a key not yet indexed, probes every partition's RocksDB."""
+        try:
+            raw = table.data[key]
+        except KeyError:
+            return None
+        return orjson.loads(raw)
+
+    return read
 
 
+_caches = {table.name: TableCache(_reader(table), settings.service.state_cache_keys) for table in ALL_TABLES}
 _changelog_persisted = {table.name: faust_fixes.remember_changelog_offset(table) for table in ALL_TABLES}
 
 
-def write(stream, table, key: bytes, value: dict, event, out: Outbox) -> None:
-    """Store a table value and queue its changelog record: `table[key] = value` minus a Faust send per key.
+def load_value(table, key: bytes) -> dict | None:
+    """A table value decoded, or None for a key never written (the worker's latest: from the cache)."""
+    return _caches[table.name].get(key)
+
+
+def write(stream, table, key: bytes, value: dict, event) -> None:
+    """Set a table value: kept decoded in the table's cache, and stored with its changelog record at the
+    next write-back (stream.delivery.cache), before the offsets of the batch that set it are committed.
 
     `event` must be an event of the key's own partition (the store files the write under it).
     """
-    encoded = orjson.dumps(value)
-    faust_fixes.store_in_event_partition(stream, table, key, encoded, event)
-    out.add(table.changelog_topic.get_topic_name(), key, encoded, partition_for(key, table.partitions),
-            on_sent=_changelog_persisted[table.name])
+    _caches[table.name].put(key, value, (stream, event))
+
+
+def _store(table, out: Outbox) -> Callable[[bytes, dict, tuple], None]:
+    changelog = table.changelog_topic.get_topic_name()
+    on_sent = _changelog_persisted[table.name]
+
+    def store(key: bytes, value: dict, origin: tuple) -> None:
+        """`table[key] = value` minus a Faust send per key: the store, and the changelog record queued."""
+        stream, event = origin
+        encoded = orjson.dumps(value)
+        faust_fixes.store_in_event_partition(stream, table, key, encoded, event)
+        out.add(changelog, key, encoded, partition_for(key, table.partitions), on_sent=on_sent)
+
+    return store
+
+
+async def write_back() -> None:
+    """Every table's changed values into RocksDB and handed to the producer for their changelogs.
+
+    Should the hand-over raise, they count as changed again, so a later
+    write-back sends them before a later commit covers their batches.
+    """
+    out = Outbox()
+    written = {table.name: _caches[table.name].write_back(_store(table, out)) for table in ALL_TABLES}
+    try:
+        await out.flush(producer())
+    except BaseException:
+        for name, values in written.items():
+            _caches[name].unwritten(values)
+        raise
+    for name, values in written.items():
+        metrics.STATE_WRITTEN_BACK.labels(name).inc(len(values))
+
+
+async def write_back_when_full() -> None:
+    """Between commits, when a table holds as many changed values as its cache's capacity."""
+    if any(cache.changed >= cache.capacity for cache in _caches.values()):
+        await write_back()
+
+
+def forget_cached() -> None:
+    """After a rebalance's write-back: the keys may be another worker's now, and are read again."""
+    for cache in _caches.values():
+        cache.forget()
 
 
 def apply_batch(stream, table, label: str, updates: Iterable[KeyedUpdate],
@@ -99,6 +157,7 @@ def apply_batch(stream, table, label: str, updates: Iterable[KeyedUpdate],
             state, changed = apply(state, wire)
         except Exception as exc:  # noqa: BLE001
             processing_error(out, event.message, exc, orjson.dumps(wire))
+            _caches[table.name].discard(key)
             continue
         if changed:
             applied += 1
@@ -111,7 +170,7 @@ def apply_batch(stream, table, label: str, updates: Iterable[KeyedUpdate],
     if before_write is not None and touched:
         before_write(touched, out)
     for key, (state, event) in touched.items():
-        write(stream, table, key, state, event, out)
+        write(stream, table, key, state, event)
     metrics.UPDATES_APPLIED.labels(label).inc(applied)
     metrics.DUPLICATES_SKIPPED.labels(label).inc(duplicates)
     return touched

@@ -71,6 +71,7 @@ class FakeProducer:
 def producer(monkeypatch):
     for table in (sku_windows, user_items):
         table.data.clear()
+    writes.forget_cached()
     fake = FakeProducer()
     monkeypatch.setattr(writes, "producer", lambda: fake)
     monkeypatch.setattr(ingest.watermark_seeding, "read_persisted", nothing_persisted)
@@ -122,6 +123,9 @@ async def test_sku_agent_counts_lines_once_and_closes_on_the_low_watermark(produ
         await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY - 1), key=None, partition=0)
         await agent.put(marks(orders_0=T0 + DAY, orders_1=T0 + DAY), key=None, partition=0)
         await settled(sent)
+    assert b"a" not in sku_windows.data  # written behind: held in the cache until the next commit
+    await writes.write_back()
+    await asyncio.sleep(0)  # the delivery callbacks
     window = orjson.loads(sku_windows[b"a"])
     assert windows.units(window) == [3] and windows.revenue(window) == [6.0]
     assert windows.first_open(window) == T0 // DAY + 1
@@ -139,8 +143,8 @@ async def test_user_agent_builds_weighted_vectors():
         await agent.put(orjson.dumps(UserUpdate("u-1", "a", "view", T0, "c0", 1).to_wire()), key=b"u-1", partition=0)
         await agent.put(orjson.dumps(UserUpdate("u-1", "a", "purchase", T0, "o0", 1).to_wire()), key=b"u-1",
                         partition=0)
-        await settled(lambda: b"u-1" in user_items.data)
-    vector = orjson.loads(user_items[b"u-1"])
+        await settled(lambda: writes.load_value(user_items, b"u-1"))
+    vector = writes.load_value(user_items, b"u-1")
     assert useritem.weights(vector) == {"a": pytest.approx(6.0)}
 
 
@@ -162,6 +166,7 @@ async def test_sku_agent_applies_each_update_of_a_bundle_once_and_dead_letters_o
         await agent.put(b"{not json", key=None, partition=0)
         await agent.put(corrupt, key=None, partition=1)
         await settled(lambda: len(producer.to(topics.DEAD_LETTERS)) == 2)
+    await writes.write_back()
     assert windows.units(orjson.loads(sku_windows[b"a"])) == [3]
     assert windows.clicks_between(orjson.loads(sku_windows[b"b"]), T0 // DAY, T0 // DAY) == 1
     assert b"c" not in sku_windows.data
@@ -174,9 +179,9 @@ async def test_user_agent_applies_bundles():
     async with users.update_user_items.test_context() as agent:
         await agent.put(bundle(UserUpdate("u-1", "a", "view", T0, "c0", 1), UserUpdate("u-2", "a", "view", T0, "c0", 2),
                                UserUpdate("u-1", "a", "purchase", T0, "o0", 1)), key=None, partition=0)
-        await settled(lambda: b"u-2" in user_items.data)
-    assert useritem.weights(orjson.loads(user_items[b"u-1"])) == {"a": pytest.approx(6.0)}
-    assert useritem.weights(orjson.loads(user_items[b"u-2"])) == {"a": pytest.approx(1.0)}
+        await settled(lambda: writes.load_value(user_items, b"u-2"))
+    assert useritem.weights(writes.load_value(user_items, b"u-1")) == {"a": pytest.approx(6.0)}
+    assert useritem.weights(writes.load_value(user_items, b"u-2")) == {"a": pytest.approx(1.0)}
 
 
 async def test_ingest_routes_good_records_and_dead_letters_bad_ones(producer):
