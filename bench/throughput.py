@@ -1,6 +1,6 @@
 """Throughput and bucket-close latency of one worker process, end to end through the local broker.
 
-    python bench/throughput.py [--events 300000] [--runs 3] [--latency-seconds 60] [--cf]
+    python bench/throughput.py [--events 300000] [--runs 3] [--latency-seconds 60] [--cf] [--quix]
 
 1. Generates a shop's events (orders, clicks, inventory mixed as the generator makes them) and
    loads them into fresh topics (not timed).
@@ -15,7 +15,9 @@
 
 Runs 2-3 alternate ceiling and worker and report medians; the ratio is worker / ceiling. With --cf
 each run also times a worker that serves a CF model built from the same events (`retrain --model
-cf`, not timed) right after the plain one: the ratio `cf_over_no_model` is its cost.
+cf`, not timed) right after the plain one: the ratio `cf_over_no_model` is its cost. With --quix
+each run also times the Quix Streams peer (bench/quix_peer.py, the bench extra) with its defaults
+and tuned, over the same orders and clicks on the same broker.
 """
 
 from __future__ import annotations
@@ -220,6 +222,22 @@ def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: f
     return [arrived - closed_at[d + 1] for d, arrived in arrivals if d + 1 in closed_at], internal
 
 
+def quix_seconds(bootstrap: str, env: dict, work: Path, updates: int, tuned: bool) -> float:
+    """The Quix Streams peer (bench/quix_peer.py) over the same orders and clicks: seconds from its first
+    record processed until it applied `updates` per-SKU and per-user updates each."""
+    state = work / f"quix-{uuid.uuid4().hex[:6]}"
+    command = [sys.executable, str(Path(__file__).with_name("quix_peer.py")), "--bootstrap", bootstrap,
+               "--orders", env["SALESCAST_TOPIC_ORDERS"], "--clicks", env["SALESCAST_TOPIC_CLICKS"],
+               "--sku-updates", str(updates), "--user-updates", str(updates), "--state-dir", str(state)]
+    done = subprocess.run(command + (["--tuned"] if tuned else []), capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the Quix Streams peer failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["complete"]:
+        raise RuntimeError(f"the Quix Streams peer stopped short: {result}")
+    return result["seconds"]
+
+
 def histogram_quantiles(port: int, name: str) -> dict:
     """p50/p99 upper bounds read off a Prometheus histogram (the bucket the quantile falls in)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -264,6 +282,9 @@ def main() -> None:
     parser.add_argument("--cf", action="store_true",
                         help="each run also times a worker serving a CF model built from the same events "
                              "(live affinities and the candidate index); the ratio is with / without")
+    parser.add_argument("--quix", action="store_true",
+                        help="each run also times the Quix Streams peer (bench/quix_peer.py), with its defaults "
+                             "and tuned (needs the bench extra)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="salescast-bench-"))
@@ -294,6 +315,7 @@ def main() -> None:
             build_cf_model(events, work / "models")
         topics = [env[f"SALESCAST_TOPIC_{t.upper()}"] for t in INPUT_KINDS]
         ceilings, rates, cf_rates = [], [], []
+        quix_rates: dict[str, list[float]] = {"defaults": [], "tuned": []}
         for run in range(args.runs):
             ceilings.append(asyncio.run(_ceiling(bootstrap, topics, len(events))))
             elapsed = worker_rate(bootstrap, prefix, work, args.partitions, sku_updates + user_updates, args.workers)
@@ -304,6 +326,12 @@ def main() -> None:
                                       args.workers, work / "models")
                 cf_rates.append(len(events) / elapsed)
                 print(f"run {run + 1}: worker serving CF {cf_rates[-1]:,.0f} ev/s", file=sys.stderr)
+            if args.quix:
+                for mode in quix_rates:
+                    quix_rates[mode].append(len(events) / quix_seconds(bootstrap, env, work, lines + mix["clicks"],
+                                                                       mode == "tuned"))
+                    print(f"run {run + 1}: Quix Streams peer ({mode}) {quix_rates[mode][-1]:,.0f} ev/s",
+                          file=sys.stderr)
         lat, internal = latency(bootstrap, work, args.partitions, args.rate, args.latency_seconds + args.latency_warmup,
                                 args.latency_warmup)
         result = {
@@ -317,6 +345,10 @@ def main() -> None:
             "worker_with_cf_events_per_s_runs": [round(r) for r in cf_rates],
             "cf_over_no_model": round(statistics.median(cf_rates) / statistics.median(rates), 3) if cf_rates else None,
             "ceiling_events_per_s_runs": [round(c) for c in ceilings],
+            **{f"quix_{mode}_events_per_s_median": round(statistics.median(values))
+               for mode, values in quix_rates.items() if values},
+            **{f"quix_{mode}_events_per_s_runs": [round(v) for v in values]
+               for mode, values in quix_rates.items() if values},
             "latency_rate_events_per_s": args.rate, "latency_forecasts": len(lat),
             "latency_warmup_s": args.latency_warmup,
             "latency_p50_ms": round(1000 * percentile(lat, 0.5), 1) if lat else None,
