@@ -27,7 +27,10 @@ app = SalescastApp(
     producer_max_batch_size=512 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_auto_offset_reset="earliest",
-    stream_buffer_maxsize=8192,
+    # the agents' topics reach the streams a fetch of a partition at a time (faust_fixes.FetchedRecords):
+    # at most 1,000 records a fetch, and 64 fetches waiting per agent
+    broker_max_poll_records=1000,
+    stream_buffer_maxsize=64,
     broker_commit_every=10_000,
     # a crashed worker's partitions move to the others after this long (Faust's default is 60 s);
     # heartbeats come from aiokafka's background task, so long batches do not trip it

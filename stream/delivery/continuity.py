@@ -67,10 +67,12 @@ class RefetchedMessage:
         self.tp = TP(topic, partition)
 
 
-class RefetchedEvent:
-    """Stands for a Faust event (a table write files itself under `message.partition`)."""
+class RecordEvent:
+    """Stands for a Faust event of one record (a table write files itself under `message.partition`): a
+    record read back from the broker, or one of the records a fetch handed over together
+    (stream.faust_fixes.FetchedRecords)."""
 
-    def __init__(self, message: RefetchedMessage) -> None:
+    def __init__(self, message) -> None:
         self.message = message
 
 
@@ -155,8 +157,8 @@ class OffsetContinuity:
                                 "back from the broker", message.topic, message.partition, len(missing),
                                 message.offset, "the start" if due is None else due)
                     self.on_refetched(message.topic, len(missing))
-                completed.extend(RefetchedEvent(RefetchedMessage(r.topic, r.partition, r.offset, r.key, r.value,
-                                                                 r.timestamp / 1000 if r.timestamp else None))
+                completed.extend(RecordEvent(RefetchedMessage(r.topic, r.partition, r.offset, r.key, r.value,
+                                                              r.timestamp / 1000 if r.timestamp else None))
                                  for r in missing)
             if epoch != self._epoch:  # reset while this batch waited on the broker: marks made now would outlive it
                 return None

@@ -13,10 +13,12 @@ from salescast.stream.kafka import RangeReader, committed_offsets
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.delivery import writes
-from salescast.stream.delivery.continuity import OffsetContinuity
+from salescast.stream.delivery.continuity import OffsetContinuity, RecordEvent
 from salescast.stream import faust_fixes
 
-BATCH_SIZE = 2000
+# Faust events an agent takes at once: each holds one fetch of one partition, up to broker_max_poll_records
+# records (stream.app), or a single record (the unit tests' test_context)
+FETCHES_PER_BATCH = 16
 BATCH_WITHIN_S = 0.01
 STALL_CHECK_S = 5.0
 # a revocation or a stop waits this long for the batches in flight before it commits what they handled
@@ -46,12 +48,26 @@ continuity = OffsetContinuity(_committed_offsets, _read_range,
 _agent_channels: weakref.WeakSet = weakref.WeakSet()
 
 
+def _one_per_record(events: list) -> list:
+    """The records of the fetches the consumer handed over whole (faust_fixes.FetchedRecords), each as
+    an event of its own, in offset order, among any events of a single record."""
+    if not any(type(event.message) is faust_fixes.FetchedRecords for event in events):
+        return events
+    opened = []
+    for event in events:
+        if type(event.message) is faust_fixes.FetchedRecords:
+            opened += [RecordEvent(message) for message in event.message.records]
+        else:
+            opened.append(event)
+    return opened
+
+
 async def batches(stream):
-    """Every agent's batches: `take_events`, with any records Faust skipped read back in front, and
-    committable once the agent asks for the next batch."""
+    """Every agent's batches: `take_events`, a fetch's records at a time, with any records Faust skipped
+    read back in front, and committable once the agent asks for the next batch."""
     _agent_channels.add(stream.channel)
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-        batch = await continuity.complete(events)
+    async for events in stream.take_events(FETCHES_PER_BATCH, within=BATCH_WITHIN_S):
+        batch = await continuity.complete(_one_per_record(events))
         if batch is None:
             continue  # taken before a rebalance: read again from the committed offsets, by whoever owns them
         with continuity.handling(batch):

@@ -60,3 +60,47 @@ def test_no_module_outside_faust_fixes_touches_a_private_faust_attribute():
             if private.search(line.split("#")[0]):
                 offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert not offenders, "move these into stream/faust_fixes.py:\n" + "\n".join(offenders)
+
+
+class _Record:
+    """What aiokafka's fetcher returns for a record (the fields Faust's _to_message reads)."""
+
+    def __init__(self, topic, partition, offset):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.timestamp, self.timestamp_type, self.headers = 1_700_000_000_000 + offset, 0, []
+        self.key, self.value, self.checksum = f"k{offset}".encode(), f"v{offset}".encode(), None
+        self.serialized_key_size = self.serialized_value_size = 2
+
+
+async def test_a_fetch_of_an_agents_topic_reaches_faust_as_one_message_and_the_agent_as_its_records(monkeypatch):
+    from faust.transport.drivers import aiokafka as faust_kafka
+
+    from salescast.stream.delivery.offsets import _one_per_record
+
+    agents_topic, changelog = orders.get_topic_name(), "app-sku-windows-changelog"
+    fetched = {TP(agents_topic, 2): [_Record(agents_topic, 2, o) for o in (7, 8, 9)],
+               TP(agents_topic, 3): [_Record(agents_topic, 3, 4)],
+               TP(changelog, 0): [_Record(changelog, 0, o) for o in (1, 2)]}
+
+    async def faust_fetch(self, timeout):
+        return fetched, set(fetched)
+
+    monkeypatch.setattr(faust_kafka.Consumer, "_wait_next_records", faust_fetch)
+    consumer = app.consumer
+    records, _ = await consumer._wait_next_records(1.0)
+    messages = {tp: [consumer._to_message(tp, record) for record in batch] for tp, batch in records.items()}
+    (whole,) = messages[TP(agents_topic, 2)]
+    assert isinstance(whole, faust_fixes.FetchedRecords) and whole.offset == 9 and whole.tp == TP(agents_topic, 2)
+    assert [m.offset for m in whole.records] == [7, 8, 9] and whole.records[0].value == b"v7"
+    assert not isinstance(messages[TP(agents_topic, 3)][0], faust_fixes.FetchedRecords)  # one record: as is
+    assert [m.offset for m in messages[TP(changelog, 0)]] == [1, 2]  # Faust's own topics: one by one
+
+    class Event:
+        def __init__(self, message):
+            self.message = message
+
+    single = Event(messages[TP(agents_topic, 3)][0])
+    opened = _one_per_record([Event(whole), single])
+    assert [(e.message.partition, e.message.offset, e.message.key) for e in opened] == [
+        (2, 7, b"k7"), (2, 8, b"k8"), (2, 9, b"k9"), (3, 4, b"k4")]
+    assert opened[-1] is single

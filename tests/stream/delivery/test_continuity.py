@@ -7,7 +7,7 @@ import pytest
 from faust.types import TP
 
 from salescast.stream.delivery import continuity as continuity_module
-from salescast.stream.delivery.continuity import OffsetContinuity, RefetchedEvent
+from salescast.stream.delivery.continuity import OffsetContinuity, RecordEvent
 
 
 def event(topic, partition, offset):
@@ -71,7 +71,7 @@ def test_skipped_records_are_read_back_and_come_first_in_offset_order():
     run(guard, [event("inventory", 2, 35)])
     completed = run(guard, [event("inventory", 2, 44), event("inventory", 2, 45)])
     assert offsets(completed) == [(2, o) for o in range(36, 46)]
-    assert all(isinstance(e, RefetchedEvent) for e in completed[:8])
+    assert all(isinstance(e, RecordEvent) for e in completed[:8])
     assert completed[0].message.value == b"v36" and completed[0].message.tp == TP("inventory", 2)
     assert broker.reads == [("inventory", 2, 36, 44)]
     assert counted == [("inventory", 8)]
