@@ -1,11 +1,13 @@
-"""The worker's resident memory with --skus SKUs in state, all scored by the LSTM at one bucket close.
+"""The worker's resident memory with --skus SKUs and --users users in state, every SKU scored by the LSTM
+at one bucket close.
 
-    python bench/worker_memory.py [--skus 100000] [--partitions 8]
+    python bench/worker_memory.py [--skus 100000] [--users 1000000] [--partitions 8]
 
 1. Starts the local broker; trains a model on a small simulated shop (not measured).
 2. Loads, for every SKU, an inventory record on day 0 and an order on day 30, with one click a
    day in between so the watermark walks forward (the day-30 orders would otherwise be `future`);
-   every SKU's window then spans 31 buckets, enough for the LSTM's 28-bucket input.
+   every SKU's window then spans 31 buckets, enough for the LSTM's 28-bucket input. Each of --users
+   users views one SKU on one of days 1-29, so every user has a vector in the user-items table.
 3. Starts one worker serving the model, waits until every update is applied, sends a day-31 click
    so every SKU's bucket closes, and waits for one forecast per SKU.
 4. Reports the worker's VmRSS after the close and VmHWM (its peak) from /proc, and the LSTM share of
@@ -43,6 +45,7 @@ def proc_kib(pid: int, field: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skus", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="salescast-bench-memory-"))
@@ -66,13 +69,17 @@ def main() -> None:
 
         skus = [f"sku-{i}" for i in range(args.skus)]
         events = [("inventory", {"sku": sku, "on_hand": 100, "ts": START, "list_price": 9.99}) for sku in skus]
-        events += [("clicks", {"user_id": "u-walk", "sku": "sku-0", "action": "view", "ts": START + d * DAY})
-                   for d in range(1, 31)]
+        for day in range(1, 31):  # in event-time order: the walk's click, then the users who came that day
+            events.append(("clicks", {"user_id": "u-walk", "sku": "sku-0", "action": "view", "ts": START + day * DAY}))
+            events += [("clicks", {"user_id": f"user-{j}", "sku": skus[j % len(skus)], "action": "view",
+                                   "ts": START + day * DAY + 1 + j % 1000})
+                       for j in range(day - 1, args.users, 29)] if day < 30 else []
         events += [("orders", {"order_id": f"o-{i}", "user_id": f"u-{i % 5000}", "ts": START + 30 * DAY + i,
                                "items": [{"sku": sku, "qty": 1 + i % 3, "unit_price": 9.99}]})
                    for i, sku in enumerate(skus)]
         load(bootstrap, env, events)
-        updates = 2 * len(skus) + 30 + len(skus)  # SKU updates plus user updates (clicks and order lines)
+        # SKU updates (stock, clicks, lines) plus user updates (clicks and order lines)
+        updates = len(skus) + 2 * (30 + args.users + len(skus))
         process = start_worker(env, work / "worker.log")
         try:
             metrics_port = int(env["SALESCAST_METRICS_PORT"])
@@ -99,7 +106,8 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(60)
-        print(f"{args.skus} SKUs on {args.partitions} partitions: all updates applied in {applied_s:.0f}s; "
+        print(f"{args.skus} SKUs and {args.users + 1 + min(5000, args.skus)} users on {args.partitions} partitions: "
+              f"all {updates} updates applied in {applied_s:.0f}s; "
               f"the bucket close scored every SKU in {close_s:.1f}s ({lstm:.0f} by the LSTM)")
         print(f"worker VmRSS before the close {rss_before / 1024:.0f} MiB, after {rss_after / 1024:.0f} MiB, "
               f"peak (VmHWM) {peak / 1024:.0f} MiB")

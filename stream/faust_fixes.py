@@ -105,7 +105,8 @@ class _Transport(faust_kafka.Transport):
 
 class SalescastApp(faust.App):
     """A Faust app whose consumer delivers every record of the agents' topics (`_ReadOffsets`), a fetch
-    at a time (`FetchedRecords`), and that runs `before_consumer_stops` on a graceful stop while its consumer can still commit.
+    at a time (`FetchedRecords`), and that runs `before_consumer_stops` on a graceful stop while its
+    consumer can still commit.
 
     Faust's `_stop_consumer` revokes the tables and pauses every partition
     first, after which nothing the agents handled can be committed: a graceful

@@ -48,7 +48,9 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
     """`another-machine` restarts with an empty state directory: everything comes back from the changelogs."""
     worker = make_worker()
     worker.start()
-    expected_units, expected_revenue, total = produce_shop(worker)
+    # 40 days (~22,000 events): a worker reading a fetch at a time had read all of 12 days' 6,600 before
+    # it could be stopped 2,000 clicks in
+    expected_units, expected_revenue, total = produce_shop(worker, days=40)
     wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="clicks") > 2000, timeout_s=60,
              interval_s=0.05, message="worker mid-stream")
     consumed_before = sum(worker.metric("salescast_events_consumed_total", topic=t)
