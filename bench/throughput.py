@@ -235,6 +235,9 @@ def quix_seconds(bootstrap: str, env: dict, work: Path, updates: int, tuned: boo
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if not result["complete"]:
         raise RuntimeError(f"the Quix Streams peer stopped short: {result}")
+    if result["dropped_late"]:
+        print(f"the Quix Streams peer dropped {result['dropped_late']} records as too late for their window",
+              file=sys.stderr)
     return result["seconds"]
 
 
