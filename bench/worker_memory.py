@@ -63,8 +63,8 @@ def main() -> None:
         with open(events_file, "wb") as out:
             for topic, record in Shop(ShopConfig(skus=50, users=1500, days=120)).events():
                 out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
-        manifest = retrain(Settings.from_env(env), str(events_file), TrainOptions(epochs=3, verbose=0),
-                           log=lambda message: None)
+        (manifest,) = retrain(Settings.from_env(env), str(events_file), TrainOptions(epochs=3, verbose=0),
+                              models=("lstm",), log=lambda message: None)
         print(f"model {manifest['version']} trained for the benchmark", flush=True)
 
         skus = [f"sku-{i}" for i in range(args.skus)]
