@@ -67,15 +67,20 @@ def read_all(worker, key) -> list[dict]:
     return [json.loads(r.value) for r in worker.read(key, lambda found: True, timeout_s=30)]
 
 
-def assert_loaded(worker, records) -> dict[tuple[str, int], dict]:
-    """Every line counted per SKU-day, no dead letter, the last closed bucket forecast for every live SKU,
-    no trigger; the worker's forecasts by (SKU, ts)."""
+def assert_counted(worker, records, timeout_s: float) -> None:
+    """Every order line counted once per SKU-day, and no dead letter."""
     expected = expected_units(records)
     skus = sorted({sku for sku, _ in expected})
     last = wait_for(lambda: counted_units(worker, skus) == expected and counted_units(worker, skus),
-                    timeout_s=300, interval_s=1.0, message="every order line counted per SKU-day")
+                    timeout_s=timeout_s, interval_s=1.0, message="every order line counted once per SKU-day")
     assert last == expected
     assert read_all(worker, "dead_letters") == []
+
+
+def assert_loaded(worker, records) -> dict[tuple[str, int], dict]:
+    """Every line counted per SKU-day, no dead letter, the last closed bucket forecast for every live SKU,
+    no trigger; the worker's forecasts by (SKU, ts)."""
+    assert_counted(worker, records, timeout_s=300)
     last_closed = max(r["ts"] for r in records) // DAY - 1  # the newest day stays open: no later event yet
     live = live_at(records, last_closed)
     assert len(live) >= 10
@@ -175,9 +180,4 @@ def test_a_300000_event_backlog_with_the_worker_killed_in_the_middle_leaves_ever
     sku_updates = sum(len(r["items"]) if r["topic"] == "orders" else 1 for r in records)
     assert applied < sku_updates, "the worker had applied everything before the kill: the test proves nothing"
     worker.start()
-    expected = expected_units(records)
-    skus = sorted({sku for sku, _ in expected})
-    counted = wait_for(lambda: counted_units(worker, skus) == expected and counted_units(worker, skus),
-                       timeout_s=600, interval_s=2.0, message="every order line counted once per SKU-day")
-    assert counted == expected
-    assert read_all(worker, "dead_letters") == []
+    assert_counted(worker, records, timeout_s=600)
