@@ -52,7 +52,8 @@ class Ingestor:
     records judged before the restart (the offsets committed lag what was
     read): lateness against the persisted time applies only past it, or a
     re-read record would be `late` against records that came after it in its
-    own partition.
+    own partition. A rebalance that hands a partition back to the same worker
+    rewinds it to the committed offset within a run: that is judged the same way.
 
     `marks()` reports each partition's newest event time and whether it is idle,
     for the low watermark that closes buckets (salescast.stream.core.watermarks).
@@ -152,8 +153,9 @@ class Ingestor:
         """
         source = Source(self.topic_names[kind], partition, offset)
         partition_key = (kind, partition)
-        if offset > self._read_up_to.get(partition_key, -1):
-            self._read_up_to[partition_key] = offset
+        if offset <= self._read_up_to.get(partition_key, -1):
+            self._rewound(partition_key)
+        self._read_up_to[partition_key] = offset
         self._moved.add(partition_key)
         self._heard[partition_key] = self._monotonic()
         try:
@@ -174,6 +176,14 @@ class Ingestor:
             return Ingested(dead_letter=dead_letter(source, "processing_error", f"{type(exc).__name__}: {exc}", raw))
         out.tick = self._advance(record["ts"], (kind, partition))
         return out
+
+    def _rewound(self, partition_key: tuple[str, int]) -> None:
+        """The consumer went back in the partition (a rebalance handed it back to this worker, which
+        resumes from the committed offset): judge the re-read as after a restart, against what was read
+        before the rewind only past the offsets read before it."""
+        before = self._persisted.get(partition_key, (PENDING, -1))
+        self._persisted[partition_key] = (max(self.partition_watermarks.pop(partition_key, PENDING), before[0]),
+                                          max(self._read_up_to[partition_key], before[1]))
 
     def _check_time(self, ts: int, partition_key: tuple[str, int], offset: int) -> None:
         newest_here = self.partition_watermarks.get(partition_key)

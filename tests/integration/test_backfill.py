@@ -157,6 +157,31 @@ def test_a_backfill_with_the_worker_killed_in_the_middle_counts_every_line_once(
     assert_loaded(worker, records)
 
 
+def test_a_worker_leaving_during_a_backfill_hands_back_partitions_that_count_every_line_once(
+        make_worker, tmp_path):
+    """The rebalance when a worker leaves hands the one that stays its own partitions back from their
+    committed offsets: the records it reads again are judged as the first time, not `late` against the
+    days it had read after them."""
+    first = make_worker(SALESCAST_HISTORY_BUCKETS="400")
+    history = tmp_path / "history.jsonl"
+    records = generate(first, history, 365, seed=23)
+    first.start()
+    second = make_worker(base=first).start()
+    internal = f"{first.id}-sku-events"
+    wait_for(lambda: first.assigned(internal) and second.assigned(internal), timeout_s=90,
+             message="the two workers share the partitions")
+    backfill = subprocess.Popen([sys.executable, "-m", "salescast.cli", "backfill", str(history)], env=first.env,
+                                cwd=first.directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: first.metric("salescast_events_consumed_total", topic="inventory") > 500, timeout_s=120,
+             interval_s=0.02, message="the first worker in the middle of the backfill")
+    second.stop(signal.SIGTERM)
+    consumed = sum(first.metric("salescast_events_consumed_total", topic=t) for t in ("orders", "clicks", "inventory"))
+    assert consumed < len(records), "the first worker had read everything when the second left: proves nothing"
+    out, err = backfill.communicate(timeout=300)
+    assert backfill.returncode == 0, err
+    assert_counted(first, records, timeout_s=300)
+
+
 def test_a_300000_event_backlog_with_the_worker_killed_in_the_middle_leaves_every_sku_day_exact(
         make_worker, tmp_path):
     """Issue 16: the worker takes its topics a fetch at a time and writes state behind a cache; a kill

@@ -91,6 +91,19 @@ def test_after_a_restart_lateness_uses_the_persisted_time_only_past_the_offsets_
     assert resumed_at_two.progress() == {"orders/0": [T0 + 10 * DAY, 2]}
 
 
+def test_a_partition_rewound_within_a_run_is_judged_as_after_a_restart(settings):
+    """A rebalance that hands a partition back to the same worker resumes it at the committed offset:
+    the records read again are not `late` against the ones read after them the first time."""
+    ingestor = Ingestor(settings)
+    for offset, day in enumerate(range(20)):  # a backfill: three weeks, a day per offset
+        assert ingestor.ingest("orders", order(T0 + day * DAY, ("a", 1, 1)), 1, offset).dead_letter is None
+    for offset, day in enumerate(range(5, 20), start=5):  # committed up to offset 4: read again from 5
+        assert ingestor.ingest("orders", order(T0 + day * DAY, ("a", 1, 1)), 1, offset).dead_letter is None
+    late = ingestor.ingest("orders", order(T0 + 16 * DAY, ("a", 1, 1)), 1, 20).dead_letter
+    assert late["reason"] == "late"  # past the offsets read before the rewind, the newest read still counts
+    assert ingestor.progress() == {"orders/1": [T0 + 19 * DAY, 20]}
+
+
 def test_ticks_only_when_the_partitions_event_time_enters_a_new_bucket(settings):
     ingestor = Ingestor(settings)
     ticks = [ingestor.ingest("orders", order(ts, ("a", 1, 1)), 0, i).tick
