@@ -68,13 +68,11 @@ def keyed_updates(events: Iterable, out: Outbox, key_field: str) -> list[KeyedUp
 
 def _reader(table) -> Callable[[bytes], dict | None]:
     def read(key: bytes) -> dict | None:
-        """One store lookup: `table.get` makes two (`key in`, then `[]`, since faust's Table defines
-        __missing__), each of which, for a key not yet indexed, probes every partition's RocksDB."""
-        try:
-            raw = table.data[key]
-        except KeyError:
-            return None
-        return orjson.loads(raw)
+        """One lookup, in the key's own partition's store: `table.get` makes two (`key in`, then `[]`,
+        since faust's Table defines __missing__), each of which, for a key not yet indexed, probes every
+        partition's RocksDB."""
+        raw = faust_fixes.read_in_partition(table, key, partition_for(key, table.partitions))
+        return None if raw is None else orjson.loads(raw)
 
     return read
 

@@ -104,3 +104,45 @@ async def test_a_fetch_of_an_agents_topic_reaches_faust_as_one_message_and_the_a
     assert [(e.message.partition, e.message.offset, e.message.key) for e in opened] == [
         (2, 7, b"k7"), (2, 8, b"k8"), (2, 9, b"k9"), (3, 4, b"k4")]
     assert opened[-1] is single
+
+
+class _CountingDB(dict):
+    """A partition's database: a dict that counts the lookups made in it."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.lookups = 0
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+    def key_may_exist(self, key) -> bool:  # rocksdict's bloom-filter probe, one lookup too
+        self.lookups += 1
+        return key in self
+
+
+def test_a_key_is_read_from_its_own_partitions_store_only():
+    """Faust's RocksDB store probes every partition's database for a key it has not indexed; the
+    worker's reads (stream.delivery.writes) go to the key's own partition, where every write is filed."""
+    from faust.stores.rocksdb import Store
+
+    from salescast.stream.tables import sku_windows
+
+    dbs = {partition: _CountingDB() for partition in range(8)}
+    dbs[3][b"sku-1"] = b"{}"
+    store = Store("rocksdb://", app, sku_windows)
+    store._dbs = dbs
+    table = type("Table", (), {"data": store})()
+    assert faust_fixes.read_in_partition(table, b"sku-1", 3) == b"{}"
+    assert faust_fixes.read_in_partition(table, b"sku-new", 5) is None
+    assert [db.lookups for db in dbs.values()] == [0, 0, 0, 1, 0, 1, 0, 0]
+    store._key_index.clear()
+    store[b"sku-1"]  # Faust's own read, outside an event, for comparison
+    assert sum(db.lookups for db in dbs.values()) > 2
+
+
+def test_any_other_store_is_read_as_it_is():
+    table = type("Table", (), {"data": {b"user-1": b"{}"}})()
+    assert faust_fixes.read_in_partition(table, b"user-1", 0) == b"{}"
+    assert faust_fixes.read_in_partition(table, b"user-2", 0) is None
