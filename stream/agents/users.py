@@ -57,14 +57,18 @@ async def update_sku_candidates(stream):
     async for events in batches(stream):
         started = time.perf_counter()
         out = Outbox()
-        changes: dict[bytes, tuple[list, object]] = {}
+        changes: dict[str, tuple[list, object]] = {}  # sku -> its (user, score, ts) changes, the first event
         for event in events:
             try:
                 for sku, user, score, ts in orjson.loads(event.message.value):
-                    changes.setdefault(sku.encode(), ([], event))[0].append((user, score, ts))
+                    grouped = changes.get(sku)
+                    if grouped is None:
+                        changes[sku] = grouped = ([], event)
+                    grouped[0].append((user, score, ts))
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
                 writes.processing_error(out, event.message, exc)
-        for key, (sku_changes, event) in changes.items():
+        for sku, (sku_changes, event) in changes.items():
+            key = sku.encode()
             entry = candidates.apply_changes(writes.load_value(sku_candidates, key), sku_changes,
                                              settings.recommendations.candidates_per_sku,
                                              settings.recommendations.interaction_half_life_ms)

@@ -140,12 +140,16 @@ def affinity_updates(recommender: Recommender, users: list[str], vectors: list[u
     to remove, the user's event time].
     """
     by_partition: dict[int, list[list]] = {}
+    partition_entries: dict[str, list[list]] = {}  # sku -> its partition's entries (each SKU's partition once)
     for user, vector, current in zip(users, vectors, recommender.affinities(vectors, top)):
         changes, sent = candidates.affinity_changes(useritem.sent_affinities(vector), current)
         useritem.set_sent_affinities(vector, sent)
         ts = useritem.newest_ts(vector)
         for sku, score in changes:
-            by_partition.setdefault(partition_of(sku), []).append([sku, user, score, ts])
+            entries = partition_entries.get(sku)
+            if entries is None:
+                entries = partition_entries[sku] = by_partition.setdefault(partition_of(sku), [])
+            entries.append([sku, user, score, ts])
     return by_partition
 
 
