@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -201,54 +202,76 @@ def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: f
     ensure_topics(Settings.from_env(env))
     process = start_worker(env, work / f"{app_id}.log")
     shop = Shop(ShopConfig(seed=3, skus=200, users=2000, days=365))
-    closed_at: dict[int, float] = {}  # bucket index -> wall time its first event was produced
-    first_sent: dict[tuple[str, int], dict[int, float]] = {}  # (topic, partition) -> bucket -> first sent
-    arrivals: list[tuple[int, float]] = []
-    stop = threading.Event()
-
-    def consume() -> None:
-        consumer = KafkaConsumer(env["SALESCAST_TOPIC_FORECASTS"], bootstrap_servers=bootstrap,
-                                 auto_offset_reset="earliest", consumer_timeout_ms=200, fetch_max_wait_ms=5)
-        while not stop.is_set():
-            for message in consumer:  # CreateTime: when the worker's producer took the forecast
-                arrivals.append((orjson.loads(message.value)["ts"] // DAY, message.timestamp / 1000.0))
-        consumer.close()
-
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
-    started = time.perf_counter()
-    last_bucket = None
+    # Everything the generator sends is made before the clock starts, partition included: on a 2-core
+    # machine a generator that serialised, hashed and framed records as it went (kafka-python, pure
+    # Python CRCs) took ~70% of a core from the worker and the broker, and its delay was in every figure.
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))  # the input topics' partitions: ensure_topics made them
+    planned = []
+    for topic, record in shop.events():
+        if len(planned) >= rate * seconds:
+            break
+        key = record_key(topic, record)
+        planned.append((env[f"SALESCAST_TOPIC_{topic.upper()}"], key, orjson.dumps(record),
+                        partitioner(key, every, every), record["ts"] // DAY))
     try:
-        for count, (topic, record) in enumerate(shop.events()):
-            due = started + count / rate
-            while time.perf_counter() < due:
-                time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
-            if time.perf_counter() - started > seconds:
-                break
-            bucket = record["ts"] // DAY
-            if bucket != last_bucket:
-                producer.flush()
-                if time.perf_counter() - started >= warmup:  # a cold broker JIT-compiles for the first ~20 s
-                    closed_at[bucket] = time.time()
-                last_bucket = bucket
-            sent = producer.send(env[f"SALESCAST_TOPIC_{topic.upper()}"], key=record_key(topic, record),
-                                 value=orjson.dumps(record))
-            sent.add_callback(lambda metadata, b=bucket, t=time.time():
-                              first_sent.setdefault((metadata.topic, metadata.partition), {}).setdefault(b, t))
-        producer.flush()
-        time.sleep(3)
+        cpu_before, wall_before = _cpu_seconds(process.pid), time.perf_counter()
+        closed_at, first_sent, arrivals = asyncio.run(
+            _send_at_rate(bootstrap, planned, rate, warmup, env["SALESCAST_TOPIC_FORECASTS"]))
         internal = histogram_quantiles(int(env["SALESCAST_METRICS_PORT"]), "salescast_end_to_end_latency_seconds")
         internal["note"] = "whole run, warm-up included"
+        internal["worker_cpu_share"] = round((_cpu_seconds(process.pid) - cpu_before)
+                                             / (time.perf_counter() - wall_before), 2)
     finally:
-        stop.set()
-        reader.join()
         process.terminate()
         process.wait(60)
     closing = closing_times(first_sent)
     measured = [(d, arrived) for d, arrived in arrivals if d + 1 in closed_at]  # past the warm-up
     return Latencies([arrived - closed_at[d + 1] for d, arrived in measured],
                      [arrived - closing[d] for d, arrived in measured if d in closing], internal)
+
+
+async def _send_at_rate(bootstrap: str, planned: list[tuple], rate: float, warmup: float, forecasts: str):
+    """Sends `planned` at `rate` in 5 ms slices while reading the forecasts back. Returns (bucket -> wall
+    time its first event was sent, past the warm-up; (topic, partition) -> bucket -> first sent there;
+    (forecast day, its CreateTime: when the worker's producer took it) for every forecast)."""
+    closed_at: dict[int, float] = {}
+    first_sent: dict[tuple[str, int], dict[int, float]] = {}
+    arrivals: list[tuple[int, float]] = []
+    consumer = AIOKafkaConsumer(forecasts, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await consumer.start()
+    await producer.start()
+
+    async def read_forecasts() -> None:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                arrivals.extend((orjson.loads(r.value)["ts"] // DAY, r.timestamp / 1000.0) for r in records)
+
+    reader = asyncio.create_task(read_forecasts())
+    try:
+        started = time.perf_counter()
+        last_bucket = None
+        sent = 0
+        while sent < len(planned):
+            due = min(len(planned), int((time.perf_counter() - started) * rate) + 1)
+            now = time.time()
+            for topic, key, value, partition, bucket in planned[sent:due]:
+                if bucket != last_bucket:
+                    if time.perf_counter() - started >= warmup:  # a cold broker JIT-compiles for the first ~20 s
+                        closed_at[bucket] = now
+                    last_bucket = bucket
+                first_sent.setdefault((topic, partition), {}).setdefault(bucket, now)
+                await producer.send(topic, key=key, value=value, partition=partition)
+            sent = due
+            await asyncio.sleep(0.005)
+        await producer.flush()
+        await asyncio.sleep(3)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return closed_at, first_sent, arrivals
 
 
 def quix_seconds(bootstrap: str, env: dict, work: Path, updates: int, tuned: bool) -> float:
