@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
+from pathlib import Path
+from typing import IO
 
 from salescast.stream.core.settings import Settings
 from salescast.stream.kafka import KafkaUnavailable, ensure_topics
 
 
+class DataDirInUse(Exception):
+    """Another live process holds the data directory."""
+
+
+def hold_data_dir(data_dir: Path) -> IO:
+    """Holds `data_dir` for this process until the returned file is closed or the process ends (kill -9
+    included: the kernel drops the lock).
+
+    RocksDB lets one process open a database, and a second worker on the same
+    directory died deep in Faust's table recovery with a lock traceback.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "worker.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DataDirInUse(f"another worker (pid {holder}) is using SALESCAST_DATA_DIR={data_dir}: give each "
+                           "worker on this machine its own SALESCAST_DATA_DIR") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def run(settings: Settings, loglevel: str = "info") -> int:
     """Create the topics the worker needs, then run the Faust worker until it is stopped."""
+    try:
+        held = hold_data_dir(settings.service.data_dir)  # noqa: F841 - held for as long as the worker runs
+    except DataDirInUse as exc:
+        print(f"salescast worker: {exc}", file=sys.stderr)
+        return 1
     from salescast.stream.topics import worker_topics  # builds the app from the environment
 
     try:

@@ -1,9 +1,13 @@
 """Two workers of one app split the partitions; either answers for any SKU (routed to its owner)."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 
+from salescast.localkafka import free_port
 from tests.integration.conftest import assert_valid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -77,3 +81,20 @@ def test_any_worker_answers_recommendations_for_any_user_and_sku(make_worker, tm
     wait_for(same_live_answers, timeout_s=90, message="both workers give the owner's live answer for every key")
     status, body = second.http(paths[0])
     assert_valid("recommendations", body)
+
+
+def test_a_second_worker_on_the_same_data_dir_stops_with_a_clear_error_and_the_first_goes_on(make_worker):
+    """RocksDB lets one process open a database: a second worker on the same SALESCAST_DATA_DIR died with
+    a lock traceback from inside Faust's table recovery (issue 17)."""
+    first = make_worker().start()
+    env = {**first.env, "SALESCAST_WEB_PORT": str(free_port()), "SALESCAST_METRICS_PORT": str(free_port())}
+    second = subprocess.run([sys.executable, "-m", "salescast.cli", "worker"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    said = second.stdout + second.stderr
+    assert second.returncode == 1, said
+    assert "Traceback" not in said
+    assert f"SALESCAST_DATA_DIR={first.env['SALESCAST_DATA_DIR']}" in said and "its own SALESCAST_DATA_DIR" in said
+    assert f"pid {first.process.pid}" in said
+    assert first.http("/healthz")[0] == 200
+    first.stop(signal.SIGKILL)  # the lock goes with the process, kill -9 included
+    first.start()
