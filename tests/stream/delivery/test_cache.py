@@ -75,3 +75,28 @@ def test_a_failed_write_back_leaves_its_values_changed_and_discard_spares_change
     assert cache.get(b"c") == {"n": 4} and cache.changed == 1
     cache.forget()
     assert cache.changed == 0 and cache.get(b"c") is None
+
+
+def test_eviction_takes_clean_values_only_however_many_changed_ones_are_queued_in_front():
+    """A backfill of new keys: the cache full of changed values waiting for the write-back, each new key
+    read then evicted again. Eviction must not look at the changed ones (it walked all of them each time)."""
+    store = Store({f"new{i}".encode(): {"i": i} for i in range(1000)})
+    cache = TableCache(store.read, capacity=100)
+    for i in range(100):
+        cache.put(f"changed{i}".encode(), {"n": i}, "e")
+    for i in range(1000):
+        assert cache.get(f"new{i}".encode()) == {"i": i}
+    store.reads.clear()
+    assert [cache.get(f"changed{i}".encode()) for i in range(100)] == [{"n": i} for i in range(100)]
+    assert cache.get(b"new999") == {"i": 999}
+    assert store.reads == [b"new999"]  # the changed ones kept, not one new key beyond the capacity
+    written = cache.write_back(store.write)
+    assert len(written) == 100
+    cache.put(b"changed0", {"n": 1}, "e2")
+    cache.unwritten(written)  # changed again, so never evicted, whatever comes in after
+    for i in range(1000):
+        cache.get(f"new{i}".encode())
+    store.reads.clear()
+    assert [cache.get(f"changed{i}".encode()) for i in range(1, 100)] == [{"n": i} for i in range(1, 100)]
+    assert store.reads == [] and cache.changed == 100
+    assert cache.write_back(store.write)[b"changed0"] == "e2"
