@@ -22,6 +22,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +197,9 @@ class ModelStore:
         except ValueError as exc:
             raise ModelStoreError(f"{directory / 'manifest.json'} is not valid JSON ({exc}): retrain with "
                                   "`salescast retrain`") from None
+        except OSError as exc:  # a permission, a directory where a file should be, an I/O error
+            raise ModelStoreError(f"{name} version {version} cannot be read from {directory} "
+                                  f"({type(exc).__name__}: {exc}): check the files' owner and mode") from None
         recorded = manifest.get("files", {})
         for file, data in contents.items():
             if recorded.get(file) != _sha256(data):
@@ -205,6 +209,11 @@ class ModelStore:
         if manifest.get("sha256") != _artifact_digest(recorded):
             raise ModelStoreError(f"{directory / 'manifest.json'}: its sha256 does not match its files' digests; "
                                   "retrain with `salescast retrain`")
-        with np.load(io.BytesIO(contents["weights.npz"]), allow_pickle=False) as archive:
-            weights = {key: archive[key] for key in archive.files}
+        try:
+            with np.load(io.BytesIO(contents["weights.npz"]), allow_pickle=False) as archive:
+                weights = {key: archive[key] for key in archive.files}
+        except (EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:  # empty, truncated, objects in it
+            raise ModelStoreError(f"{directory / 'weights.npz'} is not a readable .npz archive of plain arrays "
+                                  f"({type(exc).__name__}: {exc}), though its manifest matches it: retrain "
+                                  "with `salescast retrain`") from None
         return StoredModel(name, version, json.loads(contents["config.json"]), weights, manifest)

@@ -252,7 +252,7 @@ def _holdout_summary(record: dict) -> str:
 def cmd_models(args) -> int:
     """`salescast models list|release|rollback`: the model store, for people."""
     from salescast.models.store import ModelStore, ModelStoreError
-    from salescast.stream.serving.registry import KINDS
+    from salescast.stream.serving.registry import KINDS, Refused, load_version
     from salescast.training.retrain import announce
 
     settings = _settings()
@@ -282,11 +282,12 @@ def cmd_models(args) -> int:
             if args.version not in store.versions(args.name):
                 raise ModelStoreError(f"no {args.name} version {args.version} in {store.root / args.name}; "
                                       f"`salescast models list {args.name}` shows the versions there")
+            load_version(store, args.name, args.version, settings)  # what a worker checks before it serves one
             store.set_current(args.name, args.version)
             version = args.version
         else:
             version = store.rollback(args.name)
-    except ModelStoreError as exc:
+    except (ModelStoreError, Refused) as exc:
         print(f"salescast models {args.action}: {exc}", file=sys.stderr)
         return 1
     print(f"{args.name} {version} is now current in {store.root}", file=sys.stderr)

@@ -88,7 +88,7 @@ def load_version(store: ModelStore, name: str, version: str, settings: Settings)
         return model
     except ModelStoreError as exc:
         raise Refused(str(exc)) from None
-    except (KeyError, ValueError, TypeError, IndexError) as exc:  # built from what the files hold
+    except Exception as exc:  # noqa: BLE001 - any failure to load is a refusal: the worker goes on serving
         raise Refused(f"{name} {version} does not load as a {name} model ({type(exc).__name__}: {exc})") from None
 
 

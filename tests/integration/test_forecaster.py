@@ -5,6 +5,7 @@ Training uses tiny sizes (7-bucket inputs, 8-unit layers, 2 epochs) so CI stays
 fast; the accuracy claims are `salescast evaluate`'s, in docs/forecasting.md.
 """
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -145,6 +146,28 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
     wait_for(lambda: worker.metric("salescast_model_swaps_total", model="lstm", result="refused") == 1,
              timeout_s=60, message="the damaged version refused")
     assert f"refused lstm {damaged}" in worker.log_tail(200) and "sha256" in worker.log_tail(200)
+    day = next_day_forecast_by(worker, day, second["version"])
+
+    # issue 17: a version whose files pass their checksums and still do not load (an empty weights.npz
+    # with a manifest made for it) crashed the worker; it is refused, and `models release` says why
+    empty = "20990101T000000Z-empty0"
+    shutil.copytree(store / second["version"], store / empty)
+    (store / empty / "weights.npz").write_bytes(b"")
+    record = json.loads((store / empty / "manifest.json").read_text())
+    record["files"]["weights.npz"] = hashlib.sha256(b"").hexdigest()
+    record["sha256"] = hashlib.sha256("".join(f"{file} {digest}\n" for file, digest in
+                                              sorted(record["files"].items())).encode()).hexdigest()
+    (store / empty / "manifest.json").write_text(json.dumps(record))
+    released = salescast(worker, "models", "release", "lstm", empty)
+    assert released.returncode == 1 and "not a readable .npz archive" in released.stderr, released.stderr
+    assert "Traceback" not in released.stderr and (store / "CURRENT").read_text().strip() == damaged
+    (store / "CURRENT").write_text(empty + "\n")
+    producer.send(worker.topics["model_versions"], key=b"lstm", value=json.dumps({**second, "version": empty}).encode())
+    producer.flush()
+    wait_for(lambda: worker.metric("salescast_model_swaps_total", model="lstm", result="refused") == 2,
+             timeout_s=60, message="the version that passes its checksums and does not load refused")
+    assert f"refused lstm {empty}" in worker.log_tail(200) and "not a readable .npz archive" in worker.log_tail(200)
+    assert worker.process.pid == pid and worker.process.poll() is None
     day = next_day_forecast_by(worker, day, second["version"])
 
     # rollback: back to the last good version (the one served: nothing to switch), then to the first

@@ -65,27 +65,3 @@ def test_retain_keeps_the_newest_and_never_the_current_or_its_predecessor(tmp_pa
     assert store.rollback("lstm") == versions[0]  # what a rollback needs is still there
     manifest = json.loads((tmp_path / "lstm" / versions[5] / "manifest.json").read_text())
     assert manifest["version"] == versions[5]
-
-
-@pytest.mark.parametrize("release", ["release", "promote"])  # promote: the name before, kept for compatibility
-def test_the_models_command_lists_releases_and_rolls_back(tmp_path, monkeypatch, capsys, release):
-    from salescast.cli import main
-
-    monkeypatch.setenv("SALESCAST_MODEL_STORE", str(tmp_path))
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing answers: announcing is skipped
-    store = ModelStore(tmp_path)
-    first, second = save(store, 1), save(store, 2)
-    store.set_current("lstm", first)
-    assert main(["models", release, "lstm", second]) == 0
-    record = json.loads(capsys.readouterr().out)
-    assert record["version"] == second and record["status"] == "live" and "files" not in record
-    assert main(["models", "list", "lstm"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["lstm", first, "retired"]
-    assert lines[1].split()[:4] == ["*", "lstm", second, "live"]  # * marks the current version
-    assert main(["models", "rollback", "lstm"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == first and store.current("lstm") == first
-    assert main(["models", "rollback", "lstm"]) == 1
-    assert "no earlier lstm version" in capsys.readouterr().err
-    assert main(["models", release, "lstm", "no-such-version"]) == 1
-    assert capsys.readouterr().err.startswith(f"salescast models {release}: no lstm version no-such-version")

@@ -1,9 +1,11 @@
 """The training side of the model kinds: a trainer for every kind, and a new kind on the command line."""
 
+import datetime as dt
 import json
 import subprocess
 import sys
 
+import numpy as np
 import orjson
 import pytest
 
@@ -50,6 +52,52 @@ def test_a_new_kind_is_trained_listed_and_rolled_back_by_the_command_line(tmp_pa
     assert listed[second["version"]][-2:] == ["serves", str(second["metrics"]["value"])]  # the kind's own summary
     assert main(["models", "rollback", CONSTANT.name]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == first["version"]
+
+
+@pytest.mark.parametrize("release", ["release", "promote"])  # promote: the name before, kept for compatibility
+def test_the_models_command_lists_releases_and_rolls_back(tmp_path, monkeypatch, capsys, release):
+    monkeypatch.setitem(KINDS, CONSTANT.name, CONSTANT)
+    monkeypatch.setitem(training.TRAINERS, CONSTANT.name, training.Trainer(
+        train_constant, lambda metrics: f"serves {metrics['value']}"))
+    monkeypatch.setenv("SALESCAST_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing answers: announcing is skipped
+    store = ModelStore(tmp_path)
+    first, second = (store.save(CONSTANT.name, {}, {"value": np.array([value])}, {"value": value},
+                                now=dt.datetime(2026, 1, 1, 0, minute, tzinfo=dt.timezone.utc))["version"]
+                     for minute, value in ((1, 1.0), (2, 2.0)))  # listed oldest first
+    store.set_current(CONSTANT.name, first)
+    assert main(["models", release, CONSTANT.name, second]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["version"] == second and record["status"] == "live" and "files" not in record
+    assert main(["models", "list", CONSTANT.name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == [CONSTANT.name, first, "retired"]
+    assert lines[1].split()[:4] == ["*", CONSTANT.name, second, "live"]  # * marks the current version
+    assert main(["models", "rollback", CONSTANT.name]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == first and store.current(CONSTANT.name) == first
+    assert main(["models", "rollback", CONSTANT.name]) == 1
+    assert f"no earlier {CONSTANT.name} version" in capsys.readouterr().err
+    assert main(["models", release, CONSTANT.name, "no-such-version"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"salescast models {release}: no {CONSTANT.name} version no-such-version")
+
+
+def test_a_version_a_worker_would_refuse_is_not_released(tmp_path, monkeypatch, capsys):
+    """Issue 17: `models release` checked only the checksums, so a version every worker refuses became
+    "live" in `models list`. It now runs the load and smoke test a worker runs before it serves one."""
+    monkeypatch.setitem(KINDS, CONSTANT.name, CONSTANT)
+    monkeypatch.setenv("SALESCAST_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    store = ModelStore(tmp_path)
+    good = save_constant(store, 1.0)["version"]
+    store.set_current(CONSTANT.name, good)
+    broken = save_constant(store, float("nan"))["version"]  # checksums fine; the smoke test refuses it
+    assert main(["models", "release", CONSTANT.name, broken]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith(f"salescast models release: {CONSTANT.name} {broken}") and "serves nan" in said.err
+    assert "Traceback" not in said.err and said.out == ""  # nothing announced
+    assert store.current(CONSTANT.name) == good
+    assert store.manifest(CONSTANT.name, broken)["status"] != "live"
 
 
 def test_the_command_line_starts_without_importing_the_served_models():

@@ -64,6 +64,17 @@ def test_the_worker_switches_to_the_current_version_and_only_when_it_changed(tmp
     assert asyncio.run(swap.reconcile("lstm")) is False and len(events) == 1
 
 
+def assert_refused(store, swap, served, events, good: str, bad: str, expected: str) -> None:
+    """The swap to `bad` (made current) is refused with `expected` in the reason; `good` keeps serving."""
+    assert asyncio.run(swap.reconcile("lstm")) is False
+    assert served[LSTM].version == good
+    (kind, name, version, reason), = events
+    assert (kind, name, version) == ("refused", "lstm", bad)
+    assert expected in reason, reason
+    with pytest.raises(Refused):
+        load_version(store, "lstm", bad, settings_for(store))
+
+
 @pytest.mark.parametrize("damage", ["file changed", "nan weights", "wrong shapes"])
 def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(tmp_path, lstm, damage):
     store = ModelStore(tmp_path)
@@ -82,15 +93,9 @@ def test_a_version_that_fails_a_check_is_refused_and_the_old_one_keeps_serving(t
     if damage == "file changed":
         (tmp_path / "lstm" / bad / "weights.npz").write_bytes(b"not the weights that were digested")
 
-    assert asyncio.run(swap.reconcile("lstm")) is False
-    assert served[LSTM].version == good
-    (kind, name, version, reason), = events
-    assert (kind, name, version) == ("refused", "lstm", bad)
-    expected = {"file changed": "does not match the sha256", "nan weights": "unusable forecasts",
-                "wrong shapes": "does not load"}[damage]
-    assert expected in reason, reason
-    with pytest.raises(Refused):
-        load_version(store, "lstm", bad, settings_for(store))
+    assert_refused(store, swap, served, events, good, bad, {
+        "file changed": "does not match the sha256", "nan weights": "unusable forecasts",
+        "wrong shapes": "does not load"}[damage])
 
     assert asyncio.run(swap.reconcile("lstm")) is False and len(events) == 1  # not tried again ...
     newer = save(store, (lstm[0], {k: v * 0.99 for k, v in weights.items()}), 2)
@@ -123,3 +128,50 @@ def test_the_recommender_switches_too_and_a_version_without_skus_is_refused(tmp_
     bare = store.save("cf", {"params": {}}, {"item_ids": np.asarray([], dtype=str)}, {})["version"]
     with pytest.raises(Refused, match="does not load|knows no SKU"):
         load_version(store, "cf", bare, settings_for(store))
+
+
+def _saved_broken(store: ModelStore, name: str, version: str, weights: bytes) -> None:
+    """`weights` written as the version's weights.npz with a manifest made for it: the checksums pass."""
+    import hashlib
+    import json
+
+    directory = store.root / name / version
+    (directory / "weights.npz").write_bytes(weights)
+    manifest = json.loads((directory / "manifest.json").read_bytes())
+    manifest["files"]["weights.npz"] = hashlib.sha256(weights).hexdigest()
+    manifest["sha256"] = hashlib.sha256("".join(
+        f"{file} {digest}\n" for file, digest in sorted(manifest["files"].items())).encode()).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", ["empty weights", "truncated weights", "permission denied"])
+def test_a_version_that_passes_its_checksums_and_still_cannot_be_read_is_refused_not_raised(
+        tmp_path, lstm, damage, monkeypatch):
+    """Issue 17: an empty or truncated weights.npz (EOFError, BadZipFile) or a file the worker may not read
+    (PermissionError) crashed the running worker; any failure to load is a refusal."""
+    from pathlib import Path
+
+    store = ModelStore(tmp_path)
+    good = save(store, lstm, 0)
+    store.set_current("lstm", good)
+    served, swap, events = swap_for(store, good)
+    bad = save(store, (lstm[0], {k: v * 1.01 for k, v in lstm[1].items()}), 1)
+    weights = (tmp_path / "lstm" / bad / "weights.npz").read_bytes()
+    if damage == "empty weights":
+        _saved_broken(store, "lstm", bad, b"")
+    elif damage == "truncated weights":
+        _saved_broken(store, "lstm", bad, weights[: len(weights) // 2])
+    else:
+        read_bytes = Path.read_bytes
+
+        def refusing(path):
+            if path.parent.name == bad and path.name == "weights.npz":
+                raise PermissionError(13, "Permission denied", str(path))
+            return read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", refusing)  # the tests run as root, for whom chmod 000 reads
+    (tmp_path / "lstm" / "CURRENT").write_text(bad + "\n")
+
+    assert_refused(store, swap, served, events, good, bad, {
+        "empty weights": "not a readable .npz archive", "truncated weights": "not a readable .npz archive",
+        "permission denied": "check the files' owner and mode"}[damage])
