@@ -92,8 +92,18 @@ def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, n
         assert revenue[sku] == pytest.approx(value, abs=1e-6)
     # the worker commits what it handled itself (salescast.stream.delivery.offsets): the group's offsets reach every input's end
     ends = log_ends(worker, ("orders", "clicks", "inventory"))
-    wait_for(lambda: {tp: offset for tp, offset in group_offsets(worker).items() if tp in ends} == ends,
-             timeout_s=15, message=f"committed offsets at the ends of the inputs {ends}")
+    committed = {}
+
+    def at_ends():
+        committed.clear()
+        committed.update({tp: offset for tp, offset in group_offsets(worker).items() if tp in ends})
+        return committed == ends
+    try:
+        wait_for(at_ends, timeout_s=15, message="committed offsets at the ends of the inputs")
+    except AssertionError:
+        behind = {tp: (committed.get(tp), end) for tp, end in ends.items() if committed.get(tp) != end}
+        raise AssertionError(f"(committed, log end) of the inputs not committed to their end: {behind}\n"
+                             f"{worker.log_tail(120)}") from None
 
 
 def log_ends(worker, keys):
