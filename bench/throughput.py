@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -44,7 +43,7 @@ from typing import NamedTuple
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.stream.core.contract import INPUT_KINDS, record_key  # noqa: E402
