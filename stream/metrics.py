@@ -62,6 +62,9 @@ DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
 STATE_WRITTEN_BACK = Counter("salescast_state_written_back_total",
                              "Changed table values written to RocksDB and the changelog (once per key per commit, "
                              "however many updates changed it)", ["table"])
+DELIVERY_FAILURES = Counter("salescast_delivery_failures_total",
+                            "Records the broker did not take for good: the worker committed nothing past their "
+                            "input and stopped, to read it again when started")
 
 
 def set_live_version(name: str, version: str, replaced: str | None = None) -> None:

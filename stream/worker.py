@@ -62,11 +62,20 @@ def run(settings: Settings, loglevel: str = "info") -> int:
     from salescast.stream import agents, views  # noqa: F401 - registers agents, tables and views on the app
     from salescast.stream import metrics
     from salescast.stream.app import app
+    from salescast.stream.delivery.outbox import DELIVERIES
 
     metrics.serve(settings.service.metrics_port)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner hooks a DEBUG handler onto the root logger, which turns every
     # aiokafka/faust debug call on the send path into a LogRecord: a tenth of the CPU, measured.
     worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stopped:
+        code = stopped.code
+    else:
+        code = 0
+    if DELIVERIES.failure is not None:  # the stop stream.delivery.offsets asked for: not a clean one
+        print(f"salescast worker: {DELIVERIES.failure}", file=sys.stderr)
+        return 1
+    return code if isinstance(code, int) else (0 if code is None else 1)

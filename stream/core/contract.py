@@ -119,16 +119,25 @@ def validate(kind: str, record: Any) -> dict:
     return record
 
 
-def encode_payload(raw: bytes | str | None) -> tuple[str, str]:
-    """The original value for a dead letter: UTF-8 text where it decodes, else base64."""
+#: the most of an original value a dead letter carries: escaped as JSON (up to 6 characters a byte) or
+#: base64 it stays far below the 1 MB a topic takes by default, so a dead letter is always delivered
+#: (a record the broker refuses stops the worker: stream.delivery.outbox.Deliveries)
+DEAD_LETTER_PAYLOAD_MAX_BYTES = 128 * 1024
+
+
+def encode_payload(raw: bytes | str | None) -> tuple[str, str, int]:
+    """The original value for a dead letter: UTF-8 text where it decodes, else base64; cut to
+    DEAD_LETTER_PAYLOAD_MAX_BYTES (text at a character boundary). Also returns the original's length."""
     if raw is None:
-        return "", "utf-8"
+        return "", "utf-8", 0
     if isinstance(raw, str):
-        return raw, "utf-8"
+        raw = raw.encode("utf-8")
+    cut = raw[:DEAD_LETTER_PAYLOAD_MAX_BYTES]
     try:
-        return raw.decode("utf-8"), "utf-8"
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return base64.b64encode(cut).decode("ascii"), "base64", len(raw)
+    return cut.decode("utf-8", errors="ignore"), "utf-8", len(raw)  # "ignore": a character cut in two
 
 
 @dataclass(frozen=True)
@@ -141,8 +150,10 @@ class Source:
 
 
 def dead_letter(source: Source, reason: str, error: str, raw: bytes | str | None, now_ms: int | None = None) -> dict:
-    payload, encoding = encode_payload(raw)
-    return {
+    """A dead letter; one whose payload was cut also has `payload_truncated` and `payload_bytes` (the
+    original's length), additions to the contract: the whole record stays at its source position."""
+    payload, encoding, size = encode_payload(raw)
+    letter = {
         "source_topic": source.topic,
         "partition": source.partition,
         "offset": source.offset,
@@ -152,6 +163,10 @@ def dead_letter(source: Source, reason: str, error: str, raw: bytes | str | None
         "payload_encoding": encoding,
         "ts": int(time.time() * 1000) if now_ms is None else now_ms,
     }
+    if size > DEAD_LETTER_PAYLOAD_MAX_BYTES:
+        letter["payload_truncated"] = True
+        letter["payload_bytes"] = size
+    return letter
 
 
 def dumps(record: dict) -> bytes:

@@ -194,6 +194,11 @@ class OffsetContinuity:
                 self._idle.set()
 
     @property
+    def stopping(self) -> bool:
+        """Closed for good: the worker is on its way out."""
+        return self._stopping
+
+    @property
     def idle(self) -> bool:
         return not self._in_flight
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import weakref
 
 from salescast.stream.kafka import RangeReader, committed_offsets
@@ -14,6 +16,7 @@ from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.continuity import OffsetContinuity, RecordEvent
+from salescast.stream.delivery.outbox import DELIVERIES, DeliveryFailed
 from salescast.stream import faust_fixes
 
 # Faust events an agent takes at once: each holds one fetch of one partition, up to broker_max_poll_records
@@ -76,11 +79,34 @@ async def batches(stream):
 
 async def commit_handled() -> None:
     offsets = await continuity.commit_offsets(app.consumer.assignment())
-    # what the handled batches changed in the tables, into RocksDB and handed to the producer; then the
-    # producer flushed (the changelogs and every output), then the offsets committed
+    # what the handled batches changed in the tables, into RocksDB and handed to the producer; then every
+    # record handed to the producer confirmed on the broker (the changelogs and every output), then the
+    # offsets committed
     await writes.write_back()
+    try:
+        await DELIVERIES.confirm(writes.producer().flush)
+    except DeliveryFailed as failure:
+        _stop_for_good(failure)
+        raise
     if offsets and await faust_fixes.commit(app, offsets):
         continuity.on_committed(offsets)
+
+
+_failures_reported: set[int] = set()
+
+
+def _stop_for_good(failure: DeliveryFailed) -> None:
+    """A record was lost on its way out: commit nothing more (DELIVERIES raises from now on), and stop
+    gracefully, so the tables close cleanly, for a restart from the last commit, which reads its input
+    again. stream.worker.run exits non-zero."""
+    if id(failure) in _failures_reported:
+        return
+    _failures_reported.add(id(failure))
+    log.error("%s", failure)
+    metrics.DELIVERY_FAILURES.inc()
+    if not continuity.stopping:
+        continuity.close(for_good=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # the Faust worker's own graceful stop
 
 
 @app.timer(app.conf.broker_commit_interval)

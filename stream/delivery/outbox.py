@@ -13,13 +13,20 @@ offsets of the input that caused it are committed.
 
 Partitions are aiokafka's default (murmur2 of the key, as Faust and the
 tables use; random for a record without key) unless given.
+
+Every record's delivery is tracked (`DELIVERIES`) and confirmed before the
+offsets of the input behind it are committed: aiokafka's flush, all that
+Faust's commit waits on, returns without raising when a batch failed, so a
+record the broker refused for good (larger than the topic's
+`max.message.bytes`, a topic deleted, a missing ACL) was lost with its input
+committed over it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -42,6 +49,48 @@ def partition_for(key: bytes, partitions: int) -> int:
     return _partitioner(key, everything, everything)
 
 
+class DeliveryFailed(Exception):
+    """A record the producer could not deliver: nothing read after the last commit may be committed."""
+
+
+class Deliveries:
+    """The delivery futures of the records handed to the producer since the last `confirm`.
+
+    Invariant: `confirm` returns only if every one of them reached the broker; once one has failed it
+    raises for good, since what the failed record stood for is known only to the input behind it,
+    which must be read again from the last commit.
+    """
+
+    def __init__(self) -> None:
+        self._sent: list[tuple[str, asyncio.Future]] = []
+        self.failure: DeliveryFailed | None = None
+
+    def track(self, topic: str, future: asyncio.Future) -> None:
+        self._sent.append((topic, future))
+
+    async def confirm(self, flush: Callable[[], Awaitable[None]]) -> None:
+        """`flush` the producer, then check every delivery since the last confirm (DeliveryFailed)."""
+        if self.failure is not None:
+            raise self.failure
+        await flush()
+        sent, self._sent = self._sent, []
+        waiting = [future for _, future in sent if not future.done()]
+        if waiting:  # a flush covers every batch the producer holds; a record sent during it may be left
+            await asyncio.wait(waiting)
+        for topic, future in sent:
+            error = asyncio.CancelledError() if future.cancelled() else future.exception()
+            if error is not None:
+                self.failure = DeliveryFailed(
+                    f"a record for topic {topic!r} could not be delivered ({type(error).__name__}: {error}); "
+                    "no offset was committed past the input behind it. The worker stops; started again it "
+                    "reads on from the last commit. If the broker refused the record for good, fix the cause "
+                    "first (for a MessageSizeTooLargeError, raise the topic's max.message.bytes)")
+                raise self.failure
+
+
+DELIVERIES = Deliveries()
+
+
 class Outbox:
     def __init__(self) -> None:
         self._pending: list[tuple[str, bytes | None, bytes, int | None, Callable | None]] = []
@@ -51,17 +100,20 @@ class Outbox:
         """`on_sent` is called with the delivery future of the last record of its (topic, partition)."""
         self._pending.append((topic, key, value, partition, on_sent))
 
-    async def flush(self, producer, delivered: bool = False) -> None:
-        """Hand everything to `producer` (an AIOKafkaProducer), in order.
+    async def flush(self, producer, delivered: bool = False, deliveries: Deliveries = DELIVERIES) -> None:
+        """Hand everything to `producer` (an AIOKafkaProducer), in order, each delivery tracked in
+        `deliveries`.
 
-        Delivery is awaited by Faust's commit; `delivered=True` also awaits it
-        here, to keep a large burst from piling up in the producer's buffers.
+        Delivery is confirmed before the next commit; `delivered=True` also awaits
+        it here, to keep a large burst from piling up in the producer's buffers.
         """
         send = producer.send
+        track = deliveries.track
         last: dict[tuple[str, int | None], tuple[asyncio.Future, Callable]] = {}
         futures = []
         for topic, key, value, partition, on_sent in self._pending:
             future = await send(topic, value=value, key=key, partition=partition)
+            track(topic, future)
             if on_sent is not None:
                 last[(topic, partition)] = (future, on_sent)
             if delivered:

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from salescast.stream.core.contract import (SCHEMA_FILES, Rejected, Source, dead_letter, decode, load_schema, validator)
+from salescast.stream.core.contract import (DEAD_LETTER_PAYLOAD_MAX_BYTES, SCHEMA_FILES, Rejected, Source, dead_letter,
+                                           decode, load_schema, validator)
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "contract"
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
@@ -66,3 +67,22 @@ def test_dead_letter_keeps_binary_payloads_as_base64():
     validator("dead_letters")(record)
     text = dead_letter(Source("orders", 3, 1187), "schema", "bad", b'{"a":1}', now_ms=5)
     assert text["payload"] == '{"a":1}' and text["payload_encoding"] == "utf-8"
+    assert "payload_truncated" not in text and "payload_bytes" not in text
+
+
+@pytest.mark.parametrize("raw, encoding", [
+    ("é" * DEAD_LETTER_PAYLOAD_MAX_BYTES, "utf-8"),  # 2 bytes a character: the cut falls inside one
+    ("\x00" * (DEAD_LETTER_PAYLOAD_MAX_BYTES * 8), "utf-8"),  # each escaped as 6 characters in JSON
+    (b"\xff" * (DEAD_LETTER_PAYLOAD_MAX_BYTES * 4), "base64"),
+])
+def test_a_dead_letter_stays_small_enough_for_any_topic_whatever_it_carries(raw, encoding):
+    """A dead letter the broker refused would stop the worker (its delivery is confirmed before the
+    commit), so a record up to the 1 MB a topic takes, or larger, gives one under the limit."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    record = dead_letter(Source("orders", 0, 7), "too_large", "big", raw, now_ms=5)
+    validator("dead_letters")(record)
+    assert len(json.dumps(record).encode()) < 1_000_000
+    assert record["payload_truncated"] is True and record["payload_bytes"] == size
+    assert record["payload_encoding"] == encoding
+    if encoding == "utf-8":
+        assert raw.startswith(record["payload"]) and len(record["payload"].encode()) > DEAD_LETTER_PAYLOAD_MAX_BYTES - 4
