@@ -76,7 +76,8 @@ def main() -> None:
     closes = []
     for sku, window in state.windows.items():
         closed = close_buckets([(sku, dict(window))], newest, settings, BaselineForecaster(settings.time.season))
-        closes.append((sku, closed[0].window, closed[0].forecast))
+        if closed and closed[0].forecasts:
+            closes.append((sku, closed[0].window, closed[0].forecasts[-1]))
     now = newest * settings.time.bucket_ms
     proposals = [promoter.propose(sku, window, forecast, now) for sku, window, forecast in closes]
     made = sum(p is not None for p in proposals)
@@ -91,10 +92,11 @@ def main() -> None:
 
     state_open = guardrails.new_state()
     for k in range(20):
-        guardrails.admit(state_open, f"o{k}", f"o{k}", now, now + settings.promo.validity_ms, 1.0, settings.promo)
+        guardrails.admit(state_open, guardrails.new_sku_state(), f"o{k}", now, now + settings.promo.validity_ms,
+                         1.0, settings.promo)
     valid = [p for p in proposals if p is not None]
-    admit = per_call(lambda p: guardrails.admit(dict(state_open, decided={}), p["trigger"]["trigger_id"] + "x",
-                                                p["trigger"]["sku"], now, now + 1, 0.0, settings.promo),
+    admit = per_call(lambda p: guardrails.admit(dict(state_open), guardrails.new_sku_state(),
+                                                p["trigger"]["trigger_id"], now, now + 1, 0.0, settings.promo),
                      valid, args.runs)
     trigger_state = attribution.open_attribution("t", now, now + 10, users[:180], users[180:200], "overstock")
     attribute = per_call(lambda u: attribution.attribute(trigger_state, u, 1, now + 1, None), users, args.runs)

@@ -22,7 +22,8 @@ sku_windows = app.Table(SKU_WINDOWS_TABLE, help="per-SKU sales, revenue and clic
 user_items = app.Table(USER_ITEMS_TABLE, help="per-user decayed implicit feedback over SKUs", **TABLE_OPTIONS)
 sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the strongest affinity (bounded)",
                            **TABLE_OPTIONS)
-# one key, the guardrails' state (salescast.models.promo.guardrails), beside the one-partition proposals topic
+# the guardrails' shared value and one per proposing SKU (salescast.models.promo.guardrails), beside the
+# one-partition proposals topic
 promo_guardrails = app.Table(PROMO_GUARDRAILS_TABLE, help="cooldowns, open triggers and budget spent",
                              **{**TABLE_OPTIONS, "partitions": 1})
 ALL_TABLES = (sku_windows, user_items, sku_candidates, promo_guardrails)

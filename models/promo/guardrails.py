@@ -1,10 +1,18 @@
 """Limits over all promotions: a cooldown per SKU, a cap on open triggers, a daily discount budget.
 
-The state is a plain dict (one value in a one-partition table; every proposal
-passes through the one worker that owns it, so the limits hold service-wide):
+Every proposal passes through the one worker that owns the one-partition
+proposals topic, so the limits hold service-wide. The state is split so that
+no value grows with the catalogue (a value over the broker's 1 MB limit could
+not reach its changelog):
 
-    {"last": {sku: ts of its last trigger}, "open": {trigger_id: valid_until},
-     "spent": {day index: expected discount cost admitted}, "decided": {trigger_id: [verdict, ts]}}
+* one shared value, `{"open": {valid_until: triggers open until then},
+  "spent": {day index: expected discount cost admitted}}`: its entries are the
+  distinct end times of open triggers and the days from today on, bounded by
+  time, not by the number of SKUs or triggers;
+* one value per SKU, `{"last": ts of its last trigger or None,
+  "decided": {trigger_id: [verdict, ts]}}`: a proposal's verdict, kept for a
+  re-read after a crash, with the decisions of the last
+  max(cooldown, validity, one day), at most one per bucket close.
 
 Time is event time (the proposals' `ts`), so a replay decides as live did.
 """
@@ -18,40 +26,70 @@ ADMITTED = "admitted"
 
 
 def new_state() -> dict:
-    return {"last": {}, "open": {}, "spent": {}, "decided": {}}
+    """The shared value: open triggers and budget spent."""
+    return {"open": {}, "spent": {}}
 
 
-def admit(state: dict, trigger_id: str, sku: str, ts: int, valid_until: int, cost: float,
+def new_sku_state() -> dict:
+    return {"last": None, "decided": {}}
+
+
+def admit(state: dict, sku_state: dict, trigger_id: str, ts: int, valid_until: int, cost: float,
           policy: PromoPolicy) -> str:
-    """ADMITTED, or the guardrail that refused: "cooldown", "max_open" or "budget".
+    """ADMITTED, or the guardrail that refused: "cooldown", "max_open" or "budget". `sku_state` is the
+    proposing SKU's own value; both are updated in place.
 
     A proposal seen before gets its first verdict again (a re-read after a crash).
     """
-    if trigger_id in state["decided"]:
-        return state["decided"][trigger_id][0]
-    _forget_the_past(state, ts, policy)
+    decided = sku_state["decided"].get(trigger_id)
+    if decided is not None:
+        return decided[0]
+    _forget_the_past(state, sku_state, ts, policy)
     day = str(ts // DAY_MS)
-    last = state["last"].get(sku)
+    last = sku_state["last"]
     if last is not None and ts - last < policy.cooldown_ms:
         verdict = "cooldown"
-    elif len(state["open"]) >= policy.max_open:
+    elif sum(state["open"].values()) >= policy.max_open:
         verdict = "max_open"
     elif state["spent"].get(day, 0.0) + cost > policy.daily_budget:
         verdict = "budget"
     else:
         verdict = ADMITTED
-        state["last"][sku] = ts
-        state["open"][trigger_id] = valid_until
+        sku_state["last"] = ts
+        until = str(valid_until)
+        state["open"][until] = state["open"].get(until, 0) + 1
         state["spent"][day] = round(state["spent"].get(day, 0.0) + cost, 6)
-    state["decided"][trigger_id] = [verdict, ts]
+    sku_state["decided"][trigger_id] = [verdict, ts]
     return verdict
 
 
-def _forget_the_past(state: dict, now: int, policy: PromoPolicy) -> None:
-    """Keeps the state bounded: closed triggers, past days and cooled-down SKUs leave it."""
-    state["open"] = {tid: until for tid, until in state["open"].items() if until > now}
+def _forget_the_past(state: dict, sku_state: dict, now: int, policy: PromoPolicy) -> None:
+    """Closed triggers, past days, a cooled-down SKU's last trigger and old verdicts leave the state."""
+    state["open"] = {until: count for until, count in state["open"].items() if int(until) > now}
     today = now // DAY_MS
     state["spent"] = {day: spent for day, spent in state["spent"].items() if int(day) >= today}
-    state["last"] = {sku: ts for sku, ts in state["last"].items() if now - ts < policy.cooldown_ms}
+    if sku_state["last"] is not None and now - sku_state["last"] >= policy.cooldown_ms:
+        sku_state["last"] = None
     horizon = now - max(policy.cooldown_ms, policy.validity_ms, DAY_MS)
-    state["decided"] = {tid: decided for tid, decided in state["decided"].items() if decided[1] >= horizon}
+    sku_state["decided"] = {tid: decided for tid, decided in sku_state["decided"].items() if decided[1] >= horizon}
+
+
+def split_single_value(state: dict) -> tuple[dict, dict[str, dict]]:
+    """The state as earlier versions kept it, one value for everything (`last`, `open` by trigger id,
+    `spent`, `decided`), as the shared value and the SKUs' own: a worker upgraded in place goes on with
+    the cooldowns and verdicts it had."""
+    shared = new_state()
+    for until in state.get("open", {}).values():
+        shared["open"][str(until)] = shared["open"].get(str(until), 0) + 1
+    shared["spent"] = dict(state.get("spent", {}))
+    skus: dict[str, dict] = {}
+    for sku, ts in state.get("last", {}).items():
+        skus.setdefault(sku, new_sku_state())["last"] = ts
+    for trigger_id, decided in state.get("decided", {}).items():
+        sku = trigger_id.rsplit("@", 1)[0]  # stream.serving.promoter.trigger_id: "<sku>@<ts>"
+        skus.setdefault(sku, new_sku_state())["decided"][trigger_id] = decided
+    return shared, skus
+
+
+def is_single_value(state: dict) -> bool:
+    return "decided" in state

@@ -18,7 +18,8 @@ from salescast.stream.serving.promoter import admit, outcome_updates, registrati
 from salescast.stream.tables import promo_guardrails
 from salescast.stream.topics import PROMO_OUTCOMES, PROMO_TRIGGERS, SKU_EVENTS, promo_proposals
 
-GUARDRAILS_KEY = b"state"
+SHARED_KEY = b"state"  # the key of the one value earlier versions kept, now the shared value
+SKU_KEY_PREFIX = b"sku:"
 
 
 def send_outcome(out: Outbox, outcome: dict) -> None:
@@ -34,19 +35,42 @@ def send_outcome_updates(touched: dict[bytes, tuple[dict, object]], out: Outbox)
                 send_outcome(out, outcome)
 
 
+class GuardrailValues:
+    """The guardrails' values for one batch: the shared one and each proposing SKU's, read once and
+    written back together (salescast.models.promo.guardrails says why they are split)."""
+
+    def __init__(self) -> None:
+        self.shared = writes.load_value(promo_guardrails, SHARED_KEY) or guardrails.new_state()
+        self.skus: dict[bytes, dict] = {}
+        if guardrails.is_single_value(self.shared):  # the one value earlier versions kept
+            self.shared, skus = guardrails.split_single_value(self.shared)
+            self.skus = {sku.encode(): value for sku, value in skus.items()}
+
+    def of(self, sku: str) -> dict:
+        key = sku.encode()
+        if key not in self.skus:
+            self.skus[key] = writes.load_value(promo_guardrails, SKU_KEY_PREFIX + key) or guardrails.new_sku_state()
+        return self.skus[key]
+
+    def write(self, stream, event) -> None:
+        writes.write(stream, promo_guardrails, SHARED_KEY, self.shared, event)
+        for key, value in self.skus.items():
+            writes.write(stream, promo_guardrails, SKU_KEY_PREFIX + key, value, event)
+
+
 @app.agent(promo_proposals)
 async def decide_promotions(stream):
     """The guardrails over all SKUs, on one partition: one worker at a time decides them."""
     async for events in batches(stream):
         out = Outbox()
-        state = writes.load_value(promo_guardrails, GUARDRAILS_KEY) or guardrails.new_state()
+        values = GuardrailValues()
         last_event = None
         for event in events:
             message = event.message
             try:
                 proposal = orjson.loads(message.value)
-                verdict = admit(state, proposal, settings.promo)
                 trigger = proposal["trigger"]
+                verdict = admit(values.shared, values.of(trigger["sku"]), proposal, settings.promo)
                 source = f"{PROMOTIONS_SOURCE_PREFIX}{message.partition}"
                 update = registration(trigger, source, message.offset).to_wire()
             except Exception as exc:  # noqa: BLE001 - a corrupt internal record is kept, never fatal
@@ -61,6 +85,6 @@ async def decide_promotions(stream):
             out.add(PROMO_TRIGGERS, key, dumps(trigger))
             out.add(SKU_EVENTS, key, orjson.dumps(update))
             metrics.TRIGGERS_EMITTED.labels(trigger["reason"]).inc()
-        if last_event is not None:
-            writes.write(stream, promo_guardrails, GUARDRAILS_KEY, state, last_event)
+        if last_event is not None:  # the table has one partition: any event of the batch files the writes
+            values.write(stream, last_event)
         await out.flush(writes.producer())

@@ -73,6 +73,7 @@ class LocalPipeline:
         self.vectors: dict[str, dict] = {}
         self.candidate_entries: dict[str, dict] = {}
         self.guardrails = guardrails.new_state()
+        self.sku_guardrails: dict[str, dict] = {}
         self.forecaster = forecaster or BaselineForecaster(settings.time.season)
         self.recommender = recommender
         self.promoter = Promoter(promo_model, settings.promo, settings, self.candidate_entries.get,
@@ -189,7 +190,8 @@ class LocalPipeline:
 
     def _decide(self, proposal: dict) -> list[Emitted]:
         """The guardrails' agent: an admitted trigger is emitted and opens its attribution in the window."""
-        verdict = admit(self.guardrails, proposal, self.settings.promo)
+        sku_state = self.sku_guardrails.setdefault(proposal["trigger"]["sku"], guardrails.new_sku_state())
+        verdict = admit(self.guardrails, sku_state, proposal, self.settings.promo)
         if verdict != guardrails.ADMITTED:
             self.counts.refused[verdict] = self.counts.refused.get(verdict, 0) + 1
             return []

@@ -12,7 +12,7 @@ from __future__ import annotations
 SKU_WINDOWS_TABLE = "sku-windows"  # per-SKU windows (salescast.models.windows)
 USER_ITEMS_TABLE = "user-items"  # per-user decayed interactions (salescast.models.useritem)
 SKU_CANDIDATES_TABLE = "sku-candidates"  # per-SKU candidate users (salescast.models.cf.candidates)
-PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # one key: the promotion guardrails' state (salescast.models.promo.guardrails)
+PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # the promotion guardrails (salescast.models.promo.guardrails)
 
 # position sources: each input kind's (contract.INPUT_KINDS), and the trigger registrations' (by partition of
 # the promo-proposals topic)

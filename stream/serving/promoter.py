@@ -144,9 +144,10 @@ class Promoter:
                 "elasticity": round(estimate.elasticity, 4)}
 
 
-def admit(state: dict, proposal: dict, policy: PromoPolicy) -> str:
+def admit(state: dict, sku_state: dict, proposal: dict, policy: PromoPolicy) -> str:
+    """`state`: the guardrails' shared value; `sku_state`: the proposing SKU's (salescast.models.promo.guardrails)."""
     trigger = proposal["trigger"]
-    return guardrails.admit(state, trigger["trigger_id"], trigger["sku"], trigger["ts"], trigger["valid_until"],
+    return guardrails.admit(state, sku_state, trigger["trigger_id"], trigger["ts"], trigger["valid_until"],
                             proposal["cost"], policy)
 
 

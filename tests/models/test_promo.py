@@ -1,6 +1,7 @@
 """Promotions: the rules, the depth, the holdout draw, the guardrails, attribution and the elasticity estimate."""
 
 import numpy as np
+import orjson
 import pytest
 
 from salescast.models import windows
@@ -79,9 +80,11 @@ def test_the_holdout_is_reproducible_from_the_trigger_id_and_disjoint_from_the_t
 def test_guardrails_cooldown_open_triggers_and_daily_budget():
     policy = PromoPolicy(cooldown_ms=7 * DAY, max_open=2, daily_budget=100.0, validity_ms=3 * DAY)
     state = guardrails.new_state()
+    skus = {}
 
     def propose(tid, sku, ts, cost=10.0):
-        return guardrails.admit(state, tid, sku, ts, ts + policy.validity_ms, cost, policy)
+        sku_state = skus.setdefault(sku, guardrails.new_sku_state())
+        return guardrails.admit(state, sku_state, tid, ts, ts + policy.validity_ms, cost, policy)
 
     assert propose("a@1", "a", T0) == guardrails.ADMITTED
     assert propose("b@1", "b", T0, cost=95.0) == "budget"  # 10 + 95 > 100 on the same day
@@ -91,7 +94,50 @@ def test_guardrails_cooldown_open_triggers_and_daily_budget():
     assert propose("a@2", "a", T0 + 6 * DAY) == "cooldown"
     assert propose("b@1", "b", T0 + 6 * DAY) == "budget"  # a re-read proposal gets its first verdict
     assert propose("a@3", "a", T0 + 7 * DAY) == guardrails.ADMITTED
-    assert set(state["open"]) == {"a@3"} and all(int(day) >= (T0 + 7 * DAY) // DAY for day in state["spent"])
+    assert state["open"] == {str(T0 + 10 * DAY): 1}
+    assert all(int(day) >= (T0 + 7 * DAY) // DAY for day in state["spent"])
+
+
+def test_no_guardrail_value_grows_with_the_catalogue_at_a_million_skus():
+    """Every SKU of a million proposes and is admitted (no cap, no budget: the worst case), 100,000 at
+    each daily close. The largest value stays a few kilobytes: one value for all grew by ~60 bytes a
+    SKU, past the broker's 1 MB at ~20,000 SKUs in cooldown (issue 17.2)."""
+    policy = PromoPolicy(cooldown_ms=7 * DAY, max_open=10**9, daily_budget=float("inf"), validity_ms=3 * DAY)
+    state, skus = guardrails.new_state(), {}
+    largest_shared = largest_sku = 0
+    for i in range(1_000_000):
+        sku = f"sku-{i:07d}"
+        ts = T0 + (i // 100_000) * DAY
+        skus[sku] = guardrails.new_sku_state()
+        assert guardrails.admit(state, skus[sku], f"{sku}@{ts}", ts, ts + policy.validity_ms, 1.0, policy) == \
+            guardrails.ADMITTED
+        if i % 10_000 == 0:
+            largest_shared = max(largest_shared, len(orjson.dumps(state)))
+    largest_shared = max(largest_shared, len(orjson.dumps(state)))
+    assert sum(state["open"].values()) == 300_000  # the last three closes' triggers are open, counted
+    # one SKU proposing at every close for two weeks: its verdicts are kept for the cooldown only
+    sku_state = skus["sku-0000000"]
+    for day in range(1, 15):
+        ts = T0 + day * DAY
+        guardrails.admit(state, sku_state, f"sku-0000000@{ts}", ts, ts + policy.validity_ms, 1.0, policy)
+        largest_sku = max(largest_sku, len(orjson.dumps(sku_state)))
+    assert largest_shared < 1_000, largest_shared
+    assert largest_sku < 1_000, largest_sku
+    assert max(len(orjson.dumps(value)) for value in skus.values()) < 1_000
+
+
+def test_the_single_value_of_earlier_versions_is_split_with_its_cooldowns_and_verdicts():
+    policy = PromoPolicy(cooldown_ms=7 * DAY, max_open=2, daily_budget=100.0, validity_ms=3 * DAY)
+    single = {"last": {"a": T0}, "open": {"a@1": T0 + 3 * DAY, "b@9": T0 + 3 * DAY},
+              "spent": {str(T0 // DAY): 20.0}, "decided": {"a@1": ["admitted", T0], "sku@x@2": ["budget", T0]}}
+    assert guardrails.is_single_value(single) and not guardrails.is_single_value(guardrails.new_state())
+    state, skus = guardrails.split_single_value(single)
+    assert state == {"open": {str(T0 + 3 * DAY): 2}, "spent": {str(T0 // DAY): 20.0}}
+    assert skus["a"] == {"last": T0, "decided": {"a@1": ["admitted", T0]}}
+    assert skus["sku@x"]["decided"] == {"sku@x@2": ["budget", T0]}
+    assert guardrails.admit(state, skus["a"], "a@1", T0, T0 + 3 * DAY, 1.0, policy) == "admitted"  # re-read
+    assert guardrails.admit(state, guardrails.new_sku_state(), "c@1", T0, T0 + 3 * DAY, 1.0, policy) == "max_open"
+    assert guardrails.admit(state, skus["a"], "a@5", T0 + 4 * DAY, T0 + 7 * DAY, 1.0, policy) == "cooldown"
 
 
 def test_attribution_counts_members_purchases_within_the_window_and_the_uplift():
