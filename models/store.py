@@ -5,6 +5,7 @@
     <root>/<name>/<version>/manifest.json  the contract's model-version record, with each file's sha256
     <root>/<name>/CURRENT                  the version workers load
     <root>/<name>/HISTORY                  versions made current, oldest first (for rollback)
+    <root>/<name>/.served/<worker>.json    what each worker serves and last refused (`report_served`)
 
 Nothing here unpickles or executes stored content: a model is JSON plus plain
 arrays. The version's `sha256` is the digest of the sorted "file sha256" lines
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 FILES = ("config.json", "weights.npz")
+SERVED_FOLDER = ".served"  # a dot-name: never taken for a version
 
 
 class ModelStoreError(Exception):
@@ -172,6 +175,27 @@ class ModelStore:
         temporary = pointer.with_name(f".{file}.{os.getpid()}")
         temporary.write_text(text)
         os.replace(temporary, pointer)
+
+    def report_served(self, name: str, worker: str, report: dict) -> None:
+        """What `worker` serves of `name` now (a JSON object; see stream.live). CURRENT says what workers
+        should serve; these reports say what they do, e.g. still the old version after refusing the new."""
+        folder = self.root / name / SERVED_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", worker).strip("_.") + ".json")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(report, sort_keys=True))
+        os.replace(temporary, path)
+
+    def served(self, name: str) -> list[dict]:
+        """Every worker's latest report for `name`; a report that cannot be read is left out."""
+        folder = self.root / name / SERVED_FOLDER
+        reports = []
+        for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+            try:
+                reports.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return reports
 
     def current(self, name: str) -> str | None:
         pointer = self.root / name / "CURRENT"

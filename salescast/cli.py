@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from salescast.stream.core.settings import Settings, SettingsError
@@ -249,6 +250,29 @@ def _holdout_summary(record: dict) -> str:
     return TRAINERS[record["name"]].summary(record["metrics"])
 
 
+SERVED_STALE_MS = 90_000  # three of a worker's served reports missed (stream.agents.housekeeping)
+SERVED_FORGOTTEN_MS = 86_400_000  # a worker not heard from for a day is left out
+
+
+def _served_lines(reports: list[dict], current: str | None, now_ms: float) -> list[str]:
+    """What each worker reported it serves, for `models list`: CURRENT is what they should serve."""
+    lines = []
+    for report in sorted(reports, key=lambda r: r.get("worker", "")):
+        age_ms = now_ms - report.get("at", 0)
+        if age_ms > SERVED_FORGOTTEN_MS:
+            continue
+        version = report.get("version")
+        state = "current" if version == current else "NOT current"
+        line = f"served by {report.get('worker')}: {version} ({state}), reported {age_ms / 1000:.0f} s ago"
+        if age_ms > SERVED_STALE_MS:
+            line += " (no report since: stopped?)"
+        refused = report.get("refused")
+        if refused:
+            line += f"; refused {refused.get('version')}: {refused.get('reason')}"
+        lines.append(line)
+    return lines
+
+
 def cmd_models(args) -> int:
     """`salescast models list|release|rollback`: the model store, for people."""
     from salescast.models.store import ModelStore, ModelStoreError
@@ -274,6 +298,8 @@ def cmd_models(args) -> int:
                 print(f"{marker} {name:<{width}} {version}  {manifest['status']:<9} {created:%Y-%m-%d %H:%M}  "
                       f"{_holdout_summary(manifest)}")
                 shown += 1
+            for line in _served_lines(store.served(name), current, time.time() * 1000):
+                print(f"  {name:<{width}} {line}")
         if not shown:
             print(f"no model versions in {store.root} yet: `salescast retrain` trains them", file=sys.stderr)
         return 0

@@ -8,9 +8,10 @@ from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.delivery.continuity import retrying
 from salescast.stream.kafka import client_options
-from salescast.stream.live import hot_swap, served
+from salescast.stream.live import hot_swap, report_served, served
 from salescast.stream.serving.registry import KINDS
 
+SERVED_REPORT_INTERVAL_S = 30.0
 _rate = metrics.RateMeter()
 _lag_reported: set[tuple[str, str]] = set()
 
@@ -48,8 +49,17 @@ async def follow_model_versions() -> None:
     consumer = await retrying(lambda: asyncio.to_thread(_model_versions_consumer), "follow model-versions")
     for name in KINDS:  # made current while this worker started
         await hot_swap.reconcile(name)
+    await asyncio.to_thread(report_served)
     while True:
         polled = await retrying(lambda: asyncio.to_thread(consumer.poll, 1000), "read model-versions")
-        for name in {record.key.decode(errors="replace") for batch in polled.values() for record in batch
-                     if record.key}:
+        names = {record.key.decode(errors="replace") for batch in polled.values() for record in batch if record.key}
+        for name in names:
             await hot_swap.reconcile(name)
+        if names:
+            await asyncio.to_thread(report_served)
+
+
+@app.timer(SERVED_REPORT_INTERVAL_S)
+async def report_served_periodically() -> None:
+    """Refreshed, so `salescast models list` can tell a worker that stopped reporting."""
+    await asyncio.to_thread(report_served)

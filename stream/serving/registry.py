@@ -145,6 +145,7 @@ class HotSwap:
         self.served, self.store, self.settings = served, store, settings
         self.on_swapped, self.on_refused = on_swapped, on_refused
         self.refused: dict[str, str] = {}  # name -> the current version last refused
+        self.reasons: dict[str, str] = {}  # name -> why it was refused
         self._lock = asyncio.Lock()
 
     async def reconcile(self, name: str) -> bool:
@@ -161,12 +162,14 @@ class HotSwap:
                 model = await asyncio.to_thread(load_version, self.store, name, current, self.settings)
             except Refused as exc:
                 self.refused[name] = current
+                self.reasons[name] = str(exc)
                 log.error("refused %s %s, still serving %s: %s", name, current, served, exc)
                 self.on_refused(name, current, str(exc))
                 return False
             seconds = time.perf_counter() - started
             self.served.use(name, model)
             self.refused.pop(name, None)
+            self.reasons.pop(name, None)
             log.warning("now serving %s %s (was %s; loaded and checked in %.3f s)", name, current, served, seconds)
             self.on_swapped(name, served, current, seconds)
             return True

@@ -168,6 +168,15 @@ def test_retrain_then_serve_then_retrain_from_the_service_switches_versions(make
              timeout_s=60, message="the version that passes its checksums and does not load refused")
     assert f"refused lstm {empty}" in worker.log_tail(200) and "not a readable .npz archive" in worker.log_tail(200)
     assert worker.process.pid == pid and worker.process.poll() is None
+    # `models list` shows what the worker really serves beside the CURRENT it refused
+    web_url = worker.env["SALESCAST_ADVERTISED_URL"]
+    served_line = f"served by {web_url}: {second['version']} (NOT current)"
+
+    def listed() -> str:
+        listing = salescast(worker, "models", "list", "lstm")
+        return listing.stdout if served_line in listing.stdout and f"refused {empty}" in listing.stdout else ""
+
+    assert "not a readable .npz archive" in wait_for(listed, timeout_s=30, message="models list shows the refusal")
     day = next_day_forecast_by(worker, day, second["version"])
 
     # rollback: back to the last good version (the one served: nothing to switch), then to the first

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import orjson
@@ -98,6 +99,33 @@ def test_a_version_a_worker_would_refuse_is_not_released(tmp_path, monkeypatch, 
     assert "Traceback" not in said.err and said.out == ""  # nothing announced
     assert store.current(CONSTANT.name) == good
     assert store.manifest(CONSTANT.name, broken)["status"] != "live"
+
+
+def test_models_list_shows_what_each_worker_serves_beside_what_is_current(tmp_path, monkeypatch, capsys):
+    """Issue 17.7: CURRENT says what workers should serve; their reports say what they do."""
+    monkeypatch.setitem(KINDS, CONSTANT.name, CONSTANT)
+    monkeypatch.setitem(training.TRAINERS, CONSTANT.name, training.Trainer(
+        train_constant, lambda metrics: f"serves {metrics['value']}"))
+    monkeypatch.setenv("SALESCAST_MODEL_STORE", str(tmp_path))
+    store = ModelStore(tmp_path)
+    old = save_constant(store, 1.0)["version"]
+    new = save_constant(store, 2.0)["version"]
+    store.set_current(CONSTANT.name, new)
+    now = time.time() * 1000
+    store.report_served(CONSTANT.name, "http://a:6066", {"worker": "http://a:6066", "version": new, "at": now,
+                                                         "refused": None})
+    store.report_served(CONSTANT.name, "http://b:6066", {
+        "worker": "http://b:6066", "version": old, "at": now - 120_000,
+        "refused": {"version": new, "reason": "weights.npz is not a readable .npz archive"}})
+    store.report_served(CONSTANT.name, "http://gone:6066", {"worker": "http://gone:6066", "version": old,
+                                                            "at": now - 2 * 86_400_000, "refused": None})
+    assert set(store.versions(CONSTANT.name)) == {old, new}  # the reports are not taken for versions
+    assert main(["models", "list", CONSTANT.name]) == 0
+    served = [line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines() if "served by" in line]
+    assert len(served) == 2  # the worker not heard from for a day is left out
+    assert served[0].startswith(f"served by http://a:6066: {new} (current), reported 0 s ago")
+    assert served[1].startswith(f"served by http://b:6066: {old} (NOT current), reported 120 s ago "
+                                "(no report since: stopped?); refused " + new)
 
 
 def test_the_command_line_starts_without_importing_the_served_models():
