@@ -10,6 +10,9 @@ canary test fails loudly if an attribute used here has moved.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
 from collections import defaultdict
 from typing import Awaitable, Callable
 
@@ -125,12 +128,37 @@ class SalescastApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
     async def _stop_consumer(self) -> None:
+        _exit_after_stop_deadline()
         if self._consumer is not None and self.before_consumer_stops:
             self._consumer.stop_flow()  # no more records handed to the streams; Faust's own stop does it too
             self.flow_control.suspend()
             for step in self.before_consumer_stops:
                 await step()
         await super()._stop_consumer()
+
+
+# a stop (SIGTERM) that has not finished by then ends the process: with no broker to answer, Faust's stop
+# waits on the producer's flush until its batches expire (producer_request_timeout, 20 minutes)
+STOP_DEADLINE_S = 40.0
+_stop_deadline: threading.Timer | None = None
+
+
+def _exit_after_stop_deadline() -> None:
+    """Arm, once, the deadline of a stop that has begun. Exiting then is as safe as a kill -9: nothing
+    past the last commit was committed, and it is read again at the next start."""
+    global _stop_deadline
+    if _stop_deadline is None:
+        _stop_deadline = threading.Timer(STOP_DEADLINE_S, _exit_unfinished_stop)
+        _stop_deadline.daemon = True
+        _stop_deadline.start()
+
+
+def _exit_unfinished_stop() -> None:
+    logging.getLogger(__name__).error(
+        "the worker had not stopped %.0f s after it was asked to (is the broker unreachable?): exiting now; what "
+        "it handled since its last commit is read again when it starts", STOP_DEADLINE_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 def aiokafka_producer(app: faust.App):

@@ -62,6 +62,10 @@ DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
 STATE_WRITTEN_BACK = Counter("salescast_state_written_back_total",
                              "Changed table values written to RocksDB and the changelog (once per key per commit, "
                              "however many updates changed it)", ["table"])
+BROKER_REACHABLE = Gauge("salescast_broker_reachable",
+                         "1 while a bootstrap server accepts connections, 0 during an outage (2 probes missed)")
+BROKER_OUTAGES = Counter("salescast_broker_outages_total",
+                         "Times the brokers stopped answering; the worker waits, then reads on from its last commit")
 DELIVERY_FAILURES = Counter("salescast_delivery_failures_total",
                             "Records the broker did not take for good: the worker committed nothing past their "
                             "input and stopped, to read it again when started")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from faust.web import Request, Response, View
 
 from salescast.models import windows
+from salescast.stream.agents.housekeeping import broker
 from salescast.stream.app import app, settings
 from salescast.stream.core.close import sales_view
 from salescast.stream.delivery.writes import load_value
@@ -45,13 +46,37 @@ def is_ready() -> bool:
     return bool(app.started and not app.rebalancing and recovery.completed.is_set())
 
 
+def _broker_state() -> dict:
+    return {"reachable": broker.reachable, "unreachable_s": round(broker.unreachable_for_s(), 1),
+            "outages": broker.outages}
+
+
 @app.page("/healthz")
 class Health(View):
+    """Liveness: a broker outage does not make it fail, since a restart would not help (the worker waits
+    and catches up); `broker` says what is happening."""
+
     async def get(self, request: Request) -> Response:
         if is_ready():
-            return self.json({"status": "ok"})
-        return self.json({"status": "starting", "error": "the worker is starting or recovering its tables"},
-                         status=503)
+            return self.json({"status": "ok", "broker": _broker_state()})
+        return self.json({"status": "starting", "error": "the worker is starting or recovering its tables",
+                          "broker": _broker_state()}, status=503)
+
+
+@app.page("/readyz")
+class Ready(View):
+    """Readiness: 503 while the worker starts, recovers or cannot reach a broker."""
+
+    async def get(self, request: Request) -> Response:
+        if not broker.reachable:
+            return self.json({"status": "broker_unreachable", "broker": _broker_state(),
+                              "error": f"no broker at {settings.kafka.bootstrap_servers} has answered for "
+                                       f"{broker.unreachable_for_s():.0f} s; the worker waits and catches up "
+                                       "from its last commit when one does"}, status=503)
+        if not is_ready():
+            return self.json({"status": "starting", "error": "the worker is starting or recovering its tables",
+                              "broker": _broker_state()}, status=503)
+        return self.json({"status": "ok", "broker": _broker_state()})
 
 
 @app.page("/skus/{sku}/sales")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
 from salescast.stream.delivery.continuity import retrying
-from salescast.stream.kafka import client_options
+from salescast.stream.core.health import BrokerReachability
+from salescast.stream.kafka import client_options, reachable
 from salescast.stream.live import hot_swap, report_served, served
 from salescast.stream.serving.registry import KINDS
 
 SERVED_REPORT_INTERVAL_S = 30.0
+BROKER_PROBE_S = 2.0
+broker = BrokerReachability()  # read by stream.views (/readyz)
 _rate = metrics.RateMeter()
+log = logging.getLogger(__name__)
 _lag_reported: set[tuple[str, str]] = set()
 
 
@@ -31,6 +36,18 @@ async def report_rates() -> None:
         metrics.CONSUMER_LAG.remove(*labels)
     _lag_reported.clear()
     _lag_reported.update(reported)
+
+
+@app.timer(BROKER_PROBE_S)
+async def probe_broker() -> None:
+    change = broker.observe(await asyncio.to_thread(reachable, settings, 1.0))
+    metrics.BROKER_REACHABLE.set(int(broker.reachable))
+    if change == "lost":
+        metrics.BROKER_OUTAGES.inc()
+        log.error("no broker at %s answers: waiting for it (nothing is committed meanwhile; the worker reads on "
+                  "from its last commit when one is back)", settings.kafka.bootstrap_servers)
+    elif change == "back":
+        log.warning("a broker at %s answers again: catching up", settings.kafka.bootstrap_servers)
 
 
 def _model_versions_consumer():
