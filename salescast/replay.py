@@ -130,7 +130,8 @@ def run(path: str, out: IO[bytes], settings: Settings, progress: IO[str] = sys.s
     bar.done()
     counts = pipeline.counts
     print(f"replay: {counts.records:,} records in, {counts.forecasts:,} forecasts, {counts.triggers:,} promo "
-          f"triggers, {counts.outcomes:,} promo outcomes, {counts.dead_letters:,} dead letters "
+          f"triggers, {counts.outcomes:,} promo outcomes, {counts.dead_letters:,} dead letters, "
+          f"{counts.duplicate_orders:,} duplicate orders "
           f"in {time.monotonic() - started:.1f}s (forecaster {pipeline.forecaster.name} "
           f"{pipeline.forecaster.version})", file=progress)
     return pipeline

@@ -209,6 +209,14 @@ def read_in_partition(table, key: bytes, partition: int) -> bytes | None:
         return None
 
 
+def delete_range_in_partition(table, partition: int, start: bytes, end: bytes) -> None:
+    """Delete the keys in [start, end) from the store of one partition (RocksDB's DeleteRange), without
+    changelog records: for keys whose changelog drops them by retention. Any other store is left as it is."""
+    store = table.data
+    if isinstance(store, faust_rocksdb.Store):
+        store._db_for_partition(partition).delete_range(start, end)
+
+
 def remember_changelog_offset(table) -> Callable[[asyncio.Future], None]:
     """What Faust's own changelog send does: note in RocksDB how far the changelog is reflected, so a
     restart recovers only what came after, not the whole changelog."""

@@ -62,6 +62,9 @@ DUPLICATES_SKIPPED = Counter("salescast_duplicates_skipped_total",
 STATE_WRITTEN_BACK = Counter("salescast_state_written_back_total",
                              "Changed table values written to RocksDB and the changelog (once per key per commit, "
                              "however many updates changed it)", ["table"])
+DUPLICATE_ORDERS = Counter("salescast_duplicate_orders_total",
+                           "Orders whose order_id was already read on their input partition within "
+                           "SALESCAST_DEDUP_WINDOW (a producer's resend): counted once")
 BROKER_REACHABLE = Gauge("salescast_broker_reachable",
                          "1 while a bootstrap server accepts connections, 0 during an outage (2 probes missed)")
 BROKER_OUTAGES = Counter("salescast_broker_outages_total",

@@ -9,8 +9,9 @@ on, so writes can be batched outside Faust's one-event-at-a-time context.
 
 from __future__ import annotations
 
-from salescast.stream.core.names import (PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE, SKU_WINDOWS_TABLE,
-                                         USER_ITEMS_TABLE)
+from salescast.models.timeunits import DAY_MS
+from salescast.stream.core.names import (ORDER_IDS_TABLE, PROMO_GUARDRAILS_TABLE, SKU_CANDIDATES_TABLE,
+                                         SKU_WINDOWS_TABLE, USER_ITEMS_TABLE)
 from salescast.stream.app import app, settings
 
 # bytes key and value types make Faust use its raw codec for both (tables take no serializer argument)
@@ -26,4 +27,11 @@ sku_candidates = app.Table(SKU_CANDIDATES_TABLE, help="per-SKU users with the st
 # one-partition proposals topic
 promo_guardrails = app.Table(PROMO_GUARDRAILS_TABLE, help="cooldowns, open triggers and budget spent",
                              **{**TABLE_OPTIONS, "partitions": 1})
-ALL_TABLES = (sku_windows, user_items, sku_candidates, promo_guardrails)
+# orders' first sightings, keyed `<input partition>/<day>/<order_id>` and kept in that input partition
+# (stream.core.dedup.key_partition), not where the key hashes. Its changelog also drops what is older than the
+# window and two days (wall clock), as the worker's sweep drops it from RocksDB
+order_ids = app.Table(ORDER_IDS_TABLE, help="orders seen per input partition, for SALESCAST_DEDUP_WINDOW",
+                      extra_topic_configs={"cleanup.policy": "compact,delete",
+                                           "retention.ms": str(settings.time.dedup_window_ms + 2 * DAY_MS)},
+                      **TABLE_OPTIONS)
+ALL_TABLES = (sku_windows, user_items, sku_candidates, promo_guardrails, order_ids)

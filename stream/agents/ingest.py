@@ -15,6 +15,8 @@ from faust.types import TP
 
 from salescast.stream import metrics
 from salescast.stream.app import app, settings
+from salescast.stream import faust_fixes
+from salescast.stream.core.dedup import day_range, expired_days_before, ledger_key
 from salescast.stream.core.ingest import Ingestor
 from salescast.stream.core.state import bundles
 from salescast.stream.core.watermarks import PENDING, encode_marks
@@ -23,11 +25,34 @@ from salescast.stream.delivery.continuity import retrying
 from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox, partition_for
 from salescast.stream.kafka import client_options, read_latest
+from salescast.stream.tables import order_ids
 from salescast.stream.topics import (INPUT_WATERMARKS, SKU_EVENTS, USER_EVENTS, clicks, input_watermarks, inventory,
                                      orders)
 
 log = logging.getLogger(__name__)
-ingestor = Ingestor(settings)
+DEDUP_SWEEP_S = 600.0
+
+
+class TableOrderLedger:
+    """The worker's order ledger (stream.core.dedup): the order-ids table, behind its cache. `at(stream,
+    event)` names the input record being ingested, whose partition files the write."""
+
+    def __init__(self) -> None:
+        self._origin: tuple = (None, None)
+
+    def at(self, stream, event) -> None:
+        self._origin = (stream, event)
+
+    def first_offset(self, partition: int, order_id: str, ts: int) -> int | None:
+        seen = writes.load_value(order_ids, ledger_key(partition, order_id, ts))
+        return None if seen is None else seen[0]
+
+    def remember(self, partition: int, order_id: str, ts: int, offset: int) -> None:
+        writes.write(self._origin[0], order_ids, ledger_key(partition, order_id, ts), [offset], self._origin[1])
+
+
+order_ledger = TableOrderLedger()
+ingestor = Ingestor(settings, orders=order_ledger)
 _all_sku_partitions = list(range(settings.kafka.partitions))
 
 
@@ -219,8 +244,9 @@ async def send_marks_when_changed() -> None:
     await out.flush(writes.producer())
 
 
-async def ingest_batch(kind: str, events: Iterable) -> None:
-    """Validate, split and route one batch of input records (all input agents' one step)."""
+async def ingest_batch(kind: str, events: Iterable, stream=None) -> None:
+    """Validate, split and route one batch of input records (all input agents' one step). `stream`: the
+    agent's, for the order ledger's writes."""
     started = time.perf_counter()
     out = Outbox()
     await watermark_seeding.ensure(out)
@@ -231,9 +257,13 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
     for event in events:
         count += 1
         message = event.message
+        order_ledger.at(stream, event)
         result = ingestor.ingest(kind, message.value or b"", message.partition, message.offset)
         if result.dead_letter is not None:
             writes.send_dead_letter(out, message.key, result.dead_letter)
+            continue
+        if result.duplicate_of is not None:
+            metrics.DUPLICATE_ORDERS.inc()
             continue
         try:
             encoded = [(SKU_EVENTS, u.sku.encode(), orjson.dumps(u.to_wire())) for u in result.sku_updates]
@@ -263,7 +293,21 @@ async def ingest_batch(kind: str, events: Iterable) -> None:
 @app.agent(orders)
 async def ingest_orders(stream):
     async for events in batches(stream):
-        await ingest_batch("orders", events)
+        await ingest_batch("orders", events, stream)
+
+
+@app.timer(DEDUP_SWEEP_S)
+async def forget_orders_past_the_dedup_window() -> None:
+    """Each assigned orders partition's sightings older than the window behind its newest event leave
+    RocksDB (the changelog drops them by retention)."""
+    if settings.time.dedup_window_ms <= 0 or app.rebalancing:
+        return
+    assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == ingestor.topic_names["orders"]}
+    for partition in sorted(assigned):
+        newest = ingestor.newest(("orders", partition))
+        if newest != PENDING:
+            start, end = day_range(partition, 0, expired_days_before(newest, settings.time.dedup_window_ms))
+            await asyncio.to_thread(faust_fixes.delete_range_in_partition, order_ids, partition, start, end)
 
 
 @app.agent(clicks)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from salescast.stream.core.contract import Rejected, Source, dead_letter, decode, validate
+from salescast.stream.core.dedup import OrderLedger
 from salescast.stream.core.names import SOURCE_PREFIX
 from salescast.stream.core.settings import Settings
 from salescast.stream.core.state import SkuUpdate, UserUpdate
@@ -24,6 +25,7 @@ class Ingested:
     sku_updates: list[SkuUpdate] = field(default_factory=list)
     user_updates: list[UserUpdate] = field(default_factory=list)
     tick: int | None = None  # the record's partition's new bucket index, when its newest event entered one
+    duplicate_of: int | None = None  # an order already read at this offset of its partition (stream.core.dedup)
 
 
 class Ingestor:
@@ -60,8 +62,12 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, topic_names: dict[str, str] | None = None,
-                 now_ms: Callable[[], int] | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 now_ms: Callable[[], int] | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 orders: OrderLedger | None = None):
+        """`orders`: where accepted orders' first sightings are kept (stream.core.dedup); None, or a
+        SALESCAST_DEDUP_WINDOW of 0: every order counts."""
         self.settings = settings
+        self.orders = orders if settings.time.dedup_window_ms > 0 else None
         self.watermark: int | None = None  # the newest event time read on any partition
         self.partition_watermarks: dict[tuple[str, int], int] = {}  # newest event per partition, this run
         self.topic_names = topic_names or {kind: settings.kafka.topic(kind) for kind in SOURCE_PREFIX}
@@ -168,6 +174,12 @@ class Ingestor:
                 validate(kind, record)
             record["ts"] = int(record["ts"])  # JSON Schema lets 1.7e12 pass as an integer
             self._check_time(record["ts"], (kind, partition), offset)
+            if kind == "orders" and self.orders is not None:
+                first = self.orders.first_offset(partition, record["order_id"], record["ts"])
+                if first is not None and first != offset:
+                    return Ingested(duplicate_of=first)  # a resend: its event time is the original's
+                if first is None:
+                    self.orders.remember(partition, record["order_id"], record["ts"], offset)
             out = self._split(kind, record, f"{SOURCE_PREFIX[kind]}{partition}",
                               offset if dedup_offset is None else dedup_offset)
         except Rejected as exc:

@@ -26,6 +26,7 @@ from salescast.models.cf import candidates
 from salescast.models.promo import guardrails
 from salescast.stream.core.contract import INPUT_KINDS, Source, dead_letter
 from salescast.stream.core.close import BaselineForecaster, Forecaster, close_buckets
+from salescast.stream.core.dedup import InMemoryOrderLedger
 from salescast.stream.core.ingest import Ingestor
 from salescast.stream.core.names import PROMOTIONS_SOURCE_PREFIX
 from salescast.stream.core.state import apply_sku_update, apply_user_update
@@ -52,6 +53,7 @@ class PipelineCounts:
     forecasts: int = 0
     triggers: int = 0
     outcomes: int = 0
+    duplicate_orders: int = 0  # orders resent within SALESCAST_DEDUP_WINDOW, counted once (stream.core.dedup)
     refused: dict[str, int] = field(default_factory=dict)  # proposals the guardrails refused, by verdict
 
 
@@ -68,7 +70,8 @@ class LocalPipeline:
                  recommender: Recommender | None = None, promo_model: PromoModel | None = None,
                  users: bool = True, closing: bool = True, now_ms=None):
         self.settings = settings
-        self.ingestor = Ingestor(settings, {kind: kind for kind in INPUT_KINDS}, now_ms=now_ms)
+        self.orders = InMemoryOrderLedger(settings.time.dedup_window_ms)
+        self.ingestor = Ingestor(settings, {kind: kind for kind in INPUT_KINDS}, now_ms=now_ms, orders=self.orders)
         self.windows: dict[str, windows.Window] = {}
         self.vectors: dict[str, dict] = {}
         self.candidate_entries: dict[str, dict] = {}
@@ -123,6 +126,11 @@ class LocalPipeline:
                                       record=record, dedup_offset=sequence)
         if result.dead_letter is not None:
             return [self._dead(result.dead_letter)]
+        if result.duplicate_of is not None:
+            self.counts.duplicate_orders += 1
+            return []
+        if kind == "orders" and result.tick is not None:  # a new day may have left the window
+            self.orders.expire(partition, self.ingestor.newest(("orders", partition)))
         emitted: list[Emitted] = []
         bucket = self.ingestor.watermark_bucket()
         if self.open_bucket is None or bucket > self.open_bucket:

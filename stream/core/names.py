@@ -13,6 +13,7 @@ SKU_WINDOWS_TABLE = "sku-windows"  # per-SKU windows (salescast.models.windows)
 USER_ITEMS_TABLE = "user-items"  # per-user decayed interactions (salescast.models.useritem)
 SKU_CANDIDATES_TABLE = "sku-candidates"  # per-SKU candidate users (salescast.models.cf.candidates)
 PROMO_GUARDRAILS_TABLE = "promo-guardrails"  # the promotion guardrails (salescast.models.promo.guardrails)
+ORDER_IDS_TABLE = "order-ids"  # orders' first sightings per input partition (salescast.stream.core.dedup)
 
 # position sources: each input kind's (contract.INPUT_KINDS), and the trigger registrations' (by partition of
 # the promo-proposals topic)

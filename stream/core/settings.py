@@ -222,6 +222,9 @@ class TimeSettings:
     clock: str = "wall"  # SALESCAST_CLOCK, one of CLOCKS
     # an input partition with no record for this long (and nothing left to read) stops holding bucket close back
     idle_timeout_ms: int = 60_000
+    # an order whose order_id was seen on its input partition within this much event time is counted once
+    # (stream.core.dedup); 0: no deduplication
+    dedup_window_ms: int = 7 * DAY_MS
 
     @property
     def season(self) -> int:
@@ -237,7 +240,9 @@ class TimeSettings:
                    allowed_lateness_ms=env.integer("SALESCAST_ALLOWED_LATENESS_MS", 2 * DAY_MS),
                    max_future_ms=env.integer("SALESCAST_MAX_FUTURE_MS", DAY_MS),
                    clock=env.choice("SALESCAST_CLOCK", "wall", CLOCKS),
-                   idle_timeout_ms=env.integer("SALESCAST_IDLE_TIMEOUT_MS", 60_000, minimum=100))
+                   idle_timeout_ms=env.integer("SALESCAST_IDLE_TIMEOUT_MS", 60_000, minimum=100),
+                   dedup_window_ms=0 if env.text("SALESCAST_DEDUP_WINDOW", "7d").strip() == "0" else
+                   env.duration_ms("SALESCAST_DEDUP_WINDOW", "7d"))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from salescast.stream.core.contract import Source, dead_letter, dumps
 from salescast.stream.core.state import updates_in
 from salescast.stream.delivery.cache import TableCache
 from salescast.stream.delivery.outbox import Outbox, partition_for
-from salescast.stream.tables import ALL_TABLES
+from salescast.stream.core.dedup import key_partition
+from salescast.stream.tables import ALL_TABLES, order_ids
 from salescast.stream.topics import DEAD_LETTERS
 
 
@@ -66,12 +67,22 @@ def keyed_updates(events: Iterable, out: Outbox, key_field: str) -> list[KeyedUp
     return keyed
 
 
+def _key_partition(table) -> Callable[[bytes], int]:
+    """Where a key of `table` lives: where its events arrive (the default partitioner's pick), except for
+    the order ledger, whose keys name their input partition."""
+    if table is order_ids:
+        return key_partition
+    return lambda key: partition_for(key, table.partitions)
+
+
 def _reader(table) -> Callable[[bytes], dict | None]:
+    partition_of = _key_partition(table)
+
     def read(key: bytes) -> dict | None:
         """One lookup, in the key's own partition's store: `table.get` makes two (`key in`, then `[]`,
         since faust's Table defines __missing__), each of which, for a key not yet indexed, probes every
         partition's RocksDB."""
-        raw = faust_fixes.read_in_partition(table, key, partition_for(key, table.partitions))
+        raw = faust_fixes.read_in_partition(table, key, partition_of(key))
         return None if raw is None else orjson.loads(raw)
 
     return read
@@ -98,13 +109,14 @@ def write(stream, table, key: bytes, value: dict, event) -> None:
 def _store(table, out: Outbox) -> Callable[[bytes, dict, tuple], None]:
     changelog = table.changelog_topic.get_topic_name()
     on_sent = _changelog_persisted[table.name]
+    partition_of = _key_partition(table)
 
     def store(key: bytes, value: dict, origin: tuple) -> None:
         """`table[key] = value` minus a Faust send per key: the store, and the changelog record queued."""
         stream, event = origin
         encoded = orjson.dumps(value)
         faust_fixes.store_in_event_partition(stream, table, key, encoded, event)
-        out.add(changelog, key, encoded, partition_for(key, table.partitions), on_sent=on_sent)
+        out.add(changelog, key, encoded, partition_of(key), on_sent=on_sent)
 
     return store
 
