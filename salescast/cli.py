@@ -21,11 +21,25 @@ def _settings() -> Settings:
         sys.exit(f"salescast: {exc}")
 
 
+def _connected_settings(command: str) -> Settings:
+    """The settings, once a broker has taken a connection with them; else exit 1 with why, in one line
+    (a refused password, an untrusted certificate, no broker)."""
+    from salescast.stream.kafka import KafkaUnavailable, check_connection
+
+    settings = _settings()
+    try:
+        check_connection(settings)
+    except KafkaUnavailable as exc:
+        print(f"salescast {command}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    return settings
+
+
 def _broker(args) -> "LocalBroker":
     from salescast.localkafka import LocalBroker
 
     directory = Path(args.dir) if args.dir else Path(os.environ.get("SALESCAST_DATA_DIR", "./var")) / "kafka"
-    return LocalBroker(directory=directory.resolve(), port=args.port)
+    return LocalBroker(directory=directory.resolve(), port=args.port, secure=getattr(args, "secure", False))
 
 
 def cmd_kafka(args) -> int:
@@ -42,6 +56,12 @@ def cmd_kafka(args) -> int:
     except BrokerError as exc:
         print(f"salescast kafka {args.action}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_config(args) -> int:
+    """The settings as the environment gives them, validated, as JSON; secrets only as "<set>"."""
+    print(json.dumps(_settings().described(), indent=2, sort_keys=True))
     return 0
 
 
@@ -82,7 +102,7 @@ def cmd_generate(args) -> int:
                 out.write(orjson.dumps({**record, "topic": topic}) + b"\n")
                 count += 1
     else:
-        settings = _settings()
+        settings = _connected_settings("generate")
         inbox = None if args.ignore_promotions else _promo_inbox(settings)
         count = _publish(paced(shop.events(inbox), args.rate, args.speedup), settings, args.limit)
     if args.truth:
@@ -158,7 +178,7 @@ def cmd_backfill(args) -> int:
     from salescast import backfill
     from salescast.stream.kafka import KafkaUnavailable
 
-    settings = _settings()
+    settings = _connected_settings("backfill")
     tuning = dict(linger_ms=50, batch_size=512 * 1024)
     try:
         return backfill.run(args.file, settings, lambda: _producer(settings, **tuning), args.undelivered)
@@ -184,7 +204,7 @@ def cmd_retrain(args) -> int:
     from salescast.stream.core.settings import parse_duration_ms
     from salescast.training.retrain import TrainOptions
 
-    settings = _settings()
+    settings = _settings() if args.events else _connected_settings("retrain")  # without --events: the worker's state
     options = TrainOptions(input_length=args.input_length, units=tuple(args.units), dense=args.dense,
                            epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
                            verbose=0 if args.quiet else 2)
@@ -354,6 +374,10 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="salescast", description="Real-time sales forecasting and promotions on Kafka.")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    config = commands.add_parser("config", help="the settings the environment gives, validated, as JSON "
+                                                 "(secrets shown only as set)")
+    config.set_defaults(func=cmd_config)
+
     worker = commands.add_parser("worker", help="the streaming worker (Faust): consumes, keeps state, scores, emits")
     worker.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
     worker.set_defaults(func=cmd_worker)
@@ -463,6 +487,9 @@ def parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=("start", "stop", "status"))
     kafka.add_argument("--port", type=int, default=int(os.environ.get("SALESCAST_KAFKA_PORT", "9092")))
     kafka.add_argument("--dir", help="broker state directory (default $SALESCAST_DATA_DIR/kafka)")
+    kafka.add_argument("--secure", action="store_true",
+                       help="start: clients connect with SASL/SCRAM-SHA-512 over TLS (a CA and passwords are made "
+                            "in DIR/credentials at the first start; the settings clients need are printed)")
     kafka.set_defaults(func=cmd_kafka)
 
     demo = commands.add_parser("demo", help="broker, worker and generator together, forecasts shown live")

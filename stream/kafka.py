@@ -7,6 +7,7 @@ kafka-python, aiokafka and Faust always connect the same way.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Iterable
@@ -55,6 +56,59 @@ def faust_credentials(settings: Settings):
     if ssl_context is not None:
         return faust.SSLCredentials(ssl_context)
     return None
+
+
+def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
+    """One connection to the first bootstrap server that accepts one, with the configured security, or
+    KafkaUnavailable saying what is wrong: kafka-python, which the admin and backfill clients use, reports
+    a refused password or an untrusted certificate only as a timeout after 30 s of retries."""
+    import ssl
+
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
+
+    kafka = settings.kafka
+    where = kafka.bootstrap_servers
+    options = client_options(settings)
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile)
+
+    async def connect(host: str, port: int) -> None:
+        connection = await create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), ssl_context=ssl_context,
+                                       security_protocol=kafka.security_protocol, sasl_mechanism=kafka.sasl_mechanism,
+                                       sasl_plain_username=kafka.sasl_username, sasl_plain_password=kafka.sasl_password)
+        connection.close()
+
+    for server in options["bootstrap_servers"]:
+        host, _, port = server.strip().rpartition(":")
+        try:
+            asyncio.run(asyncio.wait_for(connect(host.strip("[]") or "localhost", int(port)), timeout_s))
+            return
+        except SaslAuthenticationFailed:
+            raise KafkaUnavailable(
+                f"the broker at {server} refused the credentials of user {kafka.sasl_username!r} "
+                f"({kafka.sasl_mechanism}): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or their _FILE "
+                "variants)") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise KafkaUnavailable(
+                f"the broker at {server} presented a certificate this client does not trust ({exc.verify_message}): "
+                "set KAFKA_SSL_CAFILE to the CA that signed it") from None
+        except ssl.SSLError as exc:
+            raise KafkaUnavailable(f"the TLS handshake with {server} failed ({exc.reason or exc}): check "
+                                   "KAFKA_SECURITY_PROTOCOL and the KAFKA_SSL_* files") from None
+        except KafkaConnectionError as exc:
+            if str(exc).endswith(" closed"):  # the broker hung up on the handshake, not "connection refused"
+                raise KafkaUnavailable(
+                    f"the broker at {server} closed the connection ({kafka.security_protocol}): it may expect "
+                    "another KAFKA_SECURITY_PROTOCOL (TLS or SASL), or the client's credentials") from None
+            continue
+        except (OSError, asyncio.TimeoutError, ValueError):
+            continue
+    raise KafkaUnavailable(f"no Kafka broker answers at {where}. Start one with `salescast kafka start`, or set "
+                           "KAFKA_BOOTSTRAP_SERVERS to where yours runs.")
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:

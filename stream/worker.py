@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from salescast.stream.core.settings import Settings
-from salescast.stream.kafka import KafkaUnavailable, ensure_topics
+from salescast.stream.kafka import KafkaUnavailable, check_connection, ensure_topics
 
 
 class DataDirInUse(Exception):
@@ -50,6 +50,7 @@ def run(settings: Settings, loglevel: str = "info") -> int:
     from salescast.stream.topics import worker_topics  # builds the app from the environment
 
     try:
+        check_connection(settings)
         created = ensure_topics(settings, worker_topics())
     except KafkaUnavailable as exc:
         print(f"salescast worker: {exc}", file=sys.stderr)

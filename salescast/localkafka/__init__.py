@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -95,16 +96,114 @@ def free_port(pair: bool = False) -> int:
                 continue
 
 
+CLIENT_USER = "salescast"
+_BROKER_USER = "broker"  # the broker's own SCRAM user, for its inter-broker listener
+SCRAM = "SCRAM-SHA-512"
+
+
+def _keytool(*args: str) -> None:
+    keytool = _require("keytool", "It comes with the Java runtime: put the JDK's bin folder on PATH.")
+    proc = subprocess.run([keytool, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BrokerError(f"keytool {args[0]} failed making the broker's TLS certificate:\n{proc.stdout}{proc.stderr}")
+
+
+def _make_tls_files(folder: Path) -> str:
+    """A self-signed CA (`ca.pem`, for clients) and the broker's PKCS12 keystore signed by it, valid for
+    127.0.0.1 and localhost; returns the keystore's password. Made with the JDK's keytool: no other tool."""
+    store_password = secrets.token_urlsafe(18)
+    ca, broker, pem, request, signed = (folder / name for name in ("ca.p12", "broker.p12", "ca.pem", "broker.csr",
+                                                                  "broker.crt"))
+    common = ["-storetype", "PKCS12", "-storepass", store_password, "-keypass", store_password]
+    _keytool("-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+             "-dname", "CN=salescast local CA", "-ext", "bc:c", "-keystore", str(ca), *common)
+    _keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), "-storepass", store_password,
+             "-file", str(pem))
+    _keytool("-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+             "-dname", "CN=localhost", "-keystore", str(broker), *common)
+    _keytool("-certreq", "-alias", "broker", "-keystore", str(broker), "-storepass", store_password,
+             "-file", str(request))
+    _keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca), "-storepass", store_password,
+             "-infile", str(request), "-outfile", str(signed), "-validity", "3650",
+             "-ext", "SAN=ip:127.0.0.1,dns:localhost")
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(pem), "-keystore", str(broker),
+             "-storepass", store_password)
+    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(signed), "-keystore", str(broker),
+             "-storepass", store_password)
+    for leftover in (request, signed, ca):  # the CA's private key is not kept: nothing more is signed
+        leftover.unlink()
+    return store_password
+
+
+def _secret_file(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 @dataclass
 class LocalBroker:
+    """`secure`: the client listener takes SASL/SCRAM-SHA-512 over TLS, with a CA made at the first start;
+    `client_env()` gives the settings a client needs (the password as a file, never in the environment)."""
+
     directory: Path
     port: int = 9092
     controller_port: int | None = None
     heap: str = "768m"
+    secure: bool = False
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def credentials(self) -> Path:
+        return self.directory / "credentials"
+
+    def client_env(self) -> dict[str, str]:
+        """The environment of a salescast process that talks to this broker."""
+        if not self.secure:
+            return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": SCRAM, "KAFKA_SASL_USERNAME": CLIENT_USER,
+                "KAFKA_SASL_PASSWORD_FILE": str(self.credentials / f"{CLIENT_USER}.password"),
+                "KAFKA_SSL_CAFILE": str(self.credentials / "ca.pem")}
+
+    def _client_options(self) -> dict:
+        if not self.secure:
+            return {"bootstrap_servers": self.bootstrap}
+        return {"bootstrap_servers": self.bootstrap, "security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM,
+                "sasl_plain_username": CLIENT_USER,
+                "sasl_plain_password": (self.credentials / f"{CLIENT_USER}.password").read_text().strip(),
+                "ssl_cafile": str(self.credentials / "ca.pem")}
+
+    def _security(self) -> tuple[list[str], list[str]]:
+        """(config lines, StorageTool format arguments) of the secure mode; both empty without it. The
+        credentials are made once, with the storage."""
+        if not self.secure:
+            return [], []
+        folder = self.credentials
+        if not (folder / "broker.p12").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+            _secret_file(folder / "keystore.password", _make_tls_files(folder))
+            for user in (CLIENT_USER, _BROKER_USER):
+                _secret_file(folder / f"{user}.password", secrets.token_urlsafe(24))
+        store_password = (folder / "keystore.password").read_text()
+        broker_password = (folder / f"{_BROKER_USER}.password").read_text()
+        lines = [
+            f"sasl.enabled.mechanisms={SCRAM}",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+            f"listener.name.sasl_ssl.{SCRAM.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            f'ScramLoginModule required username="{_BROKER_USER}" password="{broker_password}";',
+            f"ssl.keystore.location={folder / 'broker.p12'}", "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.password={store_password}", f"ssl.key.password={store_password}",
+            f"ssl.truststore.location={folder / 'broker.p12'}", "ssl.truststore.type=PKCS12",
+            f"ssl.truststore.password={store_password}",
+        ]
+        scram = [f"--add-scram={SCRAM}=[name={user},password={(folder / f'{user}.password').read_text()}]"
+                 for user in (_BROKER_USER, CLIENT_USER)]
+        return lines, scram
 
     @property
     def pid_file(self) -> Path:
@@ -130,19 +229,21 @@ class LocalBroker:
             pass
         return pid
 
-    def _write_config(self) -> Path:
+    def _write_config(self, security: list[str]) -> Path:
         controller = self.controller_port or self.port + 1
+        listener = "SASL_SSL" if self.secure else "PLAINTEXT"
         data = self.directory / "data"
         config = self.directory / "server.properties"
         config.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners={listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners={listener}://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={listener}",
+            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+            *security,
             f"log.dirs={data}",
             "num.partitions=8",
             # topics are created by salescast with SALESCAST_PARTITIONS; a typo must not invent one
@@ -200,16 +301,29 @@ class LocalBroker:
                                   f"(another Kafka? try `salescast kafka status`) or pick other ports with --port.")
         lib = ensure_jars(log)
         self.directory.mkdir(parents=True, exist_ok=True)
-        config = self._write_config()
+        formatted = (self.directory / "data" / "meta.properties").exists()
+        marker = self.directory / "secure"
+        if formatted and marker.exists() != self.secure:
+            raise BrokerError(f"the broker in {self.directory} was set up {'with' if marker.exists() else 'without'} "
+                              f"--secure; start it the same way, or give --dir another directory")
+        if self.secure:
+            marker.touch()
+        security, scram_users = self._security()
+        config = self._write_config(security)
+        config.chmod(0o600)  # it holds the keystore's and the broker user's passwords in secure mode
         classpath = f"{lib}/*"
         if not (self.directory / "data" / "meta.properties").exists():
             # url-safe base64 may start with "-": passed as --cluster-id=ID so it is never read as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={self.directory}/log4j2.properties",
-                                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(config)],
+                                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(config),
+                                  *scram_users],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:
-                raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+                output = fmt.stdout + fmt.stderr
+                for user in (CLIENT_USER, _BROKER_USER) if self.secure else ():
+                    output = output.replace((self.credentials / f"{user}.password").read_text(), "***")
+                raise BrokerError(f"formatting Kafka storage failed:\n{output}")
         with open(self.directory / "broker.out", "ab") as out:
             proc = subprocess.Popen(
                 [java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
@@ -224,6 +338,9 @@ class LocalBroker:
                                   + self._tail())
             if self.answers():
                 log(f"Kafka {kafka_version()} is running on {self.bootstrap} (pid {proc.pid}, data in {self.directory})")
+                if self.secure:
+                    log("SASL/SCRAM-SHA-512 over TLS; clients take: "
+                        + " ".join(f"{name}={value}" for name, value in self.client_env().items()))
                 return proc.pid
             time.sleep(0.5)
         self.stop()
@@ -236,8 +353,7 @@ class LocalBroker:
         from kafka.errors import KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     client_id="salescast-probe")
+            admin = KafkaAdminClient(request_timeout_ms=3000, client_id="salescast-probe", **self._client_options())
         except (KafkaError, OSError, ValueError):
             return False
         try:

@@ -10,6 +10,7 @@ one per concern (`settings.kafka`, `.time`, `.forecasting`, `.recommendations`,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -81,6 +82,22 @@ class _Environment:
     def text(self, name: str, default: str | None) -> str | None:
         value = self.env.get(name)
         return default if value is None or value == "" else value
+
+    def secret(self, name: str) -> str | None:
+        """`name`, or the contents of the file `name_FILE` names (a secret mounted as a file, as Docker and
+        Kubernetes do), trailing newline dropped. Errors name the variables, never the value."""
+        value, path = self.text(name, None), self.text(f"{name}_FILE", None)
+        if value is not None and path is not None:
+            self.errors.append(f"{name} and {name}_FILE are both set: keep one")
+            return value
+        if path is None:
+            return value
+        try:
+            return Path(path).read_text().rstrip("\r\n") or None
+        except OSError as exc:
+            self.errors.append(f"{name}_FILE={path!r} cannot be read ({exc.strerror or type(exc).__name__}): "
+                               "point it at the file holding the secret")
+            return None
 
     def _converted(self, name: str, convert: Callable[[str], float], expected: str) -> float | None:
         """The variable converted, or None when it is unset or, with an error saying what was expected, wrong."""
@@ -162,7 +179,7 @@ class KafkaSettings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
+    sasl_password: str | None = field(default=None, repr=False, metadata={"secret": True})
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -184,14 +201,14 @@ class KafkaSettings:
                 env.errors.append(f"KAFKA_BOOTSTRAP_SERVERS: {server!r} is not HOST:PORT (e.g. localhost:9092)")
         protocol = env.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS)
         mechanism = env.choice("KAFKA_SASL_MECHANISM", None, SASL_MECHANISMS)
-        username, password = env.text("KAFKA_SASL_USERNAME", None), env.text("KAFKA_SASL_PASSWORD", None)
+        username, password = env.secret("KAFKA_SASL_USERNAME"), env.secret("KAFKA_SASL_PASSWORD")
         if protocol and protocol.startswith("SASL"):
             if not mechanism:
                 env.errors.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
                                   f"({', '.join(SASL_MECHANISMS)})")
             if not username or not password:
                 env.errors.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
-                                  "KAFKA_SASL_PASSWORD")
+                                  "KAFKA_SASL_PASSWORD (or KAFKA_SASL_USERNAME_FILE and KAFKA_SASL_PASSWORD_FILE)")
         topics = {}
         for key, default in DEFAULT_TOPICS.items():
             name = env.text(f"SALESCAST_TOPIC_{key.upper()}", default)
@@ -378,3 +395,18 @@ class Settings:
         if environment.errors:
             raise SettingsError("invalid salescast settings:\n  - " + "\n  - ".join(environment.errors))
         return settings
+
+    def described(self) -> dict:
+        """Every setting as plain JSON values, secrets shown only as set or not (`salescast config`)."""
+        return _described(self)
+
+
+def _described(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: (("<set>" if getattr(value, f.name) else None) if f.metadata.get("secret")
+                         else _described(getattr(value, f.name))) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): _described(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_described(item) for item in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from salescast.stream.core.settings import Settings, SettingsError, parse_duration_ms
@@ -74,3 +76,24 @@ def test_each_section_reads_its_own_variables():
                            "SALESCAST_MODEL_KEEP": "4", "SALESCAST_ACTIVE_BUCKETS": "14", "SALESCAST_CLOCK": "events"})
     assert s.recommendations.affinity_top == 7 and s.promo.max_age_ms == 3 * 86_400_000
     assert s.store.keep == 4 and s.forecasting.active_buckets == 14 and s.time.clock == "events"
+
+
+def test_kafka_credentials_come_from_files_too_and_never_show(tmp_path):
+    """Issue 17.5: secrets mounted as files (KAFKA_SASL_*_FILE); errors and `salescast config` never show one."""
+    (tmp_path / "password").write_text("s3cr3t-value\n")
+    (tmp_path / "user").write_text("shop\n")
+    base = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}
+    settings = Settings.from_env({**base, "KAFKA_SASL_USERNAME_FILE": str(tmp_path / "user"),
+                                  "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "password")})
+    assert (settings.kafka.sasl_username, settings.kafka.sasl_password) == ("shop", "s3cr3t-value")
+    described = settings.described()
+    assert described["kafka"]["sasl_password"] == "<set>" and described["kafka"]["sasl_username"] == "shop"
+    assert "s3cr3t-value" not in json.dumps(described) and "s3cr3t-value" not in repr(settings)
+    with pytest.raises(SettingsError) as both:
+        Settings.from_env({**base, "KAFKA_SASL_USERNAME": "shop", "KAFKA_SASL_PASSWORD": "s3cr3t-value",
+                           "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "password")})
+    assert "KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE are both set" in str(both.value)
+    with pytest.raises(SettingsError) as missing:
+        Settings.from_env({**base, "KAFKA_SASL_USERNAME": "shop", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "nope")})
+    assert "KAFKA_SASL_PASSWORD_FILE=" in str(missing.value) and "cannot be read" in str(missing.value)
+    assert "s3cr3t-value" not in str(both.value) + str(missing.value)
