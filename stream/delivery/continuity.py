@@ -23,9 +23,13 @@ and `OffsetContinuity` does four things for every partition:
   before the records after them (the exactly-once position check relies
   on that order). Offsets that hold no record, compacted away or a
   transaction marker, come back empty and the gap stands;
-- once the worker has been quiet for `stall_after_s`, each partition whose
-  log reaches past that offset is sought back to its first missing record
-  (`restart_stalled`; under load a partition can wait its turn for longer);
+- each partition that has given no record for `stall_after_s` while its log
+  reaches past that offset is sought back to its first missing record
+  (`restart_stalled`, which the worker calls only while no batch is in flight
+  and no record waits in a queue: under load a partition can wait its turn
+  for longer). Silence is per partition: the internal marks records each
+  worker resends every 10 s kept a worker-wide silence from ever reaching
+  10 s, so a partition skipped at its end was never read again;
 - it hands out, for commit, the offset after the last record whose batch
   the agent finished (`commit_offsets`), and lets a revocation wait for the
   batches in flight (`wait_idle`), as Faust's acks did;
@@ -104,7 +108,8 @@ class OffsetContinuity:
         self.stall_after_s = stall_after_s
         self._due: dict[TP, int | None] = {}
         self._handled: dict[TP, int] = {}  # the offset after the last record of a finished batch
-        self._heard_at = clock()  # when the last record of any partition arrived (or the last reset)
+        self._heard: dict[TP, float] = {}  # when each partition's last record arrived
+        self._since = clock()  # the last reset: a partition not heard from since is silent from then
         self._committed: Mapping[tuple[str, int], int] | None = None
         self._asking = asyncio.Lock()  # every agent's first batch arrives at once: ask the broker once
         self._in_flight = 0
@@ -120,7 +125,8 @@ class OffsetContinuity:
         self._due.clear()
         self._handled.clear()
         self._committed = None
-        self._heard_at = self.clock()
+        self._heard.clear()
+        self._since = self.clock()
         self._epoch += 1
         if not self._stopping:
             self._open.set()
@@ -142,10 +148,11 @@ class OffsetContinuity:
         offsets, to whichever worker owns them now)."""
         completed = []
         epoch = self._epoch
-        self._heard_at = self.clock()
+        now = self.clock()
         for event in events:
             message = event.message
             tp = message.tp
+            self._heard[tp] = now
             due = await self._next_due(tp)
             if (due is None and message.offset > 0) or (due is not None and message.offset > due):
                 missing = await retrying(lambda: self.read_range(message.topic, message.partition, due,
@@ -225,19 +232,17 @@ class OffsetContinuity:
 
     async def restart_stalled(self, assignment: Iterable[TP], topics: Collection[str],
                               log_end: Callable[[TP], "int | None"], seek: Seek) -> list[TP]:
-        """Once no record of any partition has arrived for `stall_after_s`, seek back each partition of
-        `topics` whose log reaches past the next offset due: records Faust dropped with no later record
-        to show the jump. `topics` are the agents' own (the assignment also holds the tables'
-        changelogs, which are Faust's to read); `log_end(tp)` is the partition's high watermark as the
-        consumer last saw it (None: not known)."""
+        """Seek back each partition of `topics` that has given no record for `stall_after_s` though its log
+        reaches past the next offset due: records Faust dropped with no later record to show the jump.
+        `topics` are the agents' own (the assignment also holds the tables' changelogs, which are Faust's
+        to read); `log_end(tp)` is the partition's high watermark as the consumer last saw it (None: not
+        known)."""
         now = self.clock()
-        silent_s = now - self._heard_at
-        if silent_s < self.stall_after_s:
-            return []
         sought = []
         for tp in assignment:
             end = log_end(tp) if tp.topic in topics else None
-            if end is None:
+            silent_s = now - self._heard.get(tp, self._since)
+            if end is None or silent_s < self.stall_after_s:
                 continue
             due = await self._next_due(tp)
             if end <= (due or 0):
@@ -251,9 +256,8 @@ class OffsetContinuity:
                         "consumer back to offset %d", tp.topic, tp.partition, silent_s, end - 1, first[0].offset)
             await seek(tp, first[0].offset)
             self.on_stalled(tp.topic)
+            self._heard[tp] = now  # time for the records to come
             sought.append(tp)
-        if sought:
-            self._heard_at = now  # time for the records to come
         return sought
 
     async def _next_due(self, tp: TP) -> int | None:
