@@ -213,8 +213,8 @@ def main() -> int:
         doubled = sum(max(0, got[sku] - expected[sku]) for sku in got)
         letters = dead_letters(first)
         sent = sum(expected.values())
-        print(f"\nsoak: {len(workers)} workers, {args.kills} kills every {args.kill_every:.0f} s, one {args.outage:.0f} s "
-              f"broker outage, {args.rate:.0f} live orders/s + {args.backfill_orders} backfilled")
+        print(f"\nsoak: {len(workers)} workers, {args.kills} kills every {args.kill_every:.0f} s, one "
+              f"{args.outage:.0f} s broker outage, {args.rate:.0f} live orders/s + {args.backfill_orders} backfilled")
         print(f"units acknowledged {sent}, counted {sum(got.values())}, lost {lost}, doubled {doubled}, "
               f"SKUs off {sum(1 for sku in set(expected) | set(got) if expected[sku] != got[sku])}, "
               f"dead letters {dict(letters) or 0}, {caught_up_s:.0f} s in all")

@@ -74,7 +74,8 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
-        ssl_context = create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile)
+        ssl_context = create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile,
+                                         keyfile=kafka.ssl_keyfile)
 
     async def connect(host: str, port: int) -> None:
         connection = await create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), ssl_context=ssl_context,

@@ -316,8 +316,8 @@ class LocalBroker:
             # url-safe base64 may start with "-": passed as --cluster-id=ID so it is never read as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={self.directory}/log4j2.properties",
-                                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(config),
-                                  *scram_users],
+                                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config",
+                                  str(config), *scram_users],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:
                 output = fmt.stdout + fmt.stderr

@@ -1,6 +1,7 @@
 """A secured cluster for real (issue 17.5): the local broker with SASL/SCRAM-SHA-512 over TLS, and the
 worker, the generator and the retrainer against it with credentials from the environment and from files."""
 
+import signal
 import subprocess
 import sys
 
@@ -20,10 +21,9 @@ def salescast(env: dict, cwd, *args) -> subprocess.CompletedProcess:
 def test_worker_generator_and_retrainer_run_on_a_sasl_scram_tls_broker_and_keep_its_secret(tmp_path):
     broker = LocalBroker(directory=tmp_path / "kafka", port=free_port(pair=True), secure=True)
     broker.start(log=lambda message: None)
+    worker = Worker(broker.bootstrap, tmp_path, broker.client_env())  # the password as a mounted file
     try:
-        client = broker.client_env()
         password = (tmp_path / "kafka" / "credentials" / "salescast.password").read_text()
-        worker = Worker(broker.bootstrap, tmp_path, client)  # the password as a mounted file
         worker.start()
         # the generator with the password itself in its environment, the retrainer with both as files
         with_password = {k: v for k, v in worker.env.items() if k != "KAFKA_SASL_PASSWORD_FILE"}
@@ -66,6 +66,6 @@ def test_worker_generator_and_retrainer_run_on_a_sasl_scram_tls_broker_and_keep_
                             ("refusal", refused.stderr), ("untrusted", untrusted.stderr)]:
             assert password not in text, f"the password appears in the {where}"
         assert worker.process.poll() is None
-        worker.stop()
     finally:
+        worker.stop(signal.SIGKILL, timeout_s=10)
         broker.stop(log=lambda message: None)

@@ -40,7 +40,8 @@ def test_a_rejected_order_is_not_remembered_and_a_window_of_zero_turns_deduplica
     settings = Settings.from_env({})
     ledger = InMemoryOrderLedger(settings.time.dedup_window_ms)
     ingestor = Ingestor(settings, orders=ledger, now_ms=lambda: T0)
-    assert ingestor.ingest("orders", order("o-1", T0 + 5 * DAY), partition=0, offset=1).dead_letter["reason"] == "future"
+    rejected = ingestor.ingest("orders", order("o-1", T0 + 5 * DAY), partition=0, offset=1)
+    assert rejected.dead_letter["reason"] == "future"
     assert ingestor.ingest("orders", order("o-1", T0), partition=0, offset=2).sku_updates  # sent again, fixed
     off = Ingestor(Settings.from_env({"SALESCAST_DEDUP_WINDOW": "0"}), orders=ledger, now_ms=lambda: T0)
     assert off.ingest("orders", order("o-1", T0), partition=0, offset=3).sku_updates
