@@ -28,6 +28,8 @@ RELIED_ON = (
     (faust_kafka.Consumer, "_wait_next_records"),
     (faust_kafka.Consumer, "_to_message"),
     (faust_kafka.Consumer, "_commit_offsets"),
+    (faust_kafka.Consumer, "_new_consumer_thread"),
+    (faust_kafka.AIOKafkaConsumerThread, "_create_worker_consumer"),
     (faust_kafka.AIOKafkaConsumerThread, "seek_wait"),
     (faust_kafka.Producer, "_producer"),
     (faust.App, "_new_transport"),
@@ -84,7 +86,25 @@ class _Fetch(tuple):
     """A partition's records from one fetch, standing for a single record in Faust's record map."""
 
 
+# How long the broker may hold a fetch that found nothing new. aiokafka sends one fetch at a time per
+# broker, leaving out the partitions whose last records are still buffered; a record that reaches
+# such a partition waits for that fetch to come back. Faust hard-codes 1,500 ms (aiokafka's default is
+# 500), which put up to 1.5 s on each hop of a bucket close at 2,000 events/s. Shorter costs an idle
+# worker CPU (measured: 15% of a core at 1,500 ms, 18% at 50 ms, 32% at 10 ms; the broker 9, 14, 30%).
+FETCH_MAX_WAIT_MS = 50
+
+
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its Fetcher, made when it starts
+        return consumer
+
+
 class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     def _reset_state(self) -> None:
         super()._reset_state()
         self._read_offset = _ReadOffsets(self.app.agent_topic_names)

@@ -191,12 +191,17 @@ class MarksSender:
         self.published: dict[str, int] = {}  # newest event time per partition whose updates were flushed
         self.last: dict | None = None
         self.sent_at = 0.0
+        self.held_back: set[str] = set()  # topics whose batch moved a partition into a new bucket, marks not sent
+        self.owed = False  # a held-back batch was flushed: send_owed_marks sends its marks
 
     def publish(self, topic: str) -> None:
         """The batch's updates were flushed: the marks of `topic`'s partitions may go out."""
         for name, (ts, _) in ingestor.marks().items():
             if name.rpartition("/")[0] == topic:
                 self.published[name] = ts
+        if topic in self.held_back:
+            self.held_back.discard(topic)
+            self.owed = True
 
     def publish_persisted(self) -> None:
         """A persisted progress was sent after its batch's updates, before this start: its marks may go out."""
@@ -206,13 +211,14 @@ class MarksSender:
     def add(self, out: Outbox, topic: str | None = None, force: bool = True) -> None:
         """Marks behind the records `out` holds so far: those of `topic`'s partitions as read."""
         if topic is not None and time.time() - self.sent_at < self.BATCH_EVERY_S:
-            return  # the timer sends them within its interval
+            self.held_back.add(topic)  # owed once the batch is flushed (`publish`)
+            return
         marks = {name: [ts if name.rpartition("/")[0] == topic else self.published.get(name, PENDING), idle]
                  for name, (ts, idle) in ingestor.marks(_backlog).items()}
         now = time.time()
         if not marks or (not force and marks == self.last and now - self.sent_at < self.RESEND_S):
             return
-        self.last, self.sent_at = marks, now
+        self.last, self.sent_at, self.owed = marks, now, False
         message = encode_marks(marks, now, _input_partition_counts())
         for partition in _all_sku_partitions:
             out.add(SKU_EVENTS, None, message, partition=partition)
@@ -242,6 +248,18 @@ async def send_marks_when_changed() -> None:
     await watermark_seeding.ensure(out)  # sends the marks itself when it seeds
     marks_sender.add(out, force=False)  # every partition as of its last flushed batch
     await out.flush(writes.producer())
+
+
+async def send_owed_marks() -> None:
+    """The marks a batch held back (MarksSender.BATCH_EVERY_S), as its flush published them, within the
+    interval: every wait here is a wait on a bucket close (the resend timer above waited up to 1 s)."""
+    if marks_sender.owed:
+        out = Outbox()
+        marks_sender.add(out)
+        await out.flush(writes.producer())
+
+
+app.timer(MarksSender.BATCH_EVERY_S, name="send_owed_marks")(send_owed_marks)
 
 
 async def ingest_batch(kind: str, events: Iterable, stream=None) -> None:

@@ -231,6 +231,32 @@ async def test_ingest_seeds_watermarks_persisted_before_a_restart_and_persists_i
         f"{orders_topic}/0".encode(): [T0 + 9 * DAY, 0], f"{orders_topic}/2".encode(): [T0 + 10 * DAY + DAY // 2, 1]}
 
 
+async def test_marks_a_batch_held_back_go_out_once_its_updates_are_flushed_not_with_the_resend_timer(producer):
+    """After a batch, marks go out at most every BATCH_EVERY_S; a batch that moved a partition into a
+    new bucket inside that interval owes them, and send_owed_marks sends them (every wait is a wait on
+    a bucket close)."""
+    ingest.marks_sender.BATCH_EVERY_S = 60.0  # every batch after the first inside the interval
+    orders_topic = ingest.settings.kafka.topic("orders")
+
+    def order(order_id, ts):
+        return orjson.dumps({"order_id": order_id, "user_id": "u", "ts": ts,
+                             "items": [{"sku": "a", "qty": 1, "unit_price": 1.0}]})
+
+    async with ingest.ingest_orders.test_context() as agent:
+        await agent.put(order("o1", T0), key=b"o1", partition=0)
+        await settled(lambda: producer.marks())
+        await agent.put(order("o2", T0 + DAY), key=b"o2", partition=0)
+        await settled(lambda: len(producer.to(topics.INPUT_WATERMARKS)) == 2)
+    assert producer.marks()[-1][1][f"{orders_topic}/0"] == [T0, False]  # the second batch's were held back
+    assert ingest.marks_sender.owed
+    await ingest.send_owed_marks()
+    assert producer.marks()[-1][1][f"{orders_topic}/0"] == [T0 + DAY, False]
+    assert not ingest.marks_sender.owed
+    sent = len(producer.marks())
+    await ingest.send_owed_marks()  # nothing owed: nothing sent
+    assert len(producer.marks()) == sent
+
+
 async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents_outbox(producer):
     """The clicks agent has read a batch whose updates it has not sent yet: the orders agent's marks must
     not carry that progress out ahead of them, or a SKU partition closes buckets those clicks belong to."""

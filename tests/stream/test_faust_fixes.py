@@ -28,6 +28,16 @@ def test_canary_the_consumer_and_producer_instances_have_what_faust_fixes_uses()
     assert hasattr(app.producer, "_producer")
 
 
+async def test_the_workers_consumer_asks_the_broker_to_hold_an_empty_fetch_only_briefly():
+    """A record reaching a partition left out of the fetch in flight waits for that fetch to come back:
+    with Faust's 1,500 ms, up to 1.5 s on each hop of a bucket close."""
+    thread = app.consumer._thread
+    assert isinstance(thread, faust_fixes._ConsumerThread)
+    consumer = thread._create_worker_consumer(app.transport)  # not started: nothing reaches a broker
+    assert consumer._fetch_max_wait_ms == faust_fixes.FETCH_MAX_WAIT_MS <= 50
+    await consumer.stop()
+
+
 def test_the_agents_topics_have_no_last_read_offset_to_drop_re_read_records_by():
     offsets = _ReadOffsets({"orders"})
     offsets[TP("orders", 0)] = 1562  # what a fetch before the recovery's seek left
