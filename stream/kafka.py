@@ -58,6 +58,15 @@ def faust_credentials(settings: Settings):
     return None
 
 
+def _bootstrap_addresses(settings: Settings) -> list[tuple[str, str, int]]:
+    """(as written, host, port) of each bootstrap server; Settings has checked each is HOST:PORT."""
+    addresses = []
+    for server in settings.kafka.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        addresses.append((server.strip(), host.strip("[]") or "localhost", int(port)))
+    return addresses
+
+
 def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
     """One connection to the first bootstrap server that accepts one, with the configured security, or
     KafkaUnavailable saying what is wrong: kafka-python, which the admin and backfill clients use, reports
@@ -69,7 +78,6 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
 
     kafka = settings.kafka
     where = kafka.bootstrap_servers
-    options = client_options(settings)
     ssl_context = None
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
@@ -83,10 +91,9 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
                                        sasl_plain_username=kafka.sasl_username, sasl_plain_password=kafka.sasl_password)
         connection.close()
 
-    for server in options["bootstrap_servers"]:
-        host, _, port = server.strip().rpartition(":")
+    for server, host, port in _bootstrap_addresses(settings):
         try:
-            asyncio.run(asyncio.wait_for(connect(host.strip("[]") or "localhost", int(port)), timeout_s))
+            asyncio.run(asyncio.wait_for(connect(host, port), timeout_s))
             return
         except SaslAuthenticationFailed:
             raise KafkaUnavailable(
@@ -106,7 +113,7 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
                     f"the broker at {server} closed the connection ({kafka.security_protocol}): it may expect "
                     "another KAFKA_SECURITY_PROTOCOL (TLS or SASL), or the client's credentials") from None
             continue
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (OSError, asyncio.TimeoutError):
             continue
     raise KafkaUnavailable(f"no Kafka broker answers at {where}. Start one with `salescast kafka start`, or set "
                            "KAFKA_BOOTSTRAP_SERVERS to where yours runs.")
@@ -153,10 +160,9 @@ def reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
     """Whether any bootstrap server accepts a TCP connection: a quick look before a client that waits 30 s."""
     import socket
 
-    for server in settings.kafka.bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for _, host, port in _bootstrap_addresses(settings):
         try:
-            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+            with socket.create_connection((host, port), timeout=timeout_s):
                 return True
         except (OSError, ValueError):
             continue

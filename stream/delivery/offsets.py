@@ -92,16 +92,16 @@ async def commit_handled() -> None:
         continuity.on_committed(offsets)
 
 
-_failures_reported: set[int] = set()
+_stopping_for: list[DeliveryFailed] = []  # the failure already reported (DELIVERIES keeps raising it)
 
 
 def _stop_for_good(failure: DeliveryFailed) -> None:
     """A record was lost on its way out: commit nothing more (DELIVERIES raises from now on), and stop
     gracefully, so the tables close cleanly, for a restart from the last commit, which reads its input
     again. stream.worker.run exits non-zero."""
-    if id(failure) in _failures_reported:
+    if _stopping_for:
         return
-    _failures_reported.add(id(failure))
+    _stopping_for.append(failure)
     log.error("%s", failure)
     metrics.DELIVERY_FAILURES.inc()
     if not continuity.stopping:
