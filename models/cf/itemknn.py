@@ -31,6 +31,24 @@ small, so one weak neighbour does not count as much as many strong ones.
 For affinity (who wants item i, used for promotions) the user's own weight on
 i counts too, as a neighbour of similarity 1; recommendations instead rank
 only items the user has not touched.
+
+Two more item-item families fill the same sparse matrix, so the worker scores
+them the same way (`normalise=False`: score(i) = sum_j w_j s(j, i), no mean):
+
+- "rp3beta": a random walk user -> item -> user -> item. P_ui is X with rows
+  scaled to sum 1, P_iu the same of X', both raised to `alpha`; s(i, j) is
+  (P_iu P_ui)[i, j] divided by j's popularity to the power `beta`, which
+  keeps the popular items from being everyone's neighbours (Paudel et al.,
+  ACM TiiS 2016; Dacrema et al., RecSys 2019, found it among the strongest
+  simple baselines).
+- "ease": the closed-form linear item-item model of Steck (WWW 2019),
+  B = argmin |X - XB|^2 + l2 |B|^2 with diag(B) = 0, solved from the dense
+  inverse of X'X + l2 I: items^2 memory, so only for catalogues up to
+  EASE_MAX_ITEMS. Each row keeps its `neighbours` largest entries in absolute
+  value; a negative one lowers a score, so an EASE score can be negative.
+
+Which family and knobs a shop gets is chosen on its own held-out data by the
+retrainer (salescast.models.cf.selection), not fixed here.
 """
 
 from __future__ import annotations
@@ -42,7 +60,9 @@ import numpy as np
 from scipy import sparse
 
 WEIGHTINGS = ("none", "tfidf", "bm25")
+FAMILIES = ("cosine", "rp3beta", "ease")
 BLOCK_ITEMS = 2048  # items per X'X block: bounds the product's memory
+EASE_MAX_ITEMS = 8_000  # EASE inverts a dense items x items matrix: 8,000 items take ~1.5 GB and ~20 s
 
 
 def inverse_user_frequency(X: sparse.csr_matrix) -> np.ndarray:
@@ -73,16 +93,17 @@ def weight_matrix(X: sparse.csr_matrix, weighting: str, k1: float = 1.2, b: floa
     return X
 
 
-def top_k_rows(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
-    """Keep each row's k largest entries."""
+def top_k_rows(matrix: sparse.csr_matrix, k: int, by_magnitude: bool = False) -> sparse.csr_matrix:
+    """Keep each row's k largest entries (`by_magnitude`: largest in absolute value, signs kept)."""
     matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)
     if counts.max(initial=0) <= k:
         return matrix
     keep = np.ones(matrix.nnz, dtype=bool)
+    ranked = np.abs(matrix.data) if by_magnitude else matrix.data
     for row in np.flatnonzero(counts > k):
         start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        drop = np.argpartition(matrix.data[start:end], end - start - k)[: end - start - k]
+        drop = np.argpartition(ranked[start:end], end - start - k)[: end - start - k]
         keep[start + drop] = False
     rows = np.repeat(np.arange(matrix.shape[0]), counts)[keep]
     return sparse.csr_matrix((matrix.data[keep], (rows, matrix.indices[keep])), shape=matrix.shape)
@@ -113,6 +134,57 @@ def cosine_top_k(X: sparse.csr_matrix, k: int, shrink: float, block: int = BLOCK
     return sparse.vstack(blocks, format="csr")
 
 
+def _rows_to_unit_sum(matrix: sparse.csr_matrix, alpha: float) -> sparse.csr_matrix:
+    """Each row scaled to sum 1 (a transition matrix), then every entry raised to `alpha`."""
+    matrix = sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    counts = np.diff(matrix.indptr)
+    with np.errstate(divide="ignore"):
+        matrix.data = matrix.data / np.repeat(np.where(sums > 0, sums, 1.0), counts)
+    matrix.data = matrix.data ** alpha
+    return matrix
+
+
+def rp3beta_top_k(X: sparse.csr_matrix, k: int, alpha: float, beta: float,
+                  block: int = BLOCK_ITEMS) -> sparse.csr_matrix:
+    """Items x items: each item's k strongest three-step walk targets, popularity-damped, self excluded."""
+    items = X.shape[1]
+    user_to_item = _rows_to_unit_sum(X, alpha)
+    item_to_user = _rows_to_unit_sum(X.T.tocsr(), alpha)
+    popularity = np.diff(sparse.csc_matrix(X).indptr).astype(np.float64)
+    damping = np.zeros(items)
+    damping[popularity > 0] = popularity[popularity > 0] ** -beta
+    blocks = []
+    for start in range(0, items, block):
+        end = min(items, start + block)
+        walk = (item_to_user[start:end] @ user_to_item).tocsr()
+        rows = np.repeat(np.arange(start, end), np.diff(walk.indptr))
+        walk.data = walk.data * damping[walk.indices]
+        walk.data[rows == walk.indices] = 0.0
+        walk.eliminate_zeros()
+        blocks.append(top_k_rows(walk, k))
+    if not blocks:
+        return sparse.csr_matrix((items, items))
+    return sparse.vstack(blocks, format="csr")
+
+
+def ease_top_k(X: sparse.csr_matrix, k: int, l2: float) -> sparse.csr_matrix:
+    """Items x items: Steck's EASE weights B (row i: what i says about each other item), each row's k largest
+    in absolute value kept: the negative weights (i makes j less likely) carry as much as the positive ones
+    (on MovieLens, 500 signed entries a row scored NDCG@10 0.107 as the full B did; 500 positive, 0.101)."""
+    items = X.shape[1]
+    if items > EASE_MAX_ITEMS:
+        raise ValueError(f"EASE needs a dense {items} x {items} matrix; it is offered for up to "
+                         f"{EASE_MAX_ITEMS} items (use the cosine or rp3beta family)")
+    gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices(items)] += l2
+    weights = np.linalg.inv(gram)
+    del gram
+    weights /= -np.diag(weights)[None, :]  # B[i, j] = -P[i, j] / P[j, j]
+    weights[np.diag_indices(items)] = 0.0
+    return top_k_rows(sparse.csr_matrix(weights), k, by_magnitude=True)
+
+
 @dataclass
 class ItemKNN:
     """fit(X, categories) on users x items weights; then score, recommend, affinity."""
@@ -125,6 +197,11 @@ class ItemKNN:
     bm25_b: float = 0.75
     shrink_score: float = 30.0
     cold_similarity: float = 0.05
+    family: str = "cosine"
+    normalise: bool = True  # the shrunk weighted mean of the module docstring; False: the plain sum
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
+    ease_l2: float = 200.0
     similarity: sparse.csr_matrix | None = field(default=None, repr=False)
     popularity: np.ndarray | None = field(default=None, repr=False)  # users per item in the training matrix
     categories: np.ndarray | None = field(default=None, repr=False)  # per item; "" when unknown
@@ -132,7 +209,19 @@ class ItemKNN:
     def params(self) -> dict:
         return {"neighbours": self.neighbours, "shrink": self.shrink, "weighting": self.weighting,
                 "bm25_k1": self.bm25_k1, "bm25_b": self.bm25_b, "shrink_score": self.shrink_score,
-                "cold_similarity": self.cold_similarity}
+                "cold_similarity": self.cold_similarity, "family": self.family, "normalise": self.normalise,
+                "rp3_alpha": self.rp3_alpha, "rp3_beta": self.rp3_beta, "ease_l2": self.ease_l2}
+
+    def describe(self) -> str:
+        """The family and the knobs that matter for it, for logs and reports."""
+        if self.family == "rp3beta":
+            knobs = f"alpha {self.rp3_alpha:g}, beta {self.rp3_beta:g}"
+        elif self.family == "ease":
+            knobs = f"l2 {self.ease_l2:g}"
+        else:
+            knobs = f"{self.weighting}, shrink {self.shrink:g}"
+            knobs += f", mean shrunk by {self.shrink_score:g}" if self.normalise else ", summed"
+        return f"{self.family} ({knobs}, {self.neighbours} neighbours)"
 
     def fit(self, X: sparse.spmatrix, categories: Sequence[str] | None = None) -> "ItemKNN":
         X = sparse.csr_matrix(X)
@@ -141,8 +230,15 @@ class ItemKNN:
         if len(self.categories) != items:
             raise ValueError(f"{len(self.categories)} categories for {items} items")
         self.popularity = np.diff(sparse.csc_matrix(X).indptr).astype(np.float64)
-        weighted = weight_matrix(X, self.weighting, self.bm25_k1, self.bm25_b)
-        similarity = cosine_top_k(weighted, self.neighbours, self.shrink)
+        if self.family == "rp3beta":
+            similarity = rp3beta_top_k(X, self.neighbours, self.rp3_alpha, self.rp3_beta)
+        elif self.family == "ease":
+            similarity = ease_top_k(X, self.neighbours, self.ease_l2)
+        elif self.family == "cosine":
+            weighted = weight_matrix(X, self.weighting, self.bm25_k1, self.bm25_b)
+            similarity = cosine_top_k(weighted, self.neighbours, self.shrink)
+        else:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         self.similarity = self._with_cold_items(similarity)
         return self
 
@@ -161,8 +257,16 @@ class ItemKNN:
         if not rows:
             return similarity
         rows, cols = np.concatenate(rows), np.concatenate(cols)
-        extra = sparse.csr_matrix((np.full(len(rows), self.cold_similarity), (rows, cols)), shape=similarity.shape)
+        extra = sparse.csr_matrix((np.full(len(rows), self._cold_value(similarity)), (rows, cols)),
+                                  shape=similarity.shape)
         return (similarity + extra).tocsr()
+
+    def _cold_value(self, similarity: sparse.csr_matrix) -> float:
+        """A weak link on this family's scale: cold_similarity is on the cosine's 0-1 scale; a summed family
+        (walk probabilities, EASE weights) gets the 10th percentile of its learned links instead."""
+        if self.normalise or similarity.nnz == 0:
+            return self.cold_similarity
+        return float(np.percentile(similarity.data, 10))
 
     def popular_items(self, category: str | None = None, n: int = 10) -> np.ndarray:
         """Most popular items with any users, overall or within one category."""
@@ -201,11 +305,14 @@ class ItemKNN:
         present = W.copy()
         present.data = np.ones_like(present.data)
         numerator = (W @ self.similarity).tocsr()
+        if not self.normalise:
+            return (numerator + W).tocsr() if include_self else numerator
         denominator = (present @ self.similarity).tocsr()
         if include_self:  # as if each item were its own neighbour at similarity 1, without a second matrix
             numerator = (numerator + W).tocsr()
             denominator = (denominator + present).tocsr()
-        # All weights and similarities are positive, so both products have the same entries; W and
+        # (normalise is for the cosine family only) All weights and similarities are positive, so both
+        # products have the same entries; W and
         # `present` share their pattern, so scipy lists them in the same order (sorted only if not).
         if not (np.array_equal(numerator.indptr, denominator.indptr)
                 and np.array_equal(numerator.indices, denominator.indices)):

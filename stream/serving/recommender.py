@@ -98,7 +98,9 @@ class Recommender:
         scores = self.model.score(self._rows(vectors), include_self=True)
         items, values = top_per_row(scores, top)
         skus = self.skus
-        return [dict(zip([skus[i] for i in row_items], row_values)) for row_items, row_values in zip(items, values)]
+        # a linear model's score can be negative (the user's items make the SKU less likely): no affinity
+        return [{skus[i]: value for i, value in zip(row_items, row_values) if value > 0}
+                for row_items, row_values in zip(items, values)]
 
     def for_sku(self, entry: dict | None, category_of: Callable[[], str | None], n: int,
                 half_life_ms: float) -> Recommendations:
