@@ -2,11 +2,13 @@
 
 The matrix is what the worker keeps: each user's decayed vector (the
 `user-items` table, or the same built from an events file), and each SKU's
-category from its inventory records. Before the model is saved it is scored
-against popularity on a random 20% of each user's items held out (the
-vectors keep no per-item times, so this split is by item, not by time;
-`salescast evaluate --cf` is the split by time); the saved model is then
-fitted on everything.
+category from its inventory records. The family and knobs are chosen per shop
+(salescast.models.cf.selection) on a random 20% of each user's items held out;
+the chosen recipe is then scored against popularity, and against the live
+version's recipe, on another random 20% (so the choice is not judged on the
+very items it was chosen on), and the saved model is fitted on everything.
+The vectors keep no per-item times, so these splits are by item, not by time;
+`salescast evaluate --cf` runs the same choice on held-out time.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 from scipy import sparse
 
 from salescast.models import useritem
-from salescast.models.cf import candidates, ranking
+from salescast.models.cf import candidates, ranking, selection
 from salescast.models.cf.itemknn import ItemKNN
 from salescast.stream.serving.recommender import GLOBAL_AUDIENCE, Recommender
 
 HOLDOUT_FRACTION = 0.2
+SELECTION_SEED_OFFSET = 1_000  # the choice's holdout is drawn apart from the one that judges it
 HOLDOUT_USERS = 5_000  # users scored for the holdout metrics, drawn at random: bounds the time on big shops
 AUDIENCE_SIZE = 200  # users kept per category for SKUs with no candidates yet
 POPULAR_PER_CATEGORY = 20
@@ -71,11 +74,23 @@ def holdout_items(matrix: sparse.csr_matrix, fraction: float, seed: int,
     return train, relevant
 
 
-def holdout_metrics(data: UserItemMatrix, seed: int) -> dict:
+def choose(matrix: sparse.csr_matrix, categories: list[str], seed: int,
+           grid: tuple[dict, ...] = selection.CANDIDATES) -> tuple[dict, list[selection.Trial]]:
+    """The recipe (ItemKNN parameters) with the best NDCG@10 on a random holdout of `matrix`, and every trial;
+    the long-standing defaults when no user has two items to hold one out from."""
+    train, relevant = holdout_items(matrix, HOLDOUT_FRACTION, seed)
+    if not relevant:
+        return ItemKNN().params(), []
+    return selection.select(train, relevant, categories, grid)
+
+
+def holdout_metrics(data: UserItemMatrix, seed: int, params: dict | None = None) -> dict:
+    """The recipe `params` (default: ItemKNN's defaults) fitted on a random holdout's training part, scored
+    beside popularity."""
     train, relevant = holdout_items(data.matrix, HOLDOUT_FRACTION, seed)
     if not relevant:
         return {"holdout_users": 0}
-    model = ItemKNN().fit(train, data.categories)
+    model = ItemKNN(**(params or {})).fit(train, data.categories)
     knn = ranking.evaluate(ranking.model_scorer(model, train), train, relevant)
     baseline = ranking.evaluate(ranking.popularity_scorer(train), train, relevant)
     return {"ndcg@10": round(knn["ndcg@10"], 4), "precision@10": round(knn["precision@10"], 4),
@@ -102,17 +117,24 @@ def live_holdout_metrics(data: UserItemMatrix, seed: int, live: Recommender) -> 
     return {"ndcg@10": round(scored["ndcg@10"], 4), "precision@10": round(scored["precision@10"], 4)}
 
 
-def fit(data: UserItemMatrix, seed: int = 7) -> tuple[ItemKNN, dict, dict]:
-    """(model fitted on all of the matrix, its config, its holdout metrics)."""
+def fit(data: UserItemMatrix, seed: int = 7, grid: tuple[dict, ...] = selection.CANDIDATES
+        ) -> tuple[ItemKNN, dict, dict]:
+    """(the recipe of `grid` that ranks a holdout best, fitted on all of the matrix; its config; its holdout
+    metrics)."""
     if data.matrix.nnz == 0:
         raise ValueError("no user has interacted with any SKU yet, so there is nothing to learn from: "
                          "let the worker consume clicks and orders first, or give --events FILE")
-    metrics = holdout_metrics(data, seed)
     started = time.perf_counter()
-    model = ItemKNN().fit(data.matrix, data.categories)
+    params, trials = choose(data.matrix, data.categories, seed + SELECTION_SEED_OFFSET, grid)
+    choice_seconds = time.perf_counter() - started
+    metrics = holdout_metrics(data, seed, params)
+    started = time.perf_counter()
+    model = ItemKNN(**params).fit(data.matrix, data.categories)
     metrics.update(users=len(data.users), skus=len(data.skus), interactions=int(data.matrix.nnz),
-                   fit_seconds=round(time.perf_counter() - started, 2))
-    return model, {"params": model.params()}, metrics
+                   fit_seconds=round(time.perf_counter() - started, 2), model=model.describe(),
+                   selection_seconds=round(choice_seconds, 2))
+    selection_facts = [trial.summary() for trial in trials]
+    return model, {"params": model.params(), "selection": selection_facts}, metrics
 
 
 def artifact_arrays(model: ItemKNN, data: UserItemMatrix) -> dict[str, np.ndarray]:

@@ -366,8 +366,8 @@ def lstm_summary(metrics: dict) -> str:
 
 
 def cf_summary(metrics: dict) -> str:
-    return (f"holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} (popularity "
-            f"{metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
+    return (f"{metrics.get('model', 'item-kNN')}: holdout NDCG@10 {metrics.get('ndcg@10', float('nan')):.4f} "
+            f"(popularity {metrics.get('popularity_ndcg@10', float('nan')):.4f}) over {metrics['skus']} SKUs")
 
 
 def promo_summary(metrics: dict) -> str:

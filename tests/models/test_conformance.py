@@ -95,13 +95,14 @@ def gbm_model():
 CATEGORIES = ("shoes", "hats", "bags")
 
 
-@pytest.fixture(scope="module")
-def cf():
-    """The item-kNN recommender fitted the way `salescast retrain` fits it, on a small synthetic shop.
+def fitted_cf(grid: tuple[dict, ...] | None = None) -> dict:
+    """The recommender fitted the way `salescast retrain` fits it (choosing from `grid`, default the
+    retrainer's), on a small synthetic shop.
 
     Three categories of eight SKUs; users mostly keep to one category. Two SKUs nobody
     touched: "hat-new" (category hats) and "mystery" (no category).
     """
+    from salescast.models.cf import selection
     from salescast.training import recommender as cf_training
 
     rng = np.random.default_rng(11)
@@ -120,9 +121,26 @@ def cf():
         vectors[f"user-{u:03d}"] = user_vector(weights, 1_000)
     categories = {**skus, "hat-new": "hats", "mystery": ""}
     data = cf_training.matrix_from_vectors(vectors, categories)
-    model, config, _ = cf_training.fit(data)
+    model, config, _ = cf_training.fit(data, grid=grid or selection.CANDIDATES)
     return {"data": data, "model": model, "config": config, "arrays": cf_training.artifact_arrays(model, data),
             "vectors": vectors}
+
+
+@pytest.fixture(scope="module")
+def cf():
+    return fitted_cf()
+
+
+# every family the retrainer can choose is served through the same checks
+@pytest.fixture(scope="module")
+def cf_rp3beta():
+    return fitted_cf(({"family": "rp3beta", "rp3_alpha": 0.6, "rp3_beta": 0.4, "neighbours": 200,
+                       "normalise": False},))
+
+
+@pytest.fixture(scope="module")
+def cf_ease():
+    return fitted_cf(({"family": "ease", "ease_l2": 50.0, "neighbours": 500, "normalise": False},))
 
 
 # ---------------------------------------------------------------------------------------------- forecaster cases
@@ -381,9 +399,29 @@ def case_no_model_for_sku(cf) -> c.RecommenderCase:
                      lambda root: load_current("cf", root))
 
 
+def case_rp3beta_for_user(cf_rp3beta) -> c.RecommenderCase:
+    assert cf_rp3beta["model"].family == "rp3beta"
+    return case_recommender_for_user(cf_rp3beta)
+
+
+def case_rp3beta_for_sku(cf_rp3beta) -> c.RecommenderCase:
+    return case_recommender_for_sku(cf_rp3beta)
+
+
+def case_ease_for_user(cf_ease) -> c.RecommenderCase:
+    assert cf_ease["model"].family == "ease"
+    return case_recommender_for_user(cf_ease)
+
+
+def case_ease_for_sku(cf_ease) -> c.RecommenderCase:
+    return case_recommender_for_sku(cf_ease)
+
+
 RECOMMENDERS = {"itemknn": case_itemknn, "recommender_for_user": case_recommender_for_user,
                 "recommender_for_sku": case_recommender_for_sku, "no_model_for_user": case_no_model_for_user,
-                "no_model_for_sku": case_no_model_for_sku}
+                "no_model_for_sku": case_no_model_for_sku, "rp3beta_for_user": case_rp3beta_for_user,
+                "rp3beta_for_sku": case_rp3beta_for_sku, "ease_for_user": case_ease_for_user,
+                "ease_for_sku": case_ease_for_sku}
 
 
 # ---------------------------------------------------------------------------------------------- the table

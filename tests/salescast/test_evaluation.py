@@ -51,7 +51,8 @@ def test_evaluate_cf_prints_every_method_and_writes_the_report(tmp_path, capsys)
     code = main(["evaluate", "--cf", "--skus", "30", "--users", "300", "--days", "20", "--report", str(report)])
     assert code == 0
     out = capsys.readouterr().out
-    for method in ("popularity", "item-kNN (live", "item-kNN (plain cosine", "oracle: true preferences"):
+    for method in ("popularity", "**served**", "item-kNN, the fixed defaults", "plain cosine item-kNN, full",
+                   "RP3beta", "EASE", "oracle: true preferences"):
         assert f"| {method}" in out
     assert "held out" in out and report.read_text() in out
 
