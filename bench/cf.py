@@ -30,6 +30,7 @@ argpartition over the catalogue) for 3 and a full sort for 4.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import resource
 import statistics
@@ -85,7 +86,7 @@ def rebuild(args, queue) -> None:
     data = cf_training.matrix_from_vectors(vectors, categories)
     matrix_s = time.perf_counter() - started
     started = time.perf_counter()
-    model, _, metrics = cf_training.fit(data, args.seed)
+    model, _, metrics = cf_training.fit(data, args.seed)  # the choice among the candidates included
     fit_all_s = time.perf_counter() - started
     started = time.perf_counter()
     arrays = cf_training.artifact_arrays(model, data)
@@ -99,10 +100,10 @@ def rebuild(args, queue) -> None:
                "popularity_ndcg": metrics.get("popularity_ndcg@10")})
 
 
-def serving_recommender(skus: int, seed: int) -> tuple[Recommender, dict]:
+def serving_recommender(skus: int, seed: int, params: dict | None = None) -> tuple[Recommender, dict]:
     vectors, categories = synthetic_vectors(skus * 20, skus, skus * 4, seed)
     data = cf_training.matrix_from_vectors(vectors, categories)
-    model = ItemKNN().fit(data.matrix, data.categories)
+    model = ItemKNN(**(params or {})).fit(data.matrix, data.categories)
     recommender = Recommender()
     recommender.model, recommender.skus = model, data.skus
     recommender.index = {sku: i for i, sku in enumerate(data.skus)}
@@ -174,11 +175,15 @@ def main() -> None:
     parser.add_argument("--serve-skus", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rebuilds", type=int, default=3, help="rebuilds timed (default 3; 0: serving only)")
+    parser.add_argument("--serve-params", type=json.loads, default=None, metavar="JSON",
+                        help='the served model\'s ItemKNN parameters, e.g. \'{"family": "ease", "ease_l2": 250, '
+                             '"neighbours": 500, "normalise": false}\' (default: ItemKNN\'s defaults)')
     args = parser.parse_args()
     settings = Settings()
 
     rebuilds = []
-    for run in range(min(args.runs, 3)):
+    for run in range(args.rebuilds):
         queue = multiprocessing.get_context("fork").Queue()
         child = multiprocessing.get_context("fork").Process(target=rebuild, args=(args, queue))
         child.start()
@@ -190,13 +195,15 @@ def main() -> None:
               f"peak RSS {r['peak_rss_mb']:.0f} MiB (vectors alone {r['rss_before_mb']:.0f} MiB), artifact "
               f"{r['artifact_mb']:.0f} MiB, {r['similarity_nnz']} neighbour pairs; holdout NDCG@10 "
               f"{r['ndcg']} vs popularity {r['popularity_ndcg']}", flush=True)
-    r = sorted(rebuilds, key=lambda x: x["total_s"])[len(rebuilds) // 2]
-    print(f"REBUILD median: {r['total_s']:.1f}s for {r['interactions']} interactions, {args.skus} SKUs, "
-          f"{args.users} users; peak RSS {r['peak_rss_mb']:.0f} MiB", flush=True)
+    if rebuilds:
+        r = sorted(rebuilds, key=lambda x: x["total_s"])[len(rebuilds) // 2]
+        print(f"REBUILD median: {r['total_s']:.1f}s for {r['interactions']} interactions, {args.skus} SKUs, "
+              f"{args.users} users; peak RSS {r['peak_rss_mb']:.0f} MiB", flush=True)
 
     started = time.perf_counter()
-    recommender, vectors = serving_recommender(args.serve_skus, args.seed)
-    print(f"serving model: {args.serve_skus} SKUs, {recommender.model.similarity.nnz} neighbour pairs, fitted in "
+    recommender, vectors = serving_recommender(args.serve_skus, args.seed, args.serve_params)
+    print(f"serving model: {recommender.model.describe()} over {args.serve_skus} SKUs, "
+          f"{recommender.model.similarity.nnz} neighbour pairs, fitted in "
           f"{time.perf_counter() - started:.0f}s (not timed)", flush=True)
     rng = np.random.default_rng(args.seed)
     updates = [live_update_per_event(recommender, vectors, settings, rng) for _ in range(args.runs)]

@@ -194,12 +194,12 @@ def closing_times(first_sent: dict[tuple[str, int], dict[int, float]]) -> dict[i
 
 
 def latency(bootstrap: str, work: Path, partitions: int, rate: float, seconds: float,
-            warmup: float) -> Latencies:
+            warmup: float, tree: str | None = None) -> Latencies:
     prefix = f"lat{uuid.uuid4().hex[:6]}"
     app_id = f"bench-{prefix}"
     env = worker_env(bootstrap, prefix, app_id, work / app_id, partitions)
     ensure_topics(Settings.from_env(env))
-    process = start_worker(env, work / f"{app_id}.log")
+    process = start_worker(env, work / f"{app_id}.log", tree)
     shop = Shop(ShopConfig(seed=3, skus=200, users=2000, days=365))
     # Everything the generator sends is made before the clock starts, partition included: on a 2-core
     # machine a generator that serialised, hashed and framed records as it went (kafka-python, pure
@@ -329,6 +329,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-tree", default=None,
+                        help="the latency run's worker runs this source tree (bench/tree_worker.py), e.g. a git "
+                             "worktree of an earlier commit; default: this checkout")
     parser.add_argument("--latency-warmup", type=float, default=20.0,
                         help="seconds of the latency run not measured (broker and worker warm-up)")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the local one")
@@ -387,7 +390,8 @@ def main() -> None:
                     print(f"run {run + 1}: Quix Streams peer ({mode}) {quix_rates[mode][-1]:,.0f} ev/s",
                           file=sys.stderr)
         lat, from_closing, internal = latency(bootstrap, work, args.partitions, args.rate,
-                                              args.latency_seconds + args.latency_warmup, args.latency_warmup)
+                                              args.latency_seconds + args.latency_warmup, args.latency_warmup,
+                                              args.latency_tree)
         result = {
             "events": len(events), "mix": mix, "order_lines": lines, "event_days": round(days, 1),
             "partitions": args.partitions, "runs": args.runs, "workers": args.workers,
