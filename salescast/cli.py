@@ -205,7 +205,8 @@ def cmd_retrain(args) -> int:
     from salescast.training.retrain import TrainOptions
 
     settings = _settings() if args.events else _connected_settings("retrain")  # without --events: the worker's state
-    options = TrainOptions(input_length=args.input_length, units=tuple(args.units), dense=args.dense,
+    options = TrainOptions(input_length=args.input_length, min_history=args.min_history, units=tuple(args.units),
+                           dense=args.dense,
                            epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
                            verbose=0 if args.quiet else 2)
     if args.every is None:
@@ -548,6 +549,9 @@ def _weekday(text: str) -> int:
 
 def _training_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--input-length", type=int, default=28, help="buckets the LSTM reads (default 28)")
+    command.add_argument("--min-history", type=int, default=14,
+                         help="buckets of a SKU's history the LSTM needs, the rest of --input-length padded "
+                              "(default 14); a shop needs this plus 3 horizons to train (5 weeks of days)")
     command.add_argument("--epochs", type=int, default=40, help="at most this many epochs (early stopping)")
     command.add_argument("--seed", type=int, default=7)
     command.add_argument("--quiet", action="store_true", help="no per-epoch progress")

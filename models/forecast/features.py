@@ -11,6 +11,12 @@ the same way in both. Three choices matter for sales counts:
 - **Stock-outs.** A bucket whose last known on-hand level is 0 sold nothing
   because nothing was there, not because nobody wanted it. It is flagged in
   the input and masked out of the loss as a target.
+- **Young SKUs and young shops.** A history shorter than `input_length` (but
+  at least `min_history` buckets) is padded at the front with buckets flagged
+  as sold out: before a SKU was on sale nothing could sell, which is what the
+  stock-out flag already tells the model, so padding needs no new input and
+  leaves the scale alone (it is the mean of in-stock buckets). Training windows
+  are padded the same way, so the model learns from a shop's first weeks.
 - **Known future.** The phase in the season (day of week for daily buckets,
   hour of day for hourly ones) of every horizon bucket is known in advance and
   is given to the model; prices and promotions ahead are not, so they are only
@@ -57,11 +63,27 @@ class FeatureConfig:
     input_length: int = 28  # buckets the model reads
     horizon: int = 7  # buckets it forecasts
     season: int = 7  # buckets in one season: 7 for daily buckets (a week), 24 for hourly ones
+    # real buckets a window needs; the rest of input_length is padding (module docstring). None: input_length,
+    # as every model trained before padding existed (their stored configs have no min_history)
+    min_history: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_length", "horizon", "season"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_history is None:
+            object.__setattr__(self, "min_history", self.input_length)
+        if not 1 <= self.min_history <= self.input_length:
+            raise ValueError(f"min_history must be between 1 and input_length ({self.input_length}), "
+                             f"got {self.min_history}")
+
+    def to_config(self) -> dict:
+        return {"input_length": self.input_length, "horizon": self.horizon, "season": self.season,
+                "min_history": self.min_history}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FeatureConfig":
+        return cls(config["input_length"], config["horizon"], config["season"], config.get("min_history"))
 
 
 def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
@@ -122,19 +144,30 @@ class Samples:
         return Samples(**{f.name: getattr(self, f.name)[selector] for f in fields(self)})
 
 
+def _padded(history: History, padding: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(units, promo, stockout) with `padding` buckets in front flagged sold out (not on sale yet)."""
+    units = np.concatenate([np.zeros(padding), np.asarray(history.units, dtype=np.float64)])
+    promo = np.concatenate([np.zeros(padding, dtype=bool), np.asarray(history.promo_units) > 0])
+    stockout = np.concatenate([np.ones(padding, dtype=bool), stockout_mask(history.on_hand)])
+    return units, promo, stockout
+
+
 def make_samples(histories: Sequence[History], config: FeatureConfig, stride: int = 1) -> Samples:
-    """Every window of `input_length` buckets followed by `horizon` target buckets, `stride` apart."""
+    """Every window of `input_length` buckets (at least `min_history` of them real, padded in front as the
+    module docstring says) followed by `horizon` real target buckets, `stride` apart."""
     length, horizon = config.input_length, config.horizon
     span = length + horizon
+    padding = length - config.min_history
     parts: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Samples)}
     for index, history in enumerate(histories):
-        if len(history) < span:
+        if len(history) + padding < span:
             continue
-        starts = np.arange(0, len(history) - span + 1, stride)
-        units = sliding_window_view(np.asarray(history.units, dtype=np.float64), span)[starts]
-        promo = sliding_window_view(np.asarray(history.promo_units) > 0, span)[starts]
-        stockout = sliding_window_view(stockout_mask(history.on_hand), span)[starts]
-        target_bucket = history.first_bucket + starts + length
+        padded_units, padded_promo, padded_stockout = _padded(history, padding)
+        starts = np.arange(0, len(padded_units) - span + 1, stride)
+        units = sliding_window_view(padded_units, span)[starts]
+        promo = sliding_window_view(padded_promo, span)[starts]
+        stockout = sliding_window_view(padded_stockout, span)[starts]
+        target_bucket = history.first_bucket - padding + starts + length
         x, future, scale = _encode(units[:, :length], promo[:, :length], stockout[:, :length], target_bucket, config)
         parts["x"].append(x)
         parts["future"].append(future)
@@ -167,22 +200,30 @@ def split_by_time(samples: Samples, cutoff_bucket: int, horizon: int) -> tuple[S
 
 
 def make_inputs(histories: Sequence[History], config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs to forecast the `horizon` buckets after each history's end; each needs `input_length` buckets."""
+    """Inputs to forecast the `horizon` buckets after each history's end; each needs `min_history` buckets
+    (shorter than `input_length`: padded in front, as the module docstring says)."""
     length = config.input_length
-    short = [i for i, h in enumerate(histories) if len(h) < length]
+    short = [i for i, h in enumerate(histories) if len(h) < config.min_history]
     if short:
-        raise ValueError(f"{len(short)} histories are shorter than the {length} buckets the model reads")
+        raise ValueError(f"{len(short)} histories are shorter than the {config.min_history} buckets the model "
+                         "needs")
     n = len(histories)
     units = np.empty((n, length))
     promo_units = np.empty((n, length))
     # the stock state entering the window depends on reports before it: keep all of each history
-    longest = max((len(h) for h in histories), default=length)
+    longest = max([length] + [len(h) for h in histories])
     on_hand = np.full((n, longest), -1.0)
+    units[:] = 0.0
+    promo_units[:] = 0.0
     for i, history in enumerate(histories):
-        units[i] = history.units[-length:]
-        promo_units[i] = history.promo_units[-length:]
+        held = min(length, len(history))
+        units[i, length - held:] = history.units[len(history) - held:]
+        promo_units[i, length - held:] = history.promo_units[len(history) - held:]
         on_hand[i, longest - len(history):] = history.on_hand
     promo = promo_units > 0
     stockout = stockout_mask(on_hand)[:, -length:]
+    for i, history in enumerate(histories):
+        if len(history) < length:
+            stockout[i, : length - len(history)] = True  # not on sale yet
     target_bucket = np.fromiter((h.end_bucket for h in histories), dtype=np.int64, count=n)
     return _encode(units, promo, stockout, target_bucket, config)

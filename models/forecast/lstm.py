@@ -79,14 +79,13 @@ class LSTMForecaster:
 
     def config(self) -> dict:
         return {"format": ARTIFACT_FORMAT, "name": NAME,
-                "features": {"input_length": self.features.input_length, "horizon": self.features.horizon,
-                             "season": self.features.season},
+                "features": self.features.to_config(),
                 "history_features": list(HISTORY_FEATURES), "future_features": list(FUTURE_FEATURES),
                 "units": list(self.units), "dense": self.dense, "quantiles": QUANTILES.tolist()}
 
     def fit(self, train: Samples, valid: Samples | None = None) -> "LSTMForecaster":
         if len(train) == 0:
-            raise ValueError("no training windows: every SKU needs input_length + horizon buckets of history")
+            raise ValueError("no training windows: every SKU needs min_history + horizon buckets of history")
         keras.utils.set_random_seed(self.seed)
         if len(train) > self.max_samples:  # a seeded subset keeps training time bounded on big shops
             chosen = np.random.default_rng(self.seed).choice(len(train), self.max_samples, replace=False)
@@ -122,7 +121,7 @@ class LSTMForecaster:
     def from_artifact(cls, config: dict, weights: dict[str, np.ndarray]) -> "LSTMForecaster":
         """A Keras network with stored weights, e.g. to check the kernel against it."""
         f = config["features"]
-        model = cls(FeatureConfig(f["input_length"], f["horizon"], f["season"]), tuple(config["units"]),
+        model = cls(FeatureConfig.from_config(f), tuple(config["units"]),
                     config["dense"])
         model.network = build_network(config)
         for index in range(len(model.units)):

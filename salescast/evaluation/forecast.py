@@ -60,6 +60,7 @@ class ForecastEvaluation:
     days: int = 365
     seed: int = 7
     input_length: int = FeatureConfig.input_length
+    min_history: int = TrainOptions.min_history
     epochs: int = 40
     origins: int = 4
     quiet: bool = False
@@ -83,8 +84,11 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         histories = loader()
         source = f"public series {options.public}"
     else:
-        features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season)
-        training = TrainOptions(input_length=options.input_length, epochs=options.epochs, seed=options.seed,
+        min_history = min(options.min_history, options.input_length)
+        features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season,
+                                 min_history)
+        training = TrainOptions(input_length=options.input_length, min_history=min_history, epochs=options.epochs,
+                                seed=options.seed,
                                 test_origins=options.origins, verbose=0 if options.quiet else 2)
         if options.events:
             histories = histories_from_events(options.events, settings)

@@ -38,6 +38,9 @@ from salescast.stream.serving.registry import CF, KINDS, LSTM, PROMO
 @dataclass
 class TrainOptions:
     input_length: int = 28
+    # real buckets a SKU needs for a training window or an LSTM forecast (the rest of input_length is padded,
+    # salescast.models.forecast.features); with the held-out periods a shop needs min_history + 3 horizons
+    min_history: int = 14
     units: tuple[int, ...] = (32, 32)
     dense: int = 32
     epochs: int = 40
@@ -114,18 +117,25 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
     """
     from salescast.models.forecast.lstm import LSTMForecaster
 
-    horizon, length = features.horizon, features.input_length
+    horizon, needed = features.horizon, features.min_history
     end = max(h.end_bucket for h in histories.values())
-    test_start = end - options.test_origins * horizon
-    valid_start = test_start - (options.valid_buckets or 4 * horizon)
+    test_origins, valid_buckets = options.test_origins, options.valid_buckets or 4 * horizon
+    longest = end - min(h.first_bucket for h in histories.values())
+    if longest < needed + horizon + test_origins * horizon + valid_buckets:
+        # a young shop: one horizon to stop on and one to test on, so 5 weeks of daily history train the LSTM
+        test_origins, valid_buckets = 1, horizon
+        log(f"young shop ({longest} buckets of history): holding out one horizon for validation and one for "
+            "the test")
+    test_start = end - test_origins * horizon
+    valid_start = test_start - valid_buckets
     samples = make_samples(list(histories.values()), features)
     before_test, _ = split_by_time(samples, test_start, horizon)
     train, valid = split_by_time(before_test, valid_start, horizon)
     if len(train) == 0:
         held_out = end - valid_start
-        raise ValueError(f"too little history to train: a SKU needs {length + horizon} buckets before the "
+        raise ValueError(f"too little history to train: a SKU needs {needed + horizon} buckets before the "
                          f"{held_out} held out at the end for validation and testing, so at least "
-                         f"{length + horizon + held_out} in all; give more history, or a shorter --input-length")
+                         f"{needed + horizon + held_out} in all; give more history, or a smaller --min-history")
     log(f"training on {len(train)} windows from {len(histories)} SKUs, early stopping on {len(valid)}, "
         f"testing on the last {options.test_origins} x {horizon} buckets")
     started = time.monotonic()
@@ -134,7 +144,7 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
                            verbose=options.verbose).fit(train, valid)
     fit_seconds = time.monotonic() - started
     kernel = LSTMKernel(model.config(), model.weights())
-    tested = {sku: h for sku, h in histories.items() if h.first_bucket + length <= test_start and h.end_bucket == end}
+    tested = {sku: h for sku, h in histories.items() if h.first_bucket + needed <= test_start and h.end_bucket == end}
     season = features.season
     methods = {"seasonal_naive": backtest.baseline(lambda: SeasonalNaive(season), horizon),
                "lstm": backtest.scaled_model(features, kernel.predict)}
@@ -146,7 +156,7 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
         methods["lightgbm"] = backtest.scaled_model(features, gbm.predict)
         methods["lstm+lightgbm"] = backtest.mean_of(methods["lstm"], methods["lightgbm"])
     methods.update(others or {})
-    origins = [test_start + i * horizon for i in range(options.test_origins)]
+    origins = [test_start + i * horizon for i in range(test_origins)]
     result = backtest.run(list(tested.values()), origins, horizon, season, methods)
     facts = {"skus": len(histories), "tested_skus": len(tested), "train_windows": len(train),
              "valid_windows": len(valid), "epochs_run": len(model.history.get("loss", [])),
@@ -306,11 +316,12 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
     from salescast.models.store import ModelStore
 
     histories, source = histories_from_windows(inputs.windows, inputs.end_bucket), inputs.source
-    features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season)
+    features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season,
+                             min(options.min_history, options.input_length))
     live = live_version(settings, LSTM, log)
     others = {}
     # the live version reads the same tested histories when it needs no more of them than the candidate
-    if live is not None and live.features.input_length <= features.input_length:
+    if live is not None and live.features.min_history <= features.min_history:
         others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
     evaluation = fit_and_backtest(histories, features, options, log=log, others=others)
     config = {**evaluation.model.config(), "bucket": settings.time.bucket,

@@ -27,7 +27,7 @@ class LSTMServing:
     def __init__(self, stored: StoredModel, fallback: BaselineForecaster):
         self.name, self.version = stored.name, stored.version
         f = stored.config["features"]
-        self.features = FeatureConfig(f["input_length"], f["horizon"], f["season"])
+        self.features = FeatureConfig.from_config(f)
         self.kernel = LSTMKernel(stored.config, stored.weights)
         self.fallback = fallback
 
@@ -47,7 +47,7 @@ class LSTMServing:
         if horizon != self.features.horizon:
             raise ValueError(f"model {self.version} forecasts {self.features.horizon} buckets, not {horizon}")
         results: list = [None] * len(histories)
-        ready = [i for i, history in enumerate(histories) if len(history) >= self.features.input_length]
+        ready = [i for i, history in enumerate(histories) if len(history) >= self.features.min_history]
         if ready:
             x, future, scale = make_inputs([histories[i] for i in ready], self.features)
             quantiles = self.kernel.predict(x, future) * scale[:, None, None]

@@ -111,3 +111,42 @@ def test_a_stock_out_reported_before_the_input_window_carries_into_it():
     stockout = HISTORY_FEATURES.index("stockout")
     assert x[0, :, stockout].tolist() == [1, 1, 1, 1]
     assert x[1, :, stockout].tolist() == [0, 0, 0, 0]
+
+
+# ------------------------------------------------------------------ young SKUs: padded in front as not on sale yet
+
+PADDED = FeatureConfig(input_length=4, horizon=2, season=7, min_history=2)
+
+
+def test_a_short_history_is_padded_in_front_as_sold_out_and_scaled_by_its_real_buckets():
+    x, future, scale = make_inputs([history([3.0, 5.0]), history([1.0, 2.0, 3.0, 4.0, 5.0])], PADDED)
+    stockout = HISTORY_FEATURES.index("stockout")
+    assert x[0, :, stockout].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert scale[0] == pytest.approx(1 + 4.0)  # the mean of 3 and 5: the padding is not counted
+    np.testing.assert_allclose(np.expm1(x[0, :, 0]) * scale[0], [0, 0, 3, 5], atol=1e-5)
+    assert x[1, :, stockout].tolist() == [0.0] * 4  # long enough: nothing padded
+    with pytest.raises(ValueError, match="shorter than the 2 buckets"):
+        make_inputs([history([1.0])], PADDED)
+
+
+def test_training_windows_start_once_min_history_buckets_are_real_and_targets_are_always_real():
+    h = history([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], on_hand=[-1, -1, -1, -1, -1, -1])
+    s = make_samples([h], PADDED)
+    # without padding one window (target 104); with 2 padded buckets also 102 and 103
+    assert s.target_bucket.tolist() == [102, 103, 104]
+    stockout = HISTORY_FEATURES.index("stockout")
+    assert s.x[0, :, stockout].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert s.x[1, :, stockout].tolist() == [1.0, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(s.y[0] * s.scale[0], [3.0, 4.0], rtol=1e-6)
+    assert s.mask.min() == 1.0  # no target is padding
+    # a real stock-out report after the padding is not confused with it
+    sold_out = make_samples([history([1.0, 0.0, 3.0, 4.0], on_hand=[-1, 0, 5, -1])], PADDED)
+    assert sold_out.x[0, :, stockout].tolist() == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_a_stored_config_without_min_history_needs_a_full_window():
+    config = FeatureConfig.from_config({"input_length": 4, "horizon": 2, "season": 7})
+    assert config.min_history == 4 and config == CONFIG
+    assert FeatureConfig.from_config(PADDED.to_config()) == PADDED
+    with pytest.raises(ValueError, match="min_history must be between 1 and input_length"):
+        FeatureConfig(4, 2, 7, min_history=5)

@@ -208,3 +208,42 @@ def test_the_worker_never_imports_tensorflow(tmp_path):
                                "SALESCAST_DATA_DIR": str(tmp_path), "PATH": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_model_trained_with_padding_serves_skus_from_min_history_buckets(tmp_path, trained):
+    """min_history is in the stored config: a SKU with that many buckets gets the LSTM, a shorter one the
+    flagged baseline."""
+    from salescast.stream.core.close import BaselineForecaster
+    from salescast.stream.serving.forecaster import LSTMServing
+
+    model, _ = trained
+    config = model.config()
+    config["features"] = {**config["features"], "min_history": 5}
+    store = ModelStore(tmp_path)
+    manifest = store.save("lstm", config, model.weights(), {})
+    serving = LSTMServing(store.load("lstm", manifest["version"]), BaselineForecaster(7))
+    young, younger = shop(1, 5)[0], shop(1, 4)[0]
+    (f_young, name, _), (f_younger, younger_name, _) = serving.forecast_many([young, younger], CONFIG.horizon)
+    assert name == "lstm" and not f_young.cold_start and np.isfinite(f_young.p50).all()
+    assert younger_name == "seasonal_naive" and f_younger.cold_start
+
+
+def test_a_five_week_shop_trains_the_lstm_and_a_shorter_one_says_what_it_needs(tmp_path):
+    """Issue 18.3: 14 real buckets + 3 horizons of 7 = 35 days; the held-out periods shrink to one horizon each."""
+    from salescast.evaluation.forecast import shop_histories
+    from salescast.stream.core.settings import Settings
+    from salescast.training.retrain import TrainOptions, fit_and_backtest
+
+    settings = Settings()
+    features = FeatureConfig(28, 7, 7, min_history=14)
+    options = TrainOptions(units=(8,), dense=8, epochs=2, min_history=14, verbose=0)
+    logged = []
+    histories = shop_histories(20, 36, 3, settings)  # the generator's last day is still open: 35 closed ones
+    assert max(h.end_bucket for h in histories.values()) - min(h.first_bucket for h in histories.values()) == 35
+    evaluation = fit_and_backtest(histories, features, options, log=logged.append)
+    assert any("young shop" in line for line in logged)
+    assert evaluation.facts["train_windows"] > 0 and evaluation.facts["tested_skus"] > 0
+    assert len(evaluation.result.origins) == 1 and "lstm" in evaluation.result.table()
+    assert evaluation.model.config()["features"]["min_history"] == 14
+    with pytest.raises(ValueError, match="at least 35 in all"):
+        fit_and_backtest(shop_histories(20, 35, 3, settings), features, options, log=logged.append)
