@@ -197,6 +197,17 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
                      f"{bh / max(nh, 1):.4f} ({expected_h:.4f}) | "
                      f"{uplift_text} | {true_uplift:+.4f} | {predicted:.1f} | {realised:.1f} |")
     figures["by_reason"] = rows
+    money = money_by_audience(sim, {t["trigger_id"] for t, _ in finished})
+    figures["money"] = money
+    lines += ["", "What the finished triggers earned, against what the same offers would have earned sent elsewhere "
+              "(the shop's exact expected purchases given the views made in each offer's window; margin is net of "
+              "the discount, which buyers who would have bought anyway get too; no promotion earns 0 of each):", "",
+              "| audience | offers sent | incremental units | incremental revenue | incremental margin | "
+              "discount given |", "|---|---:|---:|---:|---:|---:|"]
+    for audience, label in AUDIENCES.items():
+        m = money[audience]
+        lines.append(f"| {label} | {m['offered']} | {m['units']:+.1f} | {m['revenue']:+.2f} | {m['margin']:+.2f} | "
+                     f"{m['discount_cost']:.2f} |")
     overall = rows.get("all")
     if overall and overall["uplift"]:
         value, low, high = overall["uplift"]
@@ -257,6 +268,25 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
     figures["elasticities"] = elasticity_rows
     figures["models"] = sim.models
     return "\n".join(lines) + "\n", figures
+
+
+AUDIENCES = {"policy": "the policy's targets", "random": "random users, as many (the same budget)",
+             "everyone": "everyone who viewed the SKU (the same discount for all)"}
+
+
+def money_by_audience(sim: Simulation, trigger_ids: set[str]) -> dict[str, dict[str, float]]:
+    """Per audience, the sums of salescast.sim.generator.Offer.money over the offers of `trigger_ids`."""
+    totals = {audience: {"offered": 0, "units": 0.0, "revenue": 0.0, "margin": 0.0, "discount_cost": 0.0}
+              for audience in AUDIENCES}
+    for offers in sim.shop.offers.values():
+        for offer in offers:
+            if offer.trigger_id not in trigger_ids:
+                continue
+            for audience, total in totals.items():
+                for key, value in offer.money(audience).items():
+                    if key in total:
+                        total[key] += value
+    return totals
 
 
 def _flagged(error: float) -> str:

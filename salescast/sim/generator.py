@@ -22,6 +22,7 @@ category preferences and the users' strongest SKUs.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -180,8 +181,24 @@ class Shop:
             return
         targets = {self.user_index[t["user_id"]] for t in trigger["targets"] if t["user_id"] in self.user_index}
         holdout = {self.user_index[u] for u in trigger["holdout"] if u in self.user_index}
+        # what random targeting at the same budget would have reached: as many users drawn from those the
+        # trigger left out, from a generator of the trigger's own, so the shop's draws stay as they are
+        outsiders = np.setdiff1d(np.arange(self.config.users), np.fromiter(targets | holdout, dtype=np.int64))
+        draw = np.random.default_rng(zlib.crc32(trigger["trigger_id"].encode()))
+        random_group = set(draw.choice(outsiders, min(len(targets), len(outsiders)), replace=False).tolist())
         self.offers.setdefault(i, []).append(Offer(trigger["trigger_id"], float(trigger["discount"]), trigger["ts"],
-                                                   trigger["valid_until"], targets, targets | holdout))
+                                                   trigger["valid_until"], targets, targets | holdout, random_group,
+                                                   float(self.list_price[i]), float(self.unit_cost[i])))
+
+    def _price_offers(self, sku_index: int, user: int, ts: int, line_discount: float, lift: float) -> None:
+        """Every offer on the SKU open at `ts` prices this view both ways, whoever the viewer is (Offer.price)."""
+        c = self.config
+        buy_without = min(0.95, c.cart_rate * lift) * c.order_rate
+        for offer in self.offers.get(sku_index, ()):
+            if offer.start <= ts <= offer.until:
+                offered = max(line_discount, offer.discount)
+                buy_with = min(0.95, c.cart_rate * (1 - offered) ** self.elasticity[sku_index]) * c.order_rate
+                offer.price(user, buy_without, buy_with, line_discount, offered)
 
     def _offer_for(self, sku_index: int, user: int, ts: int) -> "Offer | None":
         for offer in self.offers.get(sku_index, ()):
@@ -285,6 +302,8 @@ class Shop:
                     events.append((ts, "clicks", {"user_id": user, "sku": sku, "action": "wishlist", "ts": ts,
                                                   "session_id": session}))
                 line_discount, lift, promo = discount[sku_index], price_lift[sku_index], None
+                if self.offers:
+                    self._price_offers(sku_index, int(visitors[v]), ts, line_discount, lift)
                 offer = self._offer_for(sku_index, int(visitors[v]), ts) if self.offers else None
                 if offer is not None:
                     offered = max(line_discount, offer.discount)
@@ -351,6 +370,9 @@ class Shop:
                 del self.incoming[i]
 
 
+MEAN_QUANTITY = 1.3  # units per order line: 1 + Poisson(0.3), as `_simulate` draws them (stock permitting)
+
+
 @dataclass
 class Offer:
     """A trigger as the shop acts on it, with what its members would buy with and without it."""
@@ -361,9 +383,45 @@ class Offer:
     until: int
     targets: set[int]
     members: set[int]  # targets and holdout
+    random_group: set[int] = frozenset()  # as many users as targets, drawn from the rest: random targeting
+    list_price: float = 0.0
+    unit_cost: float = 0.0
 
     def __post_init__(self) -> None:
         self._no_buy = {}  # member -> [P(no purchase) without the offer, P(no purchase) with it]
+        # any viewer in the window -> [P(no purchase) without, with, price factor without, with]: what the
+        # offer would have done for them, so other audiences can be costed on the same views
+        self._priced: dict[int, list[float]] = {}
+
+    def price(self, user: int, buy_without: float, buy_with: float, discount_without: float,
+              discount_with: float) -> None:
+        """A view of the SKU while the offer is open, by anyone: one more chance to buy, both ways."""
+        entry = self._priced.setdefault(user, [1.0, 1.0, 1.0, 1.0])
+        entry[0] *= 1 - buy_without
+        entry[1] *= 1 - buy_with
+        entry[2], entry[3] = 1 - discount_without, 1 - discount_with
+
+    def money(self, audience: str) -> dict:
+        """Expected incremental units, revenue and margin (net of the discount, which buyers who would have
+        bought anyway get too) had the offer gone to `audience`: "policy" (its targets), "random" (as many
+        users drawn at random), "everyone" (every viewer in the window: the same discount for all)."""
+        members = {"policy": self.targets, "random": self.random_group}.get(audience)
+        units = revenue = margin = 0.0
+        reached = 0
+        for user, (no_without, no_with, without, with_) in self._priced.items():
+            if members is not None and user not in members:
+                continue
+            reached += 1
+            buy_without, buy_with = (1 - no_without) * MEAN_QUANTITY, (1 - no_with) * MEAN_QUANTITY
+            units += buy_with - buy_without
+            revenue += self.list_price * (buy_with * with_ - buy_without * without)
+            margin += buy_with * (self.list_price * with_ - self.unit_cost) \
+                - buy_without * (self.list_price * without - self.unit_cost)
+        offered = len(members) if members is not None else reached
+        return {"offered": offered, "viewers": reached, "units": units, "revenue": revenue, "margin": margin,
+                "discount_cost": self.list_price * self.discount * sum(
+                    (1 - entry[1]) * MEAN_QUANTITY for user, entry in self._priced.items()
+                    if members is None or user in members)}
 
     def observe(self, user: int, buy_without: float, buy_with: float) -> None:
         """A member viewed the SKU: one more chance to buy, with and without the discount."""
