@@ -8,9 +8,11 @@ a discount would only sell out the SKU sooner.
 The depth comes from a constant-elasticity demand curve: a discount d moves a
 buyer's purchase probability by (1 - d) ** elasticity. Among the allowed
 depths (at most `max_discount`, the price at least `min_margin` above unit
-cost) the one with the largest expected net revenue gain is taken: what the
-extra units bring minus the discount given to those who would have bought
-anyway. No depth with a positive gain, no promotion.
+cost) the one with the largest expected gain is taken. The gain is, by the
+`objective`: "revenue", what the extra units bring minus the discount given to
+those who would have bought anyway; or "margin", the same net of the unit cost
+of the extra units, so a promotion must pay for the goods it moves as well.
+No depth with a positive gain, no promotion.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from salescast.models.timeunits import DAY_MS
 
 REASONS = ("overstock", "demand_drop", "affinity")
+OBJECTIVES = ("revenue", "margin")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class PromoPolicy:
     cooldown_ms: int = 7 * DAY_MS  # no new trigger on a SKU this soon after its last one
     max_open: int = 20  # triggers valid at the same time, over all SKUs
     daily_budget: float = 5000.0  # expected discount cost admitted per day (event time), in money
+    objective: str = "revenue"  # what a depth must gain: "revenue" or "margin" (the module docstring)
     # no promo trigger for a bucket that ended longer ago than this before "now" (history being loaded)
     max_age_ms: int = 2 * DAY_MS
 
@@ -85,12 +89,14 @@ class Depth:
     expected_incremental_units: float
     expected_incremental_revenue: float  # net of the discount given to buyers who would have bought anyway
     expected_discount_cost: float  # the discount handed out over all expected promoted units
+    expected_incremental_margin: float = 0.0  # the revenue gain less the unit cost of the incremental units
 
 
 def choose_discount(list_price: float, unit_cost: float | None, elasticity: float, baseline_units: float,
                     policy: PromoPolicy) -> Depth | None:
-    """The allowed depth with the best expected net revenue gain over `baseline_units` (the targets'
-    purchases without a promotion); None when no depth gains or the margin floor leaves none."""
+    """The allowed depth with the best expected gain (revenue or margin, by `policy.objective`) over
+    `baseline_units` (the targets' purchases without a promotion); None when no depth gains or the margin
+    floor leaves none."""
     if unit_cost is None or list_price <= 0 or baseline_units <= 0:
         return None
     floor = unit_cost * (1 + policy.min_margin)
@@ -100,9 +106,12 @@ def choose_discount(list_price: float, unit_cost: float | None, elasticity: floa
         return None
     lift = (1 - steps) ** elasticity
     units = baseline_units * lift
-    gain = units * (1 - steps) * list_price - baseline_units * list_price
+    revenue = units * (1 - steps) * list_price - baseline_units * list_price
+    margin = revenue - (units - baseline_units) * unit_cost
+    gain = margin if policy.objective == "margin" else revenue
     best = int(np.argmax(gain))
     if gain[best] <= 0:
         return None
     d = float(round(steps[best], 4))
-    return Depth(d, float(units[best] - baseline_units), float(gain[best]), float(units[best] * d * list_price))
+    return Depth(d, float(units[best] - baseline_units), float(revenue[best]), float(units[best] * d * list_price),
+                 float(margin[best]))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from salescast.models.forecast.features import FeatureConfig
-from salescast.models.promo.policy import PromoPolicy
+from salescast.models.promo.policy import OBJECTIVES, PromoPolicy
 from salescast.models.timeunits import DAY_MS, HOUR_MS, WEEK_MS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -319,6 +319,7 @@ def _promotions_from_env(env: _Environment) -> PromoPolicy:
         max_open=env.integer("SALESCAST_PROMO_MAX_OPEN", defaults.max_open, minimum=1),
         daily_budget=env.number("SALESCAST_PROMO_DAILY_BUDGET", defaults.daily_budget),
         max_age_ms=env.duration_ms("SALESCAST_PROMO_MAX_AGE", "2d"),
+        objective=env.choice("SALESCAST_PROMO_OBJECTIVE", defaults.objective, OBJECTIVES) or defaults.objective,
     )
     if promo.discount_step > promo.max_discount:
         env.errors.append(f"SALESCAST_PROMO_DISCOUNT_STEP={promo.discount_step} is above "

@@ -315,3 +315,26 @@ def test_the_uplift_gauge_pools_the_finished_triggers_of_a_reason():
         metrics.record_final_outcome("unit-test", outcome)
     value = [s.value for m in metrics.PROMO_UPLIFT.collect() for s in m.samples if s.labels["reason"] == "unit-test"]
     assert value == [pytest.approx(4 / 10 - 1 / 4)]
+
+
+def test_the_margin_objective_offers_only_a_depth_that_pays_for_the_goods_it_moves():
+    from dataclasses import replace
+
+    margin = replace(POLICY, objective="margin")
+    by_revenue = choose_discount(10.0, 7.0, -2.0, 10.0, POLICY)
+    assert by_revenue is not None and by_revenue.expected_incremental_margin < 0  # revenue up, margin down
+    assert choose_discount(10.0, 7.0, -2.0, 10.0, margin) is None
+    cheap = choose_discount(10.0, 2.0, -2.0, 10.0, margin)
+    # margin-optimal price for elasticity -2 is 2 x cost = 4: as deep as allowed
+    assert cheap.discount == POLICY.max_discount
+    units = 10.0 * (1 - cheap.discount) ** -2.0
+    assert cheap.expected_incremental_margin == pytest.approx(units * (7.0 - 2.0) - 10.0 * (10.0 - 2.0))
+
+
+def test_the_objective_is_a_validated_setting():
+    from salescast.stream.core.settings import Settings, SettingsError
+
+    assert Settings.from_env({"SALESCAST_PROMO_OBJECTIVE": "margin"}).promo.objective == "margin"
+    assert Settings.from_env({}).promo.objective == "revenue"
+    with pytest.raises(SettingsError, match="SALESCAST_PROMO_OBJECTIVE='profit' is not one of revenue, margin"):
+        Settings.from_env({"SALESCAST_PROMO_OBJECTIVE": "profit"})
