@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from salescast.stream.core.contract import validator
 from salescast.sim.generator import Shop, ShopConfig, paced, parse_days, parse_weekday
@@ -213,3 +214,38 @@ def test_generate_writes_closed_days_and_their_truth(tmp_path):
     starts = {c["start"] for c in closed}
     assert records and not any(record["ts"] // DAY_MS * DAY_MS in starts for record in records)
     assert main(["generate", "--days", "10", "--closed-days", "10", "--out", str(events)]) == 2
+
+
+def test_an_offer_is_costed_for_its_targets_a_random_group_and_everyone_without_changing_the_shop(monkeypatch):
+    from salescast.sim.generator import MEAN_QUANTITY, Offer
+
+    offer = Offer("t", 0.2, 0, 10, targets={1, 2}, members={1, 2, 3}, random_group={4, 5}, list_price=10.0,
+                  unit_cost=6.0)
+    offer.price(1, 0.1, 0.3, 0.0, 0.2)  # a target: 10% -> 30% chance to buy
+    offer.price(4, 0.1, 0.3, 0.0, 0.2)  # in the random group
+    offer.price(9, 0.5, 0.6, 0.0, 0.2)  # anyone else who viewed
+    policy = offer.money("policy")
+    units = MEAN_QUANTITY * 0.2
+    assert policy["offered"] == 2 and policy["viewers"] == 1
+    assert policy["units"] == pytest.approx(units)
+    assert policy["revenue"] == pytest.approx(MEAN_QUANTITY * (0.3 * 8.0 - 0.1 * 10.0))
+    assert policy["margin"] == pytest.approx(MEAN_QUANTITY * (0.3 * 2.0 - 0.1 * 4.0))
+    assert policy["discount_cost"] == pytest.approx(MEAN_QUANTITY * 0.3 * 2.0)
+    assert offer.money("random")["units"] == pytest.approx(units)
+    everyone = offer.money("everyone")
+    assert everyone["offered"] == 3 and everyone["units"] == pytest.approx(2 * units + MEAN_QUANTITY * 0.1)
+
+    # pricing every viewer draws nothing from the shop's generator: the same seed gives the same days
+    def days_with_an_offer():
+        shop = Shop(ShopConfig(seed=5, skus=10, users=500, days=4))
+        shop.day(0)
+        start = shop.config.start_ms + 86_400_000
+        shop.offer({"trigger_id": "x", "sku": "sku-1", "discount": 0.2, "ts": start, "valid_until": start + 2 * 86_400_000,
+                    "targets": [{"user_id": f"u-{j}", "score": 1.0} for j in range(100)], "holdout": []})
+        return [shop.day(day) for day in (1, 2)], shop
+
+    first, shop = days_with_an_offer()
+    monkeypatch.setattr(Offer, "price", lambda self, *args: None)
+    unpriced, _ = days_with_an_offer()
+    assert first == unpriced and shop.offers[1][0].money("everyone")["viewers"] > 0
+    assert len(shop.offers[1][0].random_group) == 100 and not shop.offers[1][0].random_group & shop.offers[1][0].targets
