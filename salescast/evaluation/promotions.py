@@ -199,6 +199,16 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
     figures["by_reason"] = rows
     money = money_by_audience(sim, {t["trigger_id"] for t, _ in finished})
     figures["money"] = money
+    figures["calibration"] = calibration_check(sim, finished)
+    lines += ["", "Predicted incremental units against the shop's true expected ones (the targets' exact chances to "
+              "buy with and without the offer), for triggers made before any promotion had finished (calibration "
+              "1) and after (scaled by realised / predicted of the finished ones):", "",
+              "| triggers | count | calibration applied | predicted | true | true / predicted |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for label, check in figures["calibration"].items():
+        ratio = check["true"] / check["predicted"] if check["predicted"] else float("nan")
+        lines.append(f"| {label} | {check['triggers']} | {check['mean_calibration']:.3f} | {check['predicted']:.1f} | "
+                     f"{check['true']:.1f} | {ratio:.2f} |")
     lines += ["", "What the finished triggers earned, against what the same offers would have earned sent elsewhere "
               "(the shop's exact expected purchases given the views made in each offer's window; margin is net of "
               "the discount, which buyers who would have bought anyway get too; no promotion earns 0 of each):", "",
@@ -287,6 +297,24 @@ def money_by_audience(sim: Simulation, trigger_ids: set[str]) -> dict[str, dict[
                     if key in total:
                         total[key] += value
     return totals
+
+
+def calibration_check(sim: Simulation, finished: list[tuple[dict, dict]]) -> dict[str, dict]:
+    """Predicted against true incremental units of the finished triggers, split by whether their promotion
+    model was calibrated by earlier outcomes."""
+    truth = {offer.trigger_id: offer.money("policy")["units"] for offers in sim.shop.offers.values() for offer in offers}
+    groups: dict[str, dict] = {}
+    for trigger, _ in finished:
+        factor = trigger.get("calibration") or 1.0
+        label = "uncalibrated (no promotion finished yet)" if factor == 1.0 else "calibrated"
+        group = groups.setdefault(label, {"triggers": 0, "predicted": 0.0, "true": 0.0, "calibration_sum": 0.0})
+        group["triggers"] += 1
+        group["predicted"] += trigger["expected_incremental_units"]
+        group["true"] += truth.get(trigger["trigger_id"], 0.0)
+        group["calibration_sum"] += factor
+    for group in groups.values():
+        group["mean_calibration"] = group.pop("calibration_sum") / group["triggers"]
+    return groups
 
 
 def _flagged(error: float) -> str:

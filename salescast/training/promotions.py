@@ -34,7 +34,8 @@ def join_outcomes(finals: Iterable[dict], triggers: Iterable[dict]) -> list[dict
             continue
         joined.append({**outcome, "discount": trigger["discount"], "reason": trigger["reason"],
                        "days": (trigger["valid_until"] - trigger["ts"]) / DAY_MS,
-                       "expected_incremental_units": trigger.get("expected_incremental_units")})
+                       "expected_incremental_units": trigger.get("expected_incremental_units"),
+                       "calibration": trigger.get("calibration")})
     return joined
 
 
@@ -104,6 +105,27 @@ def base_rates(sku_windows: dict[str, windows.Window], categories: dict[str, str
     return {key: round(rate, 9) for key, rate in rates.items()}
 
 
+CALIBRATION_PRIOR_UNITS = 50.0  # predicted units' worth of belief that predictions are right, before outcomes
+CALIBRATION_BOUNDS = (0.25, 2.0)
+
+
+def realised_incremental_units(outcome: dict) -> float:
+    """The targets' units less the holdout's, scaled to as many users: what the trigger added, as measured."""
+    return (outcome.get("target_units") or 0) - (outcome.get("holdout_units") or 0) * outcome["targets"] / outcome["holdout"]
+
+
+def calibration(outcomes: list[dict]) -> float:
+    """How many incremental units a predicted one turned out to be, over the finished promotions: realised /
+    predicted, pulled toward 1 by CALIBRATION_PRIOR_UNITS of predicted units (a few noisy outcomes move it
+    little), within CALIBRATION_BOUNDS. The depth choice does not depend on it (a positive factor scales
+    every depth's gain alike); the triggers' expected incremental units and revenue do."""
+    measured = [o for o in outcomes if o["holdout"] and o.get("expected_incremental_units") is not None]
+    predicted = sum(o["expected_incremental_units"] / (o.get("calibration") or 1.0) for o in measured)
+    realised = sum(realised_incremental_units(o) for o in measured)
+    factor = (realised + CALIBRATION_PRIOR_UNITS) / (predicted + CALIBRATION_PRIOR_UNITS)
+    return round(float(min(max(factor, CALIBRATION_BOUNDS[0]), CALIBRATION_BOUNDS[1])), 4)
+
+
 def metrics(model: ElasticityModel, outcomes: list[dict]) -> dict:
     """The model-version record's metrics: coverage, and predicted vs realised units of finished triggers."""
     values = [estimate.elasticity for estimate in model.categories.values()]
@@ -113,7 +135,6 @@ def metrics(model: ElasticityModel, outcomes: list[dict]) -> dict:
     measured = [o for o in outcomes if o["holdout"] and o.get("expected_incremental_units") is not None]
     if measured:
         out["predicted_incremental_units"] = round(sum(o["expected_incremental_units"] for o in measured), 3)
-        out["realised_incremental_units"] = round(sum(
-            (o.get("target_units") or 0) - (o.get("holdout_units") or 0) * o["targets"] / o["holdout"]
-            for o in measured), 3)
+        out["realised_incremental_units"] = round(sum(realised_incremental_units(o) for o in measured), 3)
+    out["calibration"] = calibration(outcomes)
     return out

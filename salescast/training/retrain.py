@@ -364,7 +364,7 @@ def train_promo(settings: Settings, inputs: TrainingInput, options: TrainOptions
     log(f"elasticities from {model.facts['rows']} SKU-buckets ({model.facts['discounted_rows']} at a cut price), "
         f"{len(model.categories)} categories and {len(model.skus)} SKUs of their own, "
         f"{model.facts.get('outcomes_used', 0)} finished promotions")
-    config = {"elasticity": model.to_config(), "base_rates": base_rates,
+    config = {"elasticity": model.to_config(), "base_rates": base_rates, "calibration": metrics["calibration"],
               "training": {"source": source, "outcomes": len(outcomes)}}
     return ModelStore(settings.store.path).save(PROMO, config, model.sku_arrays(), metrics)
 

@@ -37,6 +37,8 @@ class PromoModel:
     elasticity: ElasticityModel
     base_rates: dict[str, float]  # category ("" for all) -> units a candidate user buys of a SKU per day
     version: str
+    # realised / predicted incremental units of the finished promotions (salescast.training.promotions.calibration)
+    calibration: float = 1.0
 
     def base_rate(self, category: str | None) -> float | None:
         return self.base_rates.get(category or "", self.base_rates.get(""))
@@ -47,6 +49,7 @@ class PromoModel:
         elasticity = self.elasticity
         estimates = [elasticity.overall, *elasticity.categories.values(), *elasticity.skus.values()]
         values = [v for e in estimates if e is not None for v in (e.elasticity, e.se)] + list(self.base_rates.values())
+        values.append(self.calibration)
         if not np.isfinite(values).all():
             raise ValueError(f"{self.version} holds non-finite elasticities or base rates")
 
@@ -56,7 +59,8 @@ def promo_model_from_stored(stored: StoredModel) -> PromoModel:
     smoke-tested: salescast.stream.serving.registry.load_version runs `smoke_test`."""
     config = stored.config
     return PromoModel(ElasticityModel.from_stored(config["elasticity"], stored.weights),
-                      {str(k): float(v) for k, v in config["base_rates"].items()}, stored.version)
+                      {str(k): float(v) for k, v in config["base_rates"].items()}, stored.version,
+                      float(config.get("calibration", 1.0)))
 
 
 def signals(window: windows.Window, forecast: dict, entry: Callable[[], dict | None], settings: Settings
@@ -135,8 +139,9 @@ class Promoter:
             "valid_until": now + policy.validity_ms,
             "forecast_units": round(float(np.sum([h["p50"] for h in forecast["horizon"]])), 4),
             "on_hand": windows.stock_now(window, self.settings.time.bucket_ms),
-            "expected_incremental_units": round(depth.expected_incremental_units, 4),
-            "expected_incremental_revenue": round(depth.expected_incremental_revenue, 4),
+            "expected_incremental_units": round(depth.expected_incremental_units * self.model.calibration, 4),
+            "expected_incremental_revenue": round(depth.expected_incremental_revenue * self.model.calibration, 4),
+            "calibration": self.model.calibration,
             "models": {forecast["model"]["name"]: forecast["model"]["version"], **self.model_versions(),
                        MODEL_NAME: self.model.version},
         }

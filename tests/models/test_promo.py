@@ -338,3 +338,38 @@ def test_the_objective_is_a_validated_setting():
     assert Settings.from_env({}).promo.objective == "revenue"
     with pytest.raises(SettingsError, match="SALESCAST_PROMO_OBJECTIVE='profit' is not one of revenue, margin"):
         Settings.from_env({"SALESCAST_PROMO_OBJECTIVE": "profit"})
+
+
+def test_finished_promotions_calibrate_the_predicted_incremental_units(settings):
+    """Issue 18.4: realised / predicted over finished promotions, pulled toward 1 while there are few."""
+    from salescast.training.promotions import CALIBRATION_PRIOR_UNITS, calibration
+
+    def outcome(predicted, target_units, holdout_units, factor=None):
+        return {"targets": 90, "holdout": 10, "target_units": target_units, "holdout_units": holdout_units,
+                "expected_incremental_units": predicted, "calibration": factor}
+
+    assert calibration([]) == 1.0
+    # 20 triggers each predicted 10 units; each realised 23 - 2 x 90 / 10 = 5
+    finished = [outcome(10.0, 23.0, 2.0) for _ in range(20)]
+    assert calibration(finished) == pytest.approx((100 + CALIBRATION_PRIOR_UNITS) / (200 + CALIBRATION_PRIOR_UNITS),
+                                                  abs=1e-4)
+    # a prediction already scaled by 0.5 is compared unscaled: the factor does not compound
+    assert calibration([outcome(5.0, 23.0, 2.0, factor=0.5) for _ in range(20)]) == calibration(finished)
+    assert calibration([outcome(100.0, 0.0, 9.0) for _ in range(50)]) == 0.25  # bounded
+
+    model = PromoModel(ElasticityModel().fit(simulated_panel({"toys": -2.0}, skus_per_category=10)),
+                       {"": 0.01}, "promo-v1")
+    entry = {"u": {f"c{i}": [1.0 - i / 100, T0] for i in range(40)}}
+    now = T0 + 14 * DAY
+
+    def proposed(factor):
+        model.calibration = factor
+        promoter = Promoter(model, settings.promo, settings, lambda sku: entry, lambda: {"cf": "cf-v1"})
+        return promoter.at_close("s", window_with_stock(settings), forecast_for(now - DAY), now)[0]["trigger"]
+
+    plain, scaled = proposed(1.0), proposed(0.5)
+    validator("promo_triggers")(scaled)
+    assert scaled["discount"] == plain["discount"] and scaled["calibration"] == 0.5
+    assert scaled["expected_incremental_units"] == pytest.approx(plain["expected_incremental_units"] * 0.5, abs=1e-4)
+    assert scaled["expected_incremental_revenue"] == pytest.approx(plain["expected_incremental_revenue"] * 0.5,
+                                                                   abs=1e-4)
