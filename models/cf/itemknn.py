@@ -168,6 +168,18 @@ def rp3beta_top_k(X: sparse.csr_matrix, k: int, alpha: float, beta: float,
     return sparse.vstack(blocks, format="csr")
 
 
+def ease_weights(X: sparse.csr_matrix, l2: float) -> np.ndarray:
+    """Steck's EASE B, dense: B[i, j] = -P[i, j] / P[j, j] with P = (X'X + l2 I)^-1, and diag(B) = 0."""
+    items = X.shape[1]
+    gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices(items)] += l2
+    weights = np.linalg.inv(gram)
+    del gram
+    weights /= -np.diag(weights)[None, :]
+    weights[np.diag_indices(items)] = 0.0
+    return weights
+
+
 def ease_top_k(X: sparse.csr_matrix, k: int, l2: float) -> sparse.csr_matrix:
     """Items x items: Steck's EASE weights B (row i: what i says about each other item), each row's k largest
     in absolute value kept: the negative weights (i makes j less likely) carry as much as the positive ones
@@ -176,13 +188,7 @@ def ease_top_k(X: sparse.csr_matrix, k: int, l2: float) -> sparse.csr_matrix:
     if items > EASE_MAX_ITEMS:
         raise ValueError(f"EASE needs a dense {items} x {items} matrix; it is offered for up to "
                          f"{EASE_MAX_ITEMS} items (use the cosine or rp3beta family)")
-    gram = (X.T @ X).toarray().astype(np.float64)
-    gram[np.diag_indices(items)] += l2
-    weights = np.linalg.inv(gram)
-    del gram
-    weights /= -np.diag(weights)[None, :]  # B[i, j] = -P[i, j] / P[j, j]
-    weights[np.diag_indices(items)] = 0.0
-    return top_k_rows(sparse.csr_matrix(weights), k, by_magnitude=True)
+    return top_k_rows(sparse.csr_matrix(ease_weights(X, l2)), k, by_magnitude=True)
 
 
 @dataclass

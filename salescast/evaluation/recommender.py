@@ -38,7 +38,7 @@ from scipy import sparse
 
 from salescast.models import useritem
 from salescast.models.cf import ranking
-from salescast.models.cf.itemknn import ItemKNN
+from salescast.models.cf.itemknn import ItemKNN, ease_weights
 from salescast.stream.core.settings import Settings
 from salescast.training import recommender as cf_training
 
@@ -209,15 +209,9 @@ EASE_BASELINE_MAX_ITEMS = 16_000  # the dense baseline: two items x items float6
 
 def ease_scorer(train: sparse.csr_matrix, l2: float = 250.0) -> Callable[[np.ndarray], np.ndarray] | None:
     """Steck's EASE with the full dense B, as the paper scores it (None past EASE_BASELINE_MAX_ITEMS)."""
-    items = train.shape[1]
-    if items > EASE_BASELINE_MAX_ITEMS:
+    if train.shape[1] > EASE_BASELINE_MAX_ITEMS:
         return None
-    gram = (train.T @ train).toarray()
-    gram[np.diag_indices(items)] += l2
-    weights = np.linalg.inv(gram)
-    del gram
-    weights /= -np.diag(weights)[None, :]
-    weights[np.diag_indices(items)] = 0.0
+    weights = ease_weights(train, l2)
     return lambda rows: np.asarray(train[rows] @ weights)
 
 
