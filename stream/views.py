@@ -6,6 +6,11 @@ A request for a SKU another worker owns is forwarded to it by
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from typing import Awaitable, Callable
+
+import aiohttp
 from faust.web import Request, Response, View
 
 from salescast.models import windows
@@ -27,6 +32,32 @@ MAX_ITEMS = 1_000
 
 def _error(web, status: int, message: str) -> Response:
     return web.json({"error": message}, status=status)
+
+
+RETRY_AFTER_S = 2
+
+
+def owner_unreachable_is_503(forwarded: Callable[..., Awaitable[Response]], match_info: str):
+    """`forwarded` (an app.table_route view) with an owner that cannot be reached answered 503 and when to
+    retry. During a rebalance the worker a key's partition is still assigned to may have stopped already;
+    Faust's router lets the connection error through, and its server answers a bare HTML 500."""
+    @functools.wraps(forwarded)
+    async def get(view: View, request: Request, *args, **kwargs) -> Response:
+        try:
+            return await forwarded(view, request, *args, **kwargs)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            key = request.match_info.get(match_info, "")
+            return view.json({"error": f"the worker that holds {match_info} {key!r} could not be reached "
+                                       f"({type(exc).__name__}); its partitions are probably moving between "
+                                       f"workers: retry in {RETRY_AFTER_S} s"},
+                             status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    return get
+
+
+def routed(table, match_info: str):
+    """`app.table_route` to the worker that holds the key, 503 if it cannot be reached."""
+    route = app.table_route(table=table, match_info=match_info)
+    return lambda handler: owner_unreachable_is_503(route(handler), match_info)
 
 
 def _count(request: Request, name: str, default: int, maximum: int) -> int | str:
@@ -81,7 +112,7 @@ class Ready(View):
 
 @app.page("/skus/{sku}/sales")
 class SkuSales(View):
-    @app.table_route(table=sku_windows, match_info="sku")
+    @routed(sku_windows, "sku")
     async def get(self, request: Request, sku: str) -> Response:
         count = _count(request, "buckets", DEFAULT_BUCKETS, MAX_BUCKETS)
         if isinstance(count, str):
@@ -102,7 +133,7 @@ def _category(sku: str) -> str | None:
 class SkusForUser(View):
     """The user's top-n SKUs, scored now from their live vector; an unknown user gets a fallback list."""
 
-    @app.table_route(table=user_items, match_info="user_id")
+    @routed(user_items, "user_id")
     async def get(self, request: Request, user_id: str) -> Response:
         count = _count(request, "n", DEFAULT_SKUS_FOR_USER, MAX_ITEMS)
         if isinstance(count, str):
@@ -117,7 +148,7 @@ class SkusForUser(View):
 class UsersForSku(View):
     """The SKU's top-n candidate users from its index; a SKU with none gets its category's audience."""
 
-    @app.table_route(table=sku_candidates, match_info="sku")
+    @routed(sku_candidates, "sku")
     async def get(self, request: Request, sku: str) -> Response:
         count = _count(request, "n", DEFAULT_USERS_FOR_SKU, MAX_ITEMS)
         if isinstance(count, str):
