@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from salescast.stream.core.contract import record_key
 from salescast.sim.generator import Shop, ShopConfig
 from salescast.stream.core.settings import Settings
-from salescast.stream.kafka import committed_offsets
+from salescast.stream.kafka import committed_offsets, ensure_topics
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,12 +47,14 @@ def counted(worker, skus):
 def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, new_host):
     """`another-machine` restarts with an empty state directory: everything comes back from the changelogs."""
     worker = make_worker()
-    worker.start()
-    # 40 days (~22,000 events): a worker reading a fetch at a time had read all of 12 days' 6,600 before
-    # it could be stopped 2,000 clicks in
+    # The ~22,000 events (40 days) are in the topics before the worker starts: produced while it ran, a
+    # worker reading a fetch at a time kept pace with the test's producer and had read every one of them by
+    # the time it could be stopped 2,000 clicks in
+    ensure_topics(Settings.from_env(worker.env))
     expected_units, expected_revenue, total = produce_shop(worker, days=40)
+    worker.start()
     wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="clicks") > 2000, timeout_s=60,
-             interval_s=0.05, message="worker mid-stream")
+             interval_s=0.02, message="worker mid-stream")
     consumed_before = sum(worker.metric("salescast_events_consumed_total", topic=t)
                           for t in ("orders", "clicks", "inventory"))
     worker.stop(sig)
