@@ -54,7 +54,7 @@ retrainer (salescast.models.cf.selection), not fixed here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -117,18 +117,31 @@ def cosine_top_k(X: sparse.csr_matrix, k: int, shrink: float, block: int = BLOCK
     present.data = np.ones_like(present.data)
     present_users = present.T.tocsr()
     norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1)).ravel())
-    blocks = []
-    for start in range(0, items, block):
-        end = min(items, start + block)
+
+    def shrunk_cosines(start: int, end: int) -> sparse.csr_matrix:
         dots = (by_item[start:end] @ X).tocsr()  # (block x items) dot products of the weighted vectors
         common = (present[start:end] @ present_users).tocsr()  # users the two items share: same entries
         dots.sort_indices()
         common.sort_indices()
         rows = np.repeat(np.arange(start, end), np.diff(dots.indptr))
         dots.data = dots.data / (norms[rows] * norms[dots.indices]) * (common.data / (common.data + shrink))
-        dots.data[rows == dots.indices] = 0.0  # an item is not its own neighbour
-        dots.eliminate_zeros()
-        blocks.append(top_k_rows(dots, k))
+        return dots
+
+    return _top_k_by_blocks(items, k, block, shrunk_cosines)
+
+
+def _top_k_by_blocks(items: int, k: int, block: int,
+                     similarities: Callable[[int, int], sparse.csr_matrix]) -> sparse.csr_matrix:
+    """Items x items: each row's k largest of `similarities(start, end)` (rows start..end - 1), self excluded,
+    computed `block` rows at a time so memory stays bounded."""
+    blocks = []
+    for start in range(0, items, block):
+        end = min(items, start + block)
+        part = similarities(start, end)
+        rows = np.repeat(np.arange(start, end), np.diff(part.indptr))
+        part.data[rows == part.indices] = 0.0  # an item is not its own neighbour
+        part.eliminate_zeros()
+        blocks.append(top_k_rows(part, k))
     if not blocks:
         return sparse.csr_matrix((items, items))
     return sparse.vstack(blocks, format="csr")
@@ -154,18 +167,13 @@ def rp3beta_top_k(X: sparse.csr_matrix, k: int, alpha: float, beta: float,
     popularity = np.diff(sparse.csc_matrix(X).indptr).astype(np.float64)
     damping = np.zeros(items)
     damping[popularity > 0] = popularity[popularity > 0] ** -beta
-    blocks = []
-    for start in range(0, items, block):
-        end = min(items, start + block)
+
+    def damped_walks(start: int, end: int) -> sparse.csr_matrix:
         walk = (item_to_user[start:end] @ user_to_item).tocsr()
-        rows = np.repeat(np.arange(start, end), np.diff(walk.indptr))
         walk.data = walk.data * damping[walk.indices]
-        walk.data[rows == walk.indices] = 0.0
-        walk.eliminate_zeros()
-        blocks.append(top_k_rows(walk, k))
-    if not blocks:
-        return sparse.csr_matrix((items, items))
-    return sparse.vstack(blocks, format="csr")
+        return walk
+
+    return _top_k_by_blocks(items, k, block, damped_walks)
 
 
 def ease_weights(X: sparse.csr_matrix, l2: float) -> np.ndarray:
