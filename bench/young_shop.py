@@ -27,6 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from salescast.evaluation.forecast import shop_histories  # noqa: E402
 from salescast.models.forecast.features import FeatureConfig  # noqa: E402
 from salescast.stream.core.settings import Settings  # noqa: E402
 from salescast.training.retrain import TrainOptions, fit_and_backtest, histories_from_lines  # noqa: E402
@@ -37,14 +38,6 @@ def cut(histories: dict, weeks: int) -> dict:
     start = min(h.first_bucket for h in histories.values())
     end = start + (weeks + 1) * 7
     return {sku: h.until(end) for sku, h in histories.items() if h.first_bucket < end}
-
-
-def shop_histories(skus: int, days: int, seed: int, settings: Settings) -> dict:
-    from salescast.sim.generator import Shop, ShopConfig
-
-    shop = Shop(ShopConfig(seed=seed, skus=skus, days=days, users=skus * 25))
-    return histories_from_lines((orjson.dumps({**record, "topic": topic}) for topic, record in shop.events()),
-                                settings)
 
 
 def pizzaplace_histories(settings: Settings) -> dict:
