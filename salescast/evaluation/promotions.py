@@ -218,6 +218,22 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
         m = money[audience]
         lines.append(f"| {label} | {m['offered']} | {m['units']:+.1f} | {m['revenue']:+.2f} | {m['margin']:+.2f} | "
                      f"{m['discount_cost']:.2f} |")
+    members = sum(o["targets"] + o["holdout"] for _, o in finished)
+    fraction_now = sum(o["holdout"] for _, o in finished) / members if members else 0.0
+    figures["holdout_power"] = power_rows = holdout_power(finished, fraction_now)
+    lines += ["", "Holdout power: a campaign is every finished trigger of one reason in one week (by trigger time). "
+              "Power is that of the two-sided 5% test of its uplift, for the median campaign, at the uplift the "
+              "model predicted (incremental units over targets, at the units per buying target seen) and the "
+              "holdout conversion seen; 'CI excludes 0' is how many campaigns' 95% interval did:", "",
+              "| reason | campaigns | median members | holdout conv. | predicted uplift | power now "
+              f"({fraction_now:.0%} held out) | CI excludes 0 | holdout share for 80% power |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for reason, row in power_rows.items():
+        needed = "not reachable (pool weeks)" if row["fraction_for_80"] is None else f"{row['fraction_for_80']:.0%}"
+        power_now = "n/a (< 5 expected holdout buyers)" if row["power_now"] is None else f"{row['power_now']:.2f}"
+        lines.append(f"| {reason} | {row['campaigns']} | {row['median_members']:.0f} | {row['holdout_conversion']:.4f} | "
+                     f"{row['predicted_uplift']:+.4f} | {power_now} | {row['significant']} of "
+                     f"{row['campaigns']} | {needed} |")
     overall = rows.get("all")
     if overall and overall["uplift"]:
         value, low, high = overall["uplift"]
@@ -278,6 +294,44 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
     figures["elasticities"] = elasticity_rows
     figures["models"] = sim.models
     return "\n".join(lines) + "\n", figures
+
+
+def holdout_power(finished: list[tuple[dict, dict]], fraction_now: float) -> dict[str, dict]:
+    """Per reason, campaigns (its finished triggers in one week) and how well their uplift can be measured
+    (salescast.models.promo.power): with today's holdout share, and the share 80% power would take."""
+    from salescast.models.promo.power import approximation_holds, holdout_fraction_for, power
+
+    week_ms = 7 * DAY_MS
+    rows = {}
+    for reason in ("overstock", "demand_drop", "affinity"):
+        campaigns: dict[int, list[tuple[dict, dict]]] = {}
+        for trigger, outcome in finished:
+            if trigger["reason"] == reason:
+                campaigns.setdefault(trigger["ts"] // week_ms, []).append((trigger, outcome))
+        if not campaigns:
+            continue
+        outcomes = [o for group in campaigns.values() for _, o in group]
+        targets, holdout = sum(o["targets"] for o in outcomes), sum(o["holdout"] for o in outcomes)
+        buyers = sum(o["target_buyers"] for o in outcomes)
+        units_per_buyer = sum(o["target_units"] for o in outcomes) / buyers if buyers else 1.0
+        p_holdout = sum(o["holdout_buyers"] for o in outcomes) / max(holdout, 1)
+        predicted = sum(t["expected_incremental_units"] for group in campaigns.values() for t, _ in group)
+        uplift = predicted / units_per_buyer / max(targets, 1)
+        members = sorted(sum(o["targets"] + o["holdout"] for _, o in group) for group in campaigns.values())
+        median_members = members[len(members) // 2]
+        held = round(fraction_now * median_members)
+        significant = 0
+        for group in campaigns.values():
+            interval = uplift_interval(sum(o["target_buyers"] for _, o in group), sum(o["targets"] for _, o in group),
+                                       sum(o["holdout_buyers"] for _, o in group), sum(o["holdout"] for _, o in group))
+            significant += bool(interval and (interval[1] > 0 or interval[2] < 0))
+        rows[reason] = {"campaigns": len(campaigns), "median_members": median_members,
+                        "holdout_conversion": p_holdout, "predicted_uplift": uplift,
+                        "power_now": power(min(p_holdout + uplift, 1.0), p_holdout, median_members - held, held)
+                        if approximation_holds(p_holdout, held) else None,
+                        "significant": significant,
+                        "fraction_for_80": holdout_fraction_for(p_holdout, uplift, median_members)}
+    return rows
 
 
 AUDIENCES = {"policy": "the policy's targets", "random": "random users, as many (the same budget)",

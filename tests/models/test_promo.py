@@ -373,3 +373,23 @@ def test_finished_promotions_calibrate_the_predicted_incremental_units(settings)
     assert scaled["expected_incremental_units"] == pytest.approx(plain["expected_incremental_units"] * 0.5, abs=1e-4)
     assert scaled["expected_incremental_revenue"] == pytest.approx(plain["expected_incremental_revenue"] * 0.5,
                                                                    abs=1e-4)
+
+
+def test_power_matches_the_textbook_two_proportion_figures():
+    from salescast.models.promo.power import holdout_fraction_for, power
+
+    # 3,841 per group detect 10% -> 12% with 80% power at 5% (the usual calculators' figure, unpooled)
+    assert power(0.12, 0.10, 3841, 3841) == pytest.approx(0.80, abs=0.005)
+    assert power(0.12, 0.10, 1000, 1000) < 0.5 < power(0.12, 0.10, 5000, 5000)
+    assert power(0.10, 0.10, 10**6, 10**6) == pytest.approx(0.05, abs=1e-9)  # no uplift: the test's level
+    assert power(0.2, 0.1, 0, 50) == 0.0
+    # a campaign of 20,000 members: the smallest holdout share reaching 80%, and it does reach it
+    fraction = holdout_fraction_for(0.10, 0.02, 20_000)
+    holdout = round(fraction * 20_000)
+    assert power(0.12, 0.10, 20_000 - holdout, holdout) >= 0.8
+    smaller = round((fraction - 0.01) * 20_000)
+    assert power(0.12, 0.10, 20_000 - smaller, smaller) < 0.8
+    assert holdout_fraction_for(0.10, 0.02, 2_000) is None  # too small even split in half
+    assert holdout_fraction_for(0.10, 0.0, 20_000) is None
+    # a holdout that would expect fewer than 5 buyers gives no figure: the normal approximation fails there
+    assert holdout_fraction_for(0.0, 0.013, 800) is None

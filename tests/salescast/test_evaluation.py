@@ -132,6 +132,7 @@ def test_evaluate_promo_runs_the_closed_loop_and_reports_against_the_truth(tmp_p
     text = capsys.readouterr().out
     assert "| all |" in text and "true uplift" in text and "Triggers on SKUs with less stock" in text
     assert "| category | true: mean | true: weighted as the fit weighs SKUs |" in text
+    assert "| reason | campaigns | median members | holdout conv. | predicted uplift | power now" in text
     assert report.read_text().strip() == text.strip()
     assert plot.stat().st_size > 10_000
 
