@@ -56,3 +56,19 @@ def holdout_fraction_for(p_holdout: float, uplift: float, members: int, wanted: 
         if power(p_target, p_holdout, members - holdout, holdout, alpha) >= wanted:
             return round(fraction, 6)
     return None
+
+
+def campaigns_to_pool(p_holdout: float, uplift: float, members: int, fraction: float, wanted: float = 0.8,
+                      alpha: float = 0.05, most: int = 52) -> int | None:
+    """How many campaigns of `members` each, split at holdout share `fraction`, must be pooled to reach power
+    `wanted` (up to `most`; None beyond, or where the uplift is not positive)."""
+    if uplift <= 0 or not 0 < fraction < 1:
+        return None
+    p_target = min(p_holdout + uplift, 1.0)
+    for k in range(1, most + 1):
+        holdout = round(fraction * members * k)
+        targets = members * k - holdout
+        if approximation_holds(p_holdout, holdout) and approximation_holds(p_target, targets) and \
+                power(p_target, p_holdout, targets, holdout, alpha) >= wanted:
+            return k
+    return None

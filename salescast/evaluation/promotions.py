@@ -226,14 +226,16 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
               "model predicted (incremental units over targets, at the units per buying target seen) and the "
               "holdout conversion seen; 'CI excludes 0' is how many campaigns' 95% interval did:", "",
               "| reason | campaigns | median members | holdout conv. | predicted uplift | power now "
-              f"({fraction_now:.0%} held out) | CI excludes 0 | holdout share for 80% power |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              f"({fraction_now:.0%} held out) | CI excludes 0 | holdout share for 80% power | "
+              "weeks to pool for 80% at today's share |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for reason, row in power_rows.items():
         needed = "not reachable (pool weeks)" if row["fraction_for_80"] is None else f"{row['fraction_for_80']:.0%}"
+        weeks = "over 52" if row["weeks_for_80"] is None else row["weeks_for_80"]
         power_now = "n/a (< 5 expected holdout buyers)" if row["power_now"] is None else f"{row['power_now']:.2f}"
         lines.append(f"| {reason} | {row['campaigns']} | {row['median_members']:.0f} | {row['holdout_conversion']:.4f} | "
                      f"{row['predicted_uplift']:+.4f} | {power_now} | {row['significant']} of "
-                     f"{row['campaigns']} | {needed} |")
+                     f"{row['campaigns']} | {needed} | {weeks} |")
     overall = rows.get("all")
     if overall and overall["uplift"]:
         value, low, high = overall["uplift"]
@@ -299,7 +301,7 @@ def report(sim: Simulation, config: ShopConfig, warmup_days: int) -> tuple[str, 
 def holdout_power(finished: list[tuple[dict, dict]], fraction_now: float) -> dict[str, dict]:
     """Per reason, campaigns (its finished triggers in one week) and how well their uplift can be measured
     (salescast.models.promo.power): with today's holdout share, and the share 80% power would take."""
-    from salescast.models.promo.power import approximation_holds, holdout_fraction_for, power
+    from salescast.models.promo.power import approximation_holds, campaigns_to_pool, holdout_fraction_for, power
 
     week_ms = 7 * DAY_MS
     rows = {}
@@ -330,7 +332,8 @@ def holdout_power(finished: list[tuple[dict, dict]], fraction_now: float) -> dic
                         "power_now": power(min(p_holdout + uplift, 1.0), p_holdout, median_members - held, held)
                         if approximation_holds(p_holdout, held) else None,
                         "significant": significant,
-                        "fraction_for_80": holdout_fraction_for(p_holdout, uplift, median_members)}
+                        "fraction_for_80": holdout_fraction_for(p_holdout, uplift, median_members),
+                        "weeks_for_80": campaigns_to_pool(p_holdout, uplift, median_members, fraction_now)}
     return rows
 
 

@@ -393,3 +393,11 @@ def test_power_matches_the_textbook_two_proportion_figures():
     assert holdout_fraction_for(0.10, 0.0, 20_000) is None
     # a holdout that would expect fewer than 5 buyers gives no figure: the normal approximation fails there
     assert holdout_fraction_for(0.0, 0.013, 800) is None
+    from salescast.models.promo.power import campaigns_to_pool
+
+    weeks = campaigns_to_pool(0.10, 0.02, 5_000, 0.1)  # 10% held out of 5,000 a week: pool some weeks
+    held = round(0.1 * 5_000 * weeks)
+    assert weeks > 1 and power(0.12, 0.10, 5_000 * weeks - held, held) >= 0.8
+    held = round(0.1 * 5_000 * (weeks - 1))
+    assert power(0.12, 0.10, 5_000 * (weeks - 1) - held, held) < 0.8
+    assert campaigns_to_pool(0.10, -0.01, 5_000, 0.1) is None
