@@ -18,7 +18,7 @@ import inspect
 import numpy as np
 import pytest
 
-from salescast.models.baseline import MovingAverage, SeasonalNaive
+from salescast.models.baseline import MovingAverage, SeasonalMean, SeasonalNaive
 from salescast.models.cf import candidates
 from salescast.models.store import ModelStore, StoredModel
 from salescast.stream.core.close import BaselineForecaster
@@ -158,6 +158,12 @@ def case_moving_average() -> c.ForecasterCase:
                             cold_below=7, flags_cold=True, record_model=(model.name, model.version))
 
 
+def case_seasonal_mean() -> c.ForecasterCase:
+    model = SeasonalMean(SEASON)
+    return c.ForecasterCase("seasonal_mean", c.fit_predict(lambda: SeasonalMean(SEASON)), horizons=(1, 3, 7, 10),
+                            cold_below=4 * SEASON, flags_cold=True, record_model=(model.name, model.version))
+
+
 def case_baseline_forecaster() -> c.ForecasterCase:
     """The engine's baseline; an empty model store loads as it (the documented fallback of loading without a model)."""
     forecaster = BaselineForecaster(SEASON)
@@ -213,6 +219,7 @@ def case_lightgbm(gbm_model) -> c.ForecasterCase:
 
 
 FORECASTERS = {"seasonal_naive": case_seasonal_naive, "moving_average": case_moving_average,
+               "seasonal_mean": case_seasonal_mean,
                "baseline_forecaster": case_baseline_forecaster, "lstm_kernel": case_lstm_kernel,
                "lstm_served": case_lstm_served, "lightgbm": case_lightgbm}
 
@@ -468,7 +475,7 @@ def test_recommender(request, tmp_path, case, check):
 
 
 # every class that forecasts or recommends -> the case that checks it
-COVERED = {"SeasonalNaive": "seasonal_naive", "MovingAverage": "moving_average",
+COVERED = {"SeasonalNaive": "seasonal_naive", "MovingAverage": "moving_average", "SeasonalMean": "seasonal_mean",
            "BaselineForecaster": "baseline_forecaster", "LSTMKernel": "lstm_kernel", "LSTMServing": "lstm_served",
            "GBMQuantileForecaster": "lightgbm", "ItemKNN": "itemknn", "Recommender": "recommender_for_user"}
 SERVES = ("predict", "forecast_many", "recommend", "for_user", "for_sku")
