@@ -21,6 +21,11 @@ the same way in both. Three choices matter for sales counts:
   hour of day for hourly ones) of every horizon bucket is known in advance and
   is given to the model; prices and promotions ahead are not, so they are only
   read from the past.
+- **The shop's calendar.** With `FeatureConfig.calendar` (the flagged buckets:
+  public holidays and closures, salescast.models.forecast.calendar) every bucket
+  read and every bucket forecast carries a flag, so a closed Christmas ahead is
+  known. A model stored before the calendar existed has `calendar` None and
+  reads exactly the inputs it was trained on.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 HISTORY_FEATURES = ("log_scaled_units", "promo", "stockout", "season_sin", "season_cos", "log_scale")
 FUTURE_FEATURES = ("season_sin", "season_cos")
+CALENDAR_FEATURE = "calendar"  # appended to both when the model has a calendar
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class FeatureConfig:
     # real buckets a window needs; the rest of input_length is padding (module docstring). None: input_length,
     # as every model trained before padding existed (their stored configs have no min_history)
     min_history: int | None = None
+    # the buckets the shop's calendar flags (salescast.models.forecast.calendar), sorted; None: no calendar input,
+    # as every model trained before it existed
+    calendar: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_length", "horizon", "season"):
@@ -78,12 +87,29 @@ class FeatureConfig:
                              f"got {self.min_history}")
 
     def to_config(self) -> dict:
-        return {"input_length": self.input_length, "horizon": self.horizon, "season": self.season,
-                "min_history": self.min_history}
+        config = {"input_length": self.input_length, "horizon": self.horizon, "season": self.season,
+                  "min_history": self.min_history}
+        if self.calendar is not None:
+            config["calendar"] = list(self.calendar)
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "FeatureConfig":
-        return cls(config["input_length"], config["horizon"], config["season"], config.get("min_history"))
+        calendar = config.get("calendar")
+        return cls(config["input_length"], config["horizon"], config["season"], config.get("min_history"),
+                   None if calendar is None else tuple(int(bucket) for bucket in calendar))
+
+    @property
+    def history_features(self) -> tuple[str, ...]:
+        return HISTORY_FEATURES + ((CALENDAR_FEATURE,) if self.calendar is not None else ())
+
+    @property
+    def future_features(self) -> tuple[str, ...]:
+        return FUTURE_FEATURES + ((CALENDAR_FEATURE,) if self.calendar is not None else ())
+
+    def flagged(self, buckets: np.ndarray) -> np.ndarray:
+        """1.0 where the calendar flags the bucket (the calendar must not be None)."""
+        return np.isin(buckets, np.asarray(self.calendar, dtype=np.int64)).astype(np.float32)
 
 
 def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
@@ -113,15 +139,20 @@ def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_b
     scale = 1.0 + np.where(count > 0, in_stock_mean, units.mean(axis=1))
     input_buckets = target_bucket[:, None] - length + np.arange(length)
     sin, cos = _phase(input_buckets, config.season)
-    x = np.empty(units.shape + (len(HISTORY_FEATURES),), dtype=np.float32)
+    x = np.empty(units.shape + (len(config.history_features),), dtype=np.float32)
     x[..., 0] = np.log1p(units / scale[:, None])
     x[..., 1] = promo
     x[..., 2] = stockout
     x[..., 3] = sin
     x[..., 4] = cos
     x[..., 5] = np.log(scale)[:, None]
-    future_sin, future_cos = _phase(target_bucket[:, None] + np.arange(horizon), config.season)
-    future = np.stack([future_sin, future_cos], axis=-1).astype(np.float32)
+    future_buckets = target_bucket[:, None] + np.arange(horizon)
+    future_sin, future_cos = _phase(future_buckets, config.season)
+    known = [future_sin, future_cos]
+    if config.calendar is not None:
+        x[..., 6] = config.flagged(input_buckets)
+        known.append(config.flagged(future_buckets))
+    future = np.stack(known, axis=-1).astype(np.float32)
     return x, future, scale
 
 
@@ -129,8 +160,8 @@ def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_b
 class Samples:
     """Training windows: inputs, targets in scaled units, and where each came from."""
 
-    x: np.ndarray  # (N, L, len(HISTORY_FEATURES)) float32
-    future: np.ndarray  # (N, H, len(FUTURE_FEATURES)) float32
+    x: np.ndarray  # (N, L, len(config.history_features)) float32
+    future: np.ndarray  # (N, H, len(config.future_features)) float32
     y: np.ndarray  # (N, H) float32: target units / scale
     mask: np.ndarray  # (N, H) float32: 0 where the target bucket was sold out
     scale: np.ndarray  # (N,)
@@ -183,8 +214,8 @@ def make_samples(histories: Sequence[History], config: FeatureConfig, stride: in
 
 def _empty(config: FeatureConfig) -> Samples:
     length, horizon = config.input_length, config.horizon
-    return Samples(np.zeros((0, length, len(HISTORY_FEATURES)), np.float32),
-                   np.zeros((0, horizon, len(FUTURE_FEATURES)), np.float32), np.zeros((0, horizon), np.float32),
+    return Samples(np.zeros((0, length, len(config.history_features)), np.float32),
+                   np.zeros((0, horizon, len(config.future_features)), np.float32), np.zeros((0, horizon), np.float32),
                    np.zeros((0, horizon), np.float32), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from salescast.models.forecast.features import FUTURE_FEATURES, HISTORY_FEATURES, FeatureConfig, Samples  # noqa: E402
+from salescast.models.forecast.features import FeatureConfig, Samples  # noqa: E402
 from salescast.models.forecast.kernel import ARTIFACT_FORMAT  # noqa: E402
 from salescast.models.forecast.metrics import QUANTILES  # noqa: E402
 
@@ -80,7 +80,8 @@ class LSTMForecaster:
     def config(self) -> dict:
         return {"format": ARTIFACT_FORMAT, "name": NAME,
                 "features": self.features.to_config(),
-                "history_features": list(HISTORY_FEATURES), "future_features": list(FUTURE_FEATURES),
+                "history_features": list(self.features.history_features),
+                "future_features": list(self.features.future_features),
                 "units": list(self.units), "dense": self.dense, "quantiles": QUANTILES.tolist()}
 
     def fit(self, train: Samples, valid: Samples | None = None) -> "LSTMForecaster":

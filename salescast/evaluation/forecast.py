@@ -21,7 +21,7 @@ from salescast.models.forecast import backtest
 from salescast.models.forecast.features import FeatureConfig, History
 from salescast.stream.core.settings import Settings
 from salescast.training.retrain import (Evaluation, TrainOptions, fit_and_backtest, format_table, histories_from_events,
-                                histories_from_lines, stderr_log)
+                                histories_from_lines, settings_calendar, stderr_log)
 
 MISSING_EXTRAS = ("salescast evaluate needs the evaluation extras (LightGBM, statsforecast, matplotlib, pmdarima): "
                   "pip install -e '.[eval]' (scripts/setup installs them)")
@@ -104,15 +104,16 @@ def single_series(test_origins: int) -> TrainOptions:
                         patience=30, test_origins=test_origins, verbose=0)
 
 
-# per public data set: (loader, features, options suited to it)
+# per public data set: (loader, features, options suited to it, the country whose public holidays the LSTM is
+# told of; None: no calendar, the buckets are not days)
 PUBLIC = {
     "wineind": (wineind_histories, FeatureConfig(input_length=24, horizon=6, season=12),
                 TrainOptions(input_length=24, units=(16, 16), dense=16, epochs=400, batch_size=16, patience=40,
-                             test_origins=4, valid_buckets=12, verbose=0)),
-    "pizzaplace": (pizzaplace_histories, DAILY, TrainOptions(test_origins=8, verbose=0)),
-    "movielens-daily": (movielens_daily_histories, DAILY, TrainOptions(test_origins=8, verbose=0)),
-    "bank-calls": (bank_calls_histories, DAILY, single_series(test_origins=6)),
-    "elecdaily": (elecdaily_histories, DAILY, single_series(test_origins=8)),
+                             test_origins=4, valid_buckets=12, verbose=0), None),
+    "pizzaplace": (pizzaplace_histories, DAILY, TrainOptions(test_origins=8, verbose=0), "US"),
+    "movielens-daily": (movielens_daily_histories, DAILY, TrainOptions(test_origins=8, verbose=0), "US"),
+    "bank-calls": (bank_calls_histories, DAILY, single_series(test_origins=6), "US"),
+    "elecdaily": (elecdaily_histories, DAILY, single_series(test_origins=8), "AU-VIC"),
 }
 
 
@@ -133,6 +134,8 @@ class ForecastEvaluation:
     quiet: bool = False
     report: str | None = None
     plot: str | None = "forecast-vs-actual.png"
+    # the LSTM's calendar input: "holidays" (closures seen and public holidays), "closures" (seen only), "none"
+    calendar: str = "holidays"
 
 
 def run(options: ForecastEvaluation, settings: Settings) -> int:
@@ -148,9 +151,11 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         print(MISSING_EXTRAS, file=sys.stderr)
         return 2
     if options.public:
-        loader, features, training = PUBLIC[options.public]
+        loader, features, training, country = PUBLIC[options.public]
         histories = loader(settings)
         source = f"public series {options.public}"
+        calendar = None if country is None else settings_calendar(
+            settings, features.season, country if options.calendar == "holidays" else "")
     else:
         min_history = min(options.min_history, options.input_length)
         features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season,
@@ -165,8 +170,12 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
             stderr_log(f"simulating a shop of {options.skus} SKUs over {options.days} days (seed {options.seed})")
             histories = shop_histories(options.skus, options.days, options.seed, settings)
             source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
+        calendar = settings_calendar(settings, features.season,
+                                     None if options.calendar == "holidays" else "")
+    if options.calendar == "none":
+        calendar = None
     evaluation = fit_and_backtest(histories, features, training, strong_baselines=True, log=stderr_log,
-                                  others=classical_baselines(features))
+                                  others=classical_baselines(features), calendar=calendar)
     table = format_table(evaluation.result.table())
     facts = ", ".join(f"{k} {v}" for k, v in evaluation.facts.items())
     report = (f"Data: {source}. Horizon {features.horizon} buckets, season {features.season}, "

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -108,12 +108,14 @@ def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[
 
 def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
                      strong_baselines: bool = False, log: Callable[[str], None] = print,
-                     others: dict[str, backtest.Predictor] | None = None) -> Evaluation:
+                     others: dict[str, backtest.Predictor] | None = None,
+                     calendar: Callable[[list[History]], tuple[int, ...]] | None = None) -> Evaluation:
     """Trains the LSTM on the older data and scores it against the baselines on the newest.
 
     `strong_baselines` adds the moving average, LightGBM and the LSTM+LightGBM
     mean to the always-present seasonal naive; `others` are scored beside them
-    (the live version, when retraining).
+    (the live version, when retraining). `calendar` gives the LSTM the shop's
+    calendar (`shop_calendar`): it reads the history before the test period only.
     """
     from salescast.models.forecast.lstm import LSTMForecaster
 
@@ -128,6 +130,8 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
             "the test")
     test_start = end - test_origins * horizon
     valid_start = test_start - valid_buckets
+    if calendar is not None:
+        features = replace(features, calendar=calendar([h.until(test_start) for h in histories.values()]))
     samples = make_samples(list(histories.values()), features)
     before_test, _ = split_by_time(samples, test_start, horizon)
     train, valid = split_by_time(before_test, valid_start, horizon)
@@ -163,6 +167,16 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
              "fit_seconds": round(fit_seconds, 1), "test_start_bucket": test_start,
              "valid_start_bucket": valid_start}
     return Evaluation(model, result, list(tested), facts)
+
+
+def settings_calendar(settings: Settings, season: int, country: str | None = None
+                      ) -> Callable[[list[History]], tuple[int, ...]]:
+    """The shop's calendar from its history, with the public holidays of `country` (default
+    SALESCAST_HOLIDAYS_COUNTRY)."""
+    from salescast.models.forecast.calendar import shop_calendar
+
+    holidays = settings.forecasting.holidays_country if country is None else country
+    return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays)
 
 
 def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
@@ -323,7 +337,8 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
     # the live version reads the same tested histories when it needs no more of them than the candidate
     if live is not None and live.features.min_history <= features.min_history:
         others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
-    evaluation = fit_and_backtest(histories, features, options, log=log, others=others)
+    evaluation = fit_and_backtest(histories, features, options, log=log, others=others,
+                                  calendar=settings_calendar(settings, features.season))
     config = {**evaluation.model.config(), "bucket": settings.time.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
     metrics = model_metrics(evaluation)

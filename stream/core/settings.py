@@ -152,6 +152,19 @@ class _Environment:
             return default
         return value
 
+    def holidays_country(self, name: str) -> str:
+        """A country the holidays package knows ("US", "AU-VIC"), or "" for none."""
+        from salescast.models.forecast.calendar import public_holidays
+
+        value = self.text(name, "") or ""
+        if value:
+            try:
+                public_holidays(value, [2000])
+            except ValueError as exc:
+                self.errors.append(f"{name}={value!r}: {exc}, or unset it")
+                return ""
+        return value
+
     def duration(self, name: str, default: str) -> tuple[str, int]:
         """(the text, in milliseconds)"""
         raw = self.text(name, default)
@@ -270,12 +283,15 @@ class ForecastSettings:
     history_buckets: int = 120  # buckets of history a SKU's window keeps
     # contract v1.1: a SKU with an event in the last `active_buckets` buckets gets a forecast at every close
     active_buckets: int = FORECASTER_INPUT_LENGTH
+    # public holidays the forecaster is told of (salescast.models.forecast.calendar): "US", "AU-VIC"; "" none
+    holidays_country: str = ""
 
     @classmethod
     def from_env(cls, env: _Environment) -> "ForecastSettings":
         return cls(horizon=env.integer("SALESCAST_HORIZON", 7, minimum=1),
                    history_buckets=env.integer("SALESCAST_HISTORY_BUCKETS", 120, minimum=90),
-                   active_buckets=env.integer("SALESCAST_ACTIVE_BUCKETS", FORECASTER_INPUT_LENGTH, minimum=1))
+                   active_buckets=env.integer("SALESCAST_ACTIVE_BUCKETS", FORECASTER_INPUT_LENGTH, minimum=1),
+                   holidays_country=env.holidays_country("SALESCAST_HOLIDAYS_COUNTRY"))
 
 
 @dataclass(frozen=True)

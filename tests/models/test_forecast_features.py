@@ -150,3 +150,18 @@ def test_a_stored_config_without_min_history_needs_a_full_window():
     assert FeatureConfig.from_config(PADDED.to_config()) == PADDED
     with pytest.raises(ValueError, match="min_history must be between 1 and input_length"):
         FeatureConfig(4, 2, 7, min_history=5)
+
+
+def test_the_calendar_flags_every_read_and_forecast_bucket_it_lists():
+    config = FeatureConfig(input_length=4, horizon=3, season=7, calendar=(102, 105))
+    assert config.history_features[-1] == config.future_features[-1] == "calendar"
+    x, future, _ = make_inputs([history(np.ones(4), first=100)], config)  # reads 100-103, forecasts 104-106
+    assert x[0, :, -1].tolist() == [0, 0, 1, 0] and future[0, :, -1].tolist() == [0, 1, 0]
+    np.testing.assert_array_equal(x[0, :, :-1], make_inputs([history(np.ones(4), first=100)], CONFIG)[0][0])
+    s = make_samples([history(np.arange(12.0))], config)
+    row = list(s.target_bucket).index(104)
+    np.testing.assert_array_equal(x[0, :, -1], s.x[row, :, -1])  # training reads the calendar as scoring does
+    assert FeatureConfig.from_config(config.to_config()) == config
+    # a model stored before the calendar reads the inputs it was trained on
+    assert "calendar" not in CONFIG.to_config() and CONFIG.history_features == HISTORY_FEATURES
+    assert make_inputs([history(np.ones(4))], CONFIG)[0].shape[-1] == len(HISTORY_FEATURES)

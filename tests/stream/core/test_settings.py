@@ -97,3 +97,10 @@ def test_kafka_credentials_come_from_files_too_and_never_show(tmp_path):
         Settings.from_env({**base, "KAFKA_SASL_USERNAME": "shop", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "nope")})
     assert "KAFKA_SASL_PASSWORD_FILE=" in str(missing.value) and "cannot be read" in str(missing.value)
     assert "s3cr3t-value" not in str(both.value) + str(missing.value)
+
+
+def test_the_holidays_country_is_checked_at_start_up():
+    assert Settings.from_env({"SALESCAST_HOLIDAYS_COUNTRY": "AU-VIC"}).forecasting.holidays_country == "AU-VIC"
+    assert Settings.from_env({}).forecasting.holidays_country == ""
+    with pytest.raises(SettingsError, match="SALESCAST_HOLIDAYS_COUNTRY='Narnia'.*ISO 3166 country code"):
+        Settings.from_env({"SALESCAST_HOLIDAYS_COUNTRY": "Narnia"})
