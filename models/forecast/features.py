@@ -108,8 +108,20 @@ class FeatureConfig:
         return FUTURE_FEATURES + ((CALENDAR_FEATURE,) if self.calendar is not None else ())
 
     def flagged(self, buckets: np.ndarray) -> np.ndarray:
-        """1.0 where the calendar flags the bucket (the calendar must not be None)."""
-        return np.isin(buckets, np.asarray(self.calendar, dtype=np.int64)).astype(np.float32)
+        """1.0 where the calendar flags the bucket (the calendar must not be None).
+
+        A lookup over the span of `buckets`, which is a few weeks however many SKUs a close scores
+        (np.isin sorted every cell: 10x slower at 100,000 SKUs).
+        """
+        buckets = np.asarray(buckets, dtype=np.int64)
+        if buckets.size == 0:
+            return np.zeros(buckets.shape, np.float32)
+        low, high = int(buckets.min()), int(buckets.max())
+        table = np.zeros(high - low + 1, np.float32)
+        calendar = np.asarray(self.calendar, dtype=np.int64)
+        inside = calendar[(calendar >= low) & (calendar <= high)]
+        table[inside - low] = 1.0
+        return table[buckets - low]
 
 
 def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
