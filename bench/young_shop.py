@@ -23,14 +23,12 @@ import json
 import sys
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from salescast.evaluation.forecast import shop_histories  # noqa: E402
+from salescast.evaluation.forecast import pizzaplace_histories, shop_histories  # noqa: E402
 from salescast.models.forecast.features import FeatureConfig  # noqa: E402
 from salescast.stream.core.settings import Settings  # noqa: E402
-from salescast.training.retrain import TrainOptions, fit_and_backtest, histories_from_lines  # noqa: E402
+from salescast.training.retrain import TrainOptions, fit_and_backtest  # noqa: E402
 
 
 def cut(histories: dict, weeks: int) -> dict:
@@ -38,12 +36,6 @@ def cut(histories: dict, weeks: int) -> dict:
     start = min(h.first_bucket for h in histories.values())
     end = start + (weeks + 1) * 7
     return {sku: h.until(end) for sku, h in histories.items() if h.first_bucket < end}
-
-
-def pizzaplace_histories(settings: Settings) -> dict:
-    from salescast.realdata import pizzaplace_events
-
-    return histories_from_lines((orjson.dumps(record) for record in pizzaplace_events()), settings)
 
 
 def row(data: str, weeks: int, histories: dict, seed: int) -> dict:

@@ -27,10 +27,11 @@ MISSING_EXTRAS = ("salescast evaluate needs the evaluation extras (LightGBM, sta
                   "pip install -e '.[eval]' (scripts/setup installs them)")
 
 
-def shop_histories(skus: int, days: int, seed: int, settings: Settings) -> dict[str, History]:
+def shop_histories(skus: int, days: int, seed: int, settings: Settings, **shop: object) -> dict[str, History]:
+    """The generator's shop (`shop`: more ShopConfig fields, e.g. closed_days) as the worker buckets it."""
     from salescast.sim.generator import Shop, ShopConfig
 
-    shop = Shop(ShopConfig(seed=seed, skus=skus, days=days, users=skus * 25))
+    shop = Shop(ShopConfig(seed=seed, skus=skus, days=days, users=skus * 25, **shop))
     lines = (orjson.dumps({**record, "topic": topic}) for topic, record in shop.events())
     return histories_from_lines(lines, settings)
 
