@@ -468,10 +468,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--warmup", type=int, default=45,
                           help="with --promo: days of history before the first promotion (default 45)")
     evaluate.add_argument("--origins", type=int, default=4, help="rolling origins, one horizon apart (default 4)")
-    evaluate.add_argument("--calendar", choices=("holidays", "closures", "none"), default="holidays",
-                          help="the LSTM's calendar input: closures seen in the history and public holidays (of the "
-                               "public set's country, else SALESCAST_HOLIDAYS_COUNTRY; default), the closures only, "
-                               "or none (as models before the calendar)")
+    evaluate.add_argument("--calendar", choices=("closures", "holidays", "none"), default="closures",
+                          help="the LSTM's calendar input: the closures seen in the history (default), those and the "
+                               "public holidays (of the public set's country, else SALESCAST_HOLIDAYS_COUNTRY), or "
+                               "none (the inputs of models before the calendar)")
     _training_options(evaluate)
     evaluate.add_argument("--report", help="also write the Markdown table to FILE")
     evaluate.add_argument("--plot", default=None, help="PNG of forecasts vs actuals (default forecast-vs-actual.png"

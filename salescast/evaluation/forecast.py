@@ -135,8 +135,9 @@ class ForecastEvaluation:
     quiet: bool = False
     report: str | None = None
     plot: str | None = "forecast-vs-actual.png"
-    # the LSTM's calendar input: "holidays" (closures seen and public holidays), "closures" (seen only), "none"
-    calendar: str = "holidays"
+    # the LSTM's calendar input: "closures" (seen in the history, as retrain with SALESCAST_HOLIDAYS_COUNTRY
+    # unset), "holidays" (and the public holidays of the set's country, else SALESCAST_HOLIDAYS_COUNTRY), "none"
+    calendar: str = "closures"
 
 
 def run(options: ForecastEvaluation, settings: Settings) -> int:
