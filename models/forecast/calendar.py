@@ -75,8 +75,10 @@ def _buckets_of(day: date, bucket_ms: int) -> range:
     return range(-(-start // bucket_ms), -(-(start + DAY_MS) // bucket_ms))
 
 
-def shop_calendar(histories: Sequence[History], season: int, bucket_ms: int, country: str = "") -> tuple[int, ...]:
-    """The flagged buckets from the first bucket of `histories` to `YEARS_AHEAD` years past their end.
+def shop_calendar(histories: Sequence[History], season: int, bucket_ms: int, country: str = "",
+                  known: Iterable[int] = ()) -> tuple[int, ...]:
+    """The flagged buckets from the first bucket of `histories` to `YEARS_AHEAD` years past their end, with
+    the `known` ones among them (an earlier calendar: closures seen before these histories begin).
 
     Needs buckets that are a whole day or less (bucket = ms since the epoch // bucket_ms).
     """
@@ -97,5 +99,6 @@ def shop_calendar(histories: Sequence[History], season: int, bucket_ms: int, cou
                 pass
     if country:
         days.update(public_holidays(country, range(first_day.year, last_day.year + 1)))
-    return tuple(sorted({bucket for day in days if first_day <= day <= last_day
-                         for bucket in _buckets_of(day, bucket_ms)}))
+    flagged = {bucket for day in days if first_day <= day <= last_day for bucket in _buckets_of(day, bucket_ms)}
+    flagged.update(bucket for bucket in known if first <= bucket < _buckets_of(last_day, bucket_ms).stop)
+    return tuple(sorted(flagged))

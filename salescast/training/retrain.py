@@ -169,14 +169,14 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
     return Evaluation(model, result, list(tested), facts)
 
 
-def settings_calendar(settings: Settings, season: int, country: str | None = None
+def settings_calendar(settings: Settings, season: int, country: str | None = None, known: Iterable[int] = ()
                       ) -> Callable[[list[History]], tuple[int, ...]]:
     """The shop's calendar from its history, with the public holidays of `country` (default
-    SALESCAST_HOLIDAYS_COUNTRY)."""
+    SALESCAST_HOLIDAYS_COUNTRY) and the `known` flagged buckets (the live version's calendar)."""
     from salescast.models.forecast.calendar import shop_calendar
 
     holidays = settings.forecasting.holidays_country if country is None else country
-    return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays)
+    return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays, known)
 
 
 def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
@@ -337,8 +337,11 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
     # the live version reads the same tested histories when it needs no more of them than the candidate
     if live is not None and live.features.min_history <= features.min_history:
         others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
+    # the live version's calendar is carried over: a worker's windows keep SALESCAST_HISTORY_BUCKETS buckets,
+    # so last Christmas's closure reaches this training only through the version that saw it
+    known = (live.features.calendar or ()) if live is not None else ()
     evaluation = fit_and_backtest(histories, features, options, log=log, others=others,
-                                  calendar=settings_calendar(settings, features.season))
+                                  calendar=settings_calendar(settings, features.season, known=known))
     config = {**evaluation.model.config(), "bucket": settings.time.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
     metrics = model_metrics(evaluation)

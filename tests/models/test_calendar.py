@@ -57,3 +57,13 @@ def test_subdivisions_and_unknown_countries():
     assert date(2014, 11, 4) not in public_holidays("AU-NSW", [2014])
     with pytest.raises(ValueError, match="ISO 3166 country code"):
         public_holidays("Narnia", [2014])
+
+
+def test_an_earlier_calendar_carries_a_closure_the_history_no_longer_holds():
+    """A worker's windows keep 120 days: last Christmas reaches the next training through the live version."""
+    last_winter = shop_calendar(shop("2014-11-03", 70, {"2014-12-25"}), 7, DAY_MS)
+    assert day("2015-12-25") in last_winter
+    this_autumn = shop("2015-09-01", 90, set())  # no closure in it
+    assert day("2015-12-25") not in shop_calendar(this_autumn, 7, DAY_MS)
+    carried = shop_calendar(this_autumn, 7, DAY_MS, known=last_winter)
+    assert day("2015-12-25") in carried and day("2014-12-25") not in carried  # before these histories: dropped
