@@ -122,9 +122,9 @@ class SeasonalMean:
             zero = np.zeros(horizon)
             return Forecast(zero, zero, zero, True)
         p50 = np.resize(self._phase_means(y, len(y)), horizon)  # phase 0 is the bucket right after the history
-        # residuals of the same forecast made at each earlier season boundary, one season ahead
-        residuals = np.concatenate([y[end:end + season] - self._phase_means(y, end)[:len(y[end:end + season])]
-                                    for end in range(len(y) - season, season - 1, -season)][: 3 * self.seasons]
+        # residuals of the same forecast made at the last 3 x `seasons` season boundaries, one season ahead
+        ends = range(len(y) - season, season - 1, -season)[: 3 * self.seasons]
+        residuals = np.concatenate([y[end:end + season] - self._phase_means(y, end) for end in ends]
                                    or [np.zeros(1)])
         low, high = np.quantile(residuals, [QUANTILES[0], QUANTILES[2]])
         return Forecast(np.maximum(p50 + min(low, 0.0), 0.0), p50, np.maximum(p50 + max(high, 0.0), p50),
