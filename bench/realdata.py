@@ -13,7 +13,8 @@ each SKU's answer holds).
 
 For each data set:
 1. the events file (replay format) is written under the run directory;
-2. replay: `salescast replay FILE --out OUT` with a fresh SALESCAST_DATA_DIR (so a fresh model store);
+2. replay: `salescast replay FILE --out OUT` with a fresh SALESCAST_DATA_DIR (so a fresh model store, unless
+   --model-store names one that replay and the workers then share);
 3. broker: one local broker for the whole run (`salescast kafka start --port P --dir D`), a `salescast worker`
    per data set (own app id, topic names, state dir, ports; 4 partitions; idle partitions time out after 3 s;
    --partitions, --idle-timeout-ms change these two),
@@ -60,10 +61,15 @@ def salescast_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "salescast.cli"]
 
 
+# settings every salescast process of the run gets (--model-store)
+RUN_SETTINGS: dict[str, str] = {}
+
+
 def base_env(**extra: str) -> dict[str, str]:
-    """This process's environment without inherited salescast/Kafka settings, plus `extra`."""
+    """This process's environment without inherited salescast/Kafka settings, plus the run's and `extra`."""
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("KAFKA_") or (k.startswith("SALESCAST_") and k != "SALESCAST_CACHE_DIR"))}
+    env.update(RUN_SETTINGS)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -603,7 +609,12 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4, help="the worker's SALESCAST_PARTITIONS")
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--no-broker", action="store_true")
+    parser.add_argument("--model-store", help="a model store whose live versions replay and the workers both serve "
+                                              "(e.g. an LSTM from `salescast retrain --events`); default: none, "
+                                              "so both serve the baseline")
     args = parser.parse_args()
+    if args.model_store:
+        RUN_SETTINGS["SALESCAST_MODEL_STORE"] = str(Path(args.model_store).resolve())
 
     run_dir = Path(args.workdir) / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
