@@ -1,12 +1,18 @@
-"""The shop's calendar, a known-future input of the forecaster: public holidays and the shop's own closures.
+"""The shop's calendar, known-future inputs of the forecaster: the shop's own closures and public holidays.
 
-A bucket is flagged when its day is a public holiday of the shop's country
-(the `holidays` package; "US", "AU-VIC" for a country and a subdivision), or
-a day the shop was closed, or the same date a year or two after such a day
-(Christmas closes every year; a closure that was a one-off is still only
-one flag the model learns to weigh). The model reads the flag for every
-bucket it reads and every bucket it forecasts (salescast.models.forecast.features),
-so a closed Christmas ahead is known before it comes.
+Two flags, kept apart because they mean different things to a shop:
+
+- **closed**: a day the shop was closed, or the same date a year or two
+  after such a day (Christmas closes every year; a one-off closure is still
+  one flag the model learns to weigh);
+- **holiday**: a public holiday of the shop's country (the `holidays`
+  package; "US", "AU-VIC" for a country and a subdivision), on which many
+  shops trade, some more and some less.
+
+The model reads both for every bucket it reads and every bucket it forecasts
+(salescast.models.forecast.features), so a closed Christmas ahead is known
+before it comes, and a holiday the shop trades on is not taken for one it
+closes on.
 
 A day counts as closed when no SKU sold anything on it although the shop
 usually sells at that phase of its season (on that weekday, for daily
@@ -18,7 +24,7 @@ backtest passes the history before its test period.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -75,30 +81,44 @@ def _buckets_of(day: date, bucket_ms: int) -> range:
     return range(-(-start // bucket_ms), -(-(start + DAY_MS) // bucket_ms))
 
 
-def shop_calendar(histories: Sequence[History], season: int, bucket_ms: int, country: str = "",
-                  known: Iterable[int] = ()) -> tuple[int, ...]:
-    """The flagged buckets from the first bucket of `histories` to `YEARS_AHEAD` years past their end, with
-    the `known` ones among them (an earlier calendar: closures seen before these histories begin).
+class Calendar(NamedTuple):
+    """The two flags the forecaster reads, as sorted bucket indexes."""
 
-    Needs buckets that are a whole day or less (bucket = ms since the epoch // bucket_ms).
+    closures: tuple[int, ...]  # days the shop was closed, and the same dates a year or two on
+    holidays: tuple[int, ...] | None  # public holidays of the shop's country; None: no country given
+
+
+def shop_calendar(histories: Sequence[History], season: int, bucket_ms: int, country: str = "",
+                  known_closures: Iterable[int] = ()) -> Calendar:
+    """The shop's calendar from the first bucket of `histories` to `YEARS_AHEAD` years past their end, its
+    closures joined by the `known_closures` in that span (an earlier version's: closures seen before these
+    histories begin).
+
+    Needs buckets that are a whole day or less (bucket = ms since the epoch // bucket_ms); longer ones get
+    an empty calendar.
     """
     if bucket_ms > DAY_MS or not histories:
-        return ()
+        return Calendar((), () if country else None)
     first = min(h.first_bucket for h in histories)
     end = max(h.end_bucket for h in histories)
     first_day, last_day = _day(first, bucket_ms), _day(end, bucket_ms) + timedelta(days=366 * YEARS_AHEAD)
-    days: set[date] = set()
+    stop = _buckets_of(last_day, bucket_ms).stop
+
+    def buckets(days: Iterable[date]) -> set[int]:
+        return {bucket for day in days if first_day <= day <= last_day for bucket in _buckets_of(day, bucket_ms)}
+
+    closed_days: set[date] = set()
     # closures are read from daily buckets only: an hourly shop's quiet hour is not a closed day
     for bucket in closed_buckets(histories, season) if bucket_ms == DAY_MS else ():
         closed = _day(bucket, bucket_ms)
-        days.add(closed)
+        closed_days.add(closed)
         for years in range(1, YEARS_AHEAD + 1):
             try:
-                days.add(closed.replace(year=closed.year + years))
+                closed_days.add(closed.replace(year=closed.year + years))
             except ValueError:  # 29 February
                 pass
+    closures = buckets(closed_days) | {bucket for bucket in known_closures if first <= bucket < stop}
+    holidays = None
     if country:
-        days.update(public_holidays(country, range(first_day.year, last_day.year + 1)))
-    flagged = {bucket for day in days if first_day <= day <= last_day for bucket in _buckets_of(day, bucket_ms)}
-    flagged.update(bucket for bucket in known if first <= bucket < _buckets_of(last_day, bucket_ms).stop)
-    return tuple(sorted(flagged))
+        holidays = tuple(sorted(buckets(public_holidays(country, range(first_day.year, last_day.year + 1)))))
+    return Calendar(tuple(sorted(closures)), holidays)

@@ -21,11 +21,11 @@ the same way in both. Three choices matter for sales counts:
   hour of day for hourly ones) of every horizon bucket is known in advance and
   is given to the model; prices and promotions ahead are not, so they are only
   read from the past.
-- **The shop's calendar.** With `FeatureConfig.calendar` (the flagged buckets:
-  public holidays and closures, salescast.models.forecast.calendar) every bucket
-  read and every bucket forecast carries a flag, so a closed Christmas ahead is
-  known. A model stored before the calendar existed has `calendar` None and
-  reads exactly the inputs it was trained on.
+- **The shop's calendar.** With `FeatureConfig.closures` and `.holidays` (the
+  flagged buckets, salescast.models.forecast.calendar) every bucket read and
+  every bucket forecast carries a "closed" and a "holiday" flag, so a closed
+  Christmas ahead is known. A model stored before the calendar existed has
+  both None and reads exactly the inputs it was trained on.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 HISTORY_FEATURES = ("log_scaled_units", "promo", "stockout", "season_sin", "season_cos", "log_scale")
 FUTURE_FEATURES = ("season_sin", "season_cos")
-CALENDAR_FEATURE = "calendar"  # appended to both when the model has a calendar
+CLOSED_FEATURE, HOLIDAY_FEATURE = "closed", "holiday"  # appended to both when the model has them
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,10 @@ class FeatureConfig:
     # real buckets a window needs; the rest of input_length is padding (module docstring). None: input_length,
     # as every model trained before padding existed (their stored configs have no min_history)
     min_history: int | None = None
-    # the buckets the shop's calendar flags (salescast.models.forecast.calendar), sorted; None: no calendar input,
-    # as every model trained before it existed
-    calendar: tuple[int, ...] | None = None
+    # the buckets the shop's calendar flags (salescast.models.forecast.calendar), sorted: its closures and the
+    # public holidays; None: no such input, as every model trained before them
+    closures: tuple[int, ...] | None = None
+    holidays: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_length", "horizon", "season"):
@@ -89,26 +90,37 @@ class FeatureConfig:
     def to_config(self) -> dict:
         config = {"input_length": self.input_length, "horizon": self.horizon, "season": self.season,
                   "min_history": self.min_history}
-        if self.calendar is not None:
-            config["calendar"] = list(self.calendar)
+        for name in ("closures", "holidays"):
+            if getattr(self, name) is not None:
+                config[name] = list(getattr(self, name))
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> "FeatureConfig":
-        calendar = config.get("calendar")
+        def buckets(name: str) -> tuple[int, ...] | None:
+            values = config.get(name)
+            return None if values is None else tuple(int(bucket) for bucket in values)
+
         return cls(config["input_length"], config["horizon"], config["season"], config.get("min_history"),
-                   None if calendar is None else tuple(int(bucket) for bucket in calendar))
+                   buckets("closures"), buckets("holidays"))
+
+    @property
+    def calendar(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(feature name, flagged buckets) of the calendar inputs the model has, in input order."""
+        return tuple((name, flagged) for name, flagged in ((CLOSED_FEATURE, self.closures),
+                                                           (HOLIDAY_FEATURE, self.holidays)) if flagged is not None)
 
     @property
     def history_features(self) -> tuple[str, ...]:
-        return HISTORY_FEATURES + ((CALENDAR_FEATURE,) if self.calendar is not None else ())
+        return HISTORY_FEATURES + tuple(name for name, _ in self.calendar)
 
     @property
     def future_features(self) -> tuple[str, ...]:
-        return FUTURE_FEATURES + ((CALENDAR_FEATURE,) if self.calendar is not None else ())
+        return FUTURE_FEATURES + tuple(name for name, _ in self.calendar)
 
-    def flagged(self, buckets: np.ndarray) -> np.ndarray:
-        """1.0 where the calendar flags the bucket (the calendar must not be None).
+    @staticmethod
+    def flagged(flags: tuple[int, ...], buckets: np.ndarray) -> np.ndarray:
+        """1.0 where `flags` (a sorted calendar input) holds the bucket.
 
         A lookup over the span of `buckets`, which is a few weeks however many SKUs a close scores
         (np.isin sorted every cell: 10x slower at 100,000 SKUs).
@@ -118,7 +130,7 @@ class FeatureConfig:
             return np.zeros(buckets.shape, np.float32)
         low, high = int(buckets.min()), int(buckets.max())
         table = np.zeros(high - low + 1, np.float32)
-        calendar = np.asarray(self.calendar, dtype=np.int64)
+        calendar = np.asarray(flags, dtype=np.int64)
         inside = calendar[(calendar >= low) & (calendar <= high)]
         table[inside - low] = 1.0
         return table[buckets - low]
@@ -161,9 +173,9 @@ def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_b
     future_buckets = target_bucket[:, None] + np.arange(horizon)
     future_sin, future_cos = _phase(future_buckets, config.season)
     known = [future_sin, future_cos]
-    if config.calendar is not None:
-        x[..., 6] = config.flagged(input_buckets)
-        known.append(config.flagged(future_buckets))
+    for column, (_, flags) in enumerate(config.calendar, start=len(HISTORY_FEATURES)):
+        x[..., column] = config.flagged(flags, input_buckets)
+        known.append(config.flagged(flags, future_buckets))
     future = np.stack(known, axis=-1).astype(np.float32)
     return x, future, scale
 

@@ -25,6 +25,7 @@ from salescast.models import lifecycle
 from salescast.models import windows as sku_windows
 from salescast.models.baseline import MovingAverage, SeasonalNaive
 from salescast.models.forecast import backtest
+from salescast.models.forecast.calendar import Calendar
 from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from salescast.models.forecast.kernel import LSTMKernel
 from salescast.stream.core.names import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE, changelog_topic
@@ -109,7 +110,7 @@ def read_table(settings: Settings, table: str, timeout_s: float = 30.0) -> dict[
 def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, options: TrainOptions,
                      strong_baselines: bool = False, log: Callable[[str], None] = print,
                      others: dict[str, backtest.Predictor] | None = None,
-                     calendar: Callable[[list[History]], tuple[int, ...]] | None = None) -> Evaluation:
+                     calendar: Callable[[list[History]], Calendar] | None = None) -> Evaluation:
     """Trains the LSTM on the older data and scores it against the baselines on the newest.
 
     `strong_baselines` adds the moving average, LightGBM and the LSTM+LightGBM
@@ -131,7 +132,8 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
     test_start = end - test_origins * horizon
     valid_start = test_start - valid_buckets
     if calendar is not None:
-        features = replace(features, calendar=calendar([h.until(test_start) for h in histories.values()]))
+        closures, holidays = calendar([h.until(test_start) for h in histories.values()])
+        features = replace(features, closures=closures, holidays=holidays)
     samples = make_samples(list(histories.values()), features)
     before_test, _ = split_by_time(samples, test_start, horizon)
     train, valid = split_by_time(before_test, valid_start, horizon)
@@ -169,14 +171,14 @@ def fit_and_backtest(histories: dict[str, History], features: FeatureConfig, opt
     return Evaluation(model, result, list(tested), facts)
 
 
-def settings_calendar(settings: Settings, season: int, country: str | None = None, known: Iterable[int] = ()
-                      ) -> Callable[[list[History]], tuple[int, ...]]:
-    """The shop's calendar from its history, with the public holidays of `country` (default
-    SALESCAST_HOLIDAYS_COUNTRY) and the `known` flagged buckets (the live version's calendar)."""
+def settings_calendar(settings: Settings, season: int, country: str | None = None,
+                      known_closures: Iterable[int] = ()) -> Callable[[list[History]], Calendar]:
+    """The shop's calendar from its history: its closures, joined by `known_closures` (the live version's),
+    and the public holidays of `country` (default SALESCAST_HOLIDAYS_COUNTRY; "" none)."""
     from salescast.models.forecast.calendar import shop_calendar
 
     holidays = settings.forecasting.holidays_country if country is None else country
-    return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays, known)
+    return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays, known_closures)
 
 
 def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
@@ -339,9 +341,9 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
         others["live"] = backtest.scaled_model(live.features, live.kernel.predict)
     # the live version's calendar is carried over: a worker's windows keep SALESCAST_HISTORY_BUCKETS buckets,
     # so last Christmas's closure reaches this training only through the version that saw it
-    known = (live.features.calendar or ()) if live is not None else ()
+    known = (live.features.closures or ()) if live is not None else ()
     evaluation = fit_and_backtest(histories, features, options, log=log, others=others,
-                                  calendar=settings_calendar(settings, features.season, known=known))
+                                  calendar=settings_calendar(settings, features.season, known_closures=known))
     config = {**evaluation.model.config(), "bucket": settings.time.bucket,
               "training": {"source": source, "seed": options.seed, **evaluation.facts}}
     metrics = model_metrics(evaluation)

@@ -153,15 +153,19 @@ def test_a_stored_config_without_min_history_needs_a_full_window():
 
 
 def test_the_calendar_flags_every_read_and_forecast_bucket_it_lists():
-    config = FeatureConfig(input_length=4, horizon=3, season=7, calendar=(102, 105))
-    assert config.history_features[-1] == config.future_features[-1] == "calendar"
+    config = FeatureConfig(input_length=4, horizon=3, season=7, closures=(102, 105), holidays=(101, 106))
+    assert config.history_features[-2:] == config.future_features[-2:] == ("closed", "holiday")
     x, future, _ = make_inputs([history(np.ones(4), first=100)], config)  # reads 100-103, forecasts 104-106
-    assert x[0, :, -1].tolist() == [0, 0, 1, 0] and future[0, :, -1].tolist() == [0, 1, 0]
-    np.testing.assert_array_equal(x[0, :, :-1], make_inputs([history(np.ones(4), first=100)], CONFIG)[0][0])
+    assert x[0, :, -2].tolist() == [0, 0, 1, 0] and future[0, :, -2].tolist() == [0, 1, 0]  # closed
+    assert x[0, :, -1].tolist() == [0, 1, 0, 0] and future[0, :, -1].tolist() == [0, 0, 1]  # holiday
+    np.testing.assert_array_equal(x[0, :, :-2], make_inputs([history(np.ones(4), first=100)], CONFIG)[0][0])
     s = make_samples([history(np.arange(12.0))], config)
     row = list(s.target_bucket).index(104)
-    np.testing.assert_array_equal(x[0, :, -1], s.x[row, :, -1])  # training reads the calendar as scoring does
+    np.testing.assert_array_equal(x[0, :, -2:], s.x[row, :, -2:])  # training reads the calendar as scoring does
+    np.testing.assert_array_equal(future[0], s.future[row])
     assert FeatureConfig.from_config(config.to_config()) == config
+    closures_only = FeatureConfig(input_length=4, horizon=3, season=7, closures=())
+    assert closures_only.history_features[-1] == "closed" and "holidays" not in closures_only.to_config()
     # a model stored before the calendar reads the inputs it was trained on
-    assert "calendar" not in CONFIG.to_config() and CONFIG.history_features == HISTORY_FEATURES
+    assert "closures" not in CONFIG.to_config() and CONFIG.history_features == HISTORY_FEATURES
     assert make_inputs([history(np.ones(4))], CONFIG)[0].shape[-1] == len(HISTORY_FEATURES)
