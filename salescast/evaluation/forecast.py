@@ -156,8 +156,6 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         loader, features, training, country = PUBLIC[options.public]
         histories = loader(settings)
         source = f"public series {options.public}"
-        calendar = None if country is None else settings_calendar(
-            settings, features.season, country if options.calendar == "holidays" else "")
     else:
         min_history = min(options.min_history, options.input_length)
         features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season,
@@ -172,10 +170,10 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
             stderr_log(f"simulating a shop of {options.skus} SKUs over {options.days} days (seed {options.seed})")
             histories = shop_histories(options.skus, options.days, options.seed, settings)
             source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
-        calendar = settings_calendar(settings, features.season,
-                                     None if options.calendar == "holidays" else "")
-    if options.calendar == "none":
-        calendar = None
+        country = settings.forecasting.holidays_country
+    # a public set with no country has buckets that are not days: no calendar
+    calendar = None if options.calendar == "none" or country is None else settings_calendar(
+        settings, features.season, country if options.calendar == "holidays" else "")
     evaluation = fit_and_backtest(histories, features, training, strong_baselines=True, log=stderr_log,
                                   others=classical_baselines(features), calendar=calendar)
     table = format_table(evaluation.result.table())

@@ -25,7 +25,7 @@ from salescast.models import lifecycle
 from salescast.models import windows as sku_windows
 from salescast.models.baseline import MovingAverage, SeasonalNaive
 from salescast.models.forecast import backtest
-from salescast.models.forecast.calendar import Calendar
+from salescast.models.forecast.calendar import Calendar, shop_calendar
 from salescast.models.forecast.features import FeatureConfig, History, make_samples, split_by_time
 from salescast.models.forecast.kernel import LSTMKernel
 from salescast.stream.core.names import SKU_WINDOWS_TABLE, USER_ITEMS_TABLE, changelog_topic
@@ -175,8 +175,6 @@ def settings_calendar(settings: Settings, season: int, country: str | None = Non
                       known_closures: Iterable[int] = ()) -> Callable[[list[History]], Calendar]:
     """The shop's calendar from its history: its closures, joined by `known_closures` (the live version's),
     and the public holidays of `country` (default SALESCAST_HOLIDAYS_COUNTRY; "" none)."""
-    from salescast.models.forecast.calendar import shop_calendar
-
     holidays = settings.forecasting.holidays_country if country is None else country
     return lambda cut: shop_calendar(cut, season, settings.time.bucket_ms, holidays, known_closures)
 
