@@ -31,7 +31,7 @@ FAULT_TESTS = (
     "tests/integration/test_backfill.py::test_a_300000_event_backlog_with_the_worker_killed_in_the_middle_leaves_every_sku_day_exact",
 )
 
-SUMMARY = re.compile(r"=+ (.*\d+ (?:passed|failed|error).*?) in ([\d.]+)s")
+SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|errors?)\b.*?) in [\d.]+s", re.MULTILINE)
 
 
 def run_round(number: int, directory: Path) -> tuple[bool, str, float]:
@@ -45,7 +45,7 @@ def run_round(number: int, directory: Path) -> tuple[bool, str, float]:
         )
     seconds = time.monotonic() - started
     found = SUMMARY.findall(log.read_text())
-    summary = found[-1][0] if found else f"no summary (pytest exit {result.returncode}), see {log}"
+    summary = found[-1] if found else f"no summary (pytest exit {result.returncode}), see {log}"
     return result.returncode == 0, summary, seconds
 
 

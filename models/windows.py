@@ -37,6 +37,7 @@ class Window(TypedDict):
     r: list[float]  # revenue, per bucket
     c: list[int]  # clicks, per bucket
     d: NotRequired[list[int]]  # of `u`, units sold on a promotion or discount
+    x: NotRequired[list[int]]  # of `u`, each unit's discount in percent of list price, summed (price's input)
     s: NotRequired[list[int]]  # the last on-hand level reported in the bucket; -1: no report
     oh: int | None  # the latest on-hand level reported, by event time
     oh_ts: int | None  # its event time
@@ -52,8 +53,9 @@ class Window(TypedDict):
 
 
 # per-bucket arrays and the value a bucket starts with: units, revenue, clicks, units sold on a
-# promotion or discount, and the last on-hand level reported in the bucket (-1: no report)
-SERIES = {"u": 0, "r": 0.0, "c": 0, "d": 0, "s": -1}
+# promotion or discount, the last on-hand level reported in the bucket (-1: no report), and the units'
+# percent off list price summed (whole percents: one digit a quiet bucket in the stored JSON)
+SERIES = {"u": 0, "r": 0.0, "c": 0, "d": 0, "s": -1, "x": 0}
 # a window holds at most this many times its history while buckets wait to close (a backfill read unevenly)
 HOLD_LIMIT = 8
 _FILLS = tuple(SERIES.values())
@@ -139,11 +141,14 @@ def _slot(window: Window, bucket: int, history: int) -> int | None:
     return bucket - first
 
 
-def add_sale(window: Window, bucket: int, units: int, revenue: float, history: int, promo_units: int = 0) -> bool:
+def add_sale(window: Window, bucket: int, units: int, revenue: float, history: int, promo_units: int = 0,
+             discount_units: float = 0.0) -> bool:
     """Count a sale in its bucket; False when the bucket is older than the history kept.
 
     `promo_units` of the `units` were sold on a promotion or discount: the
     forecaster must not read a promotion's lift as the SKU's normal demand.
+    `discount_units` is the fraction off list price summed over the units
+    (2 units at 25% off: 0.5), how deep that discount was.
     """
     slot = _slot(window, bucket, history)
     if slot is None:
@@ -153,6 +158,8 @@ def add_sale(window: Window, bucket: int, units: int, revenue: float, history: i
     window["r"][slot] = round(window["r"][slot] + revenue, 6)
     if promo_units:
         window["d"][slot] += promo_units
+    if discount_units:
+        window["x"][slot] += round(discount_units * 100)
     return True
 
 
@@ -213,7 +220,7 @@ def history(window: Window, end_bucket: int, length: int | None = None) -> Histo
                                      np.full(tail, fill, dtype=np.float64)])
         return values
 
-    return History(start, column("u"), column("d"), column("s"))
+    return History(start, column("u"), column("d"), column("s"), column("x") / 100.0)
 
 
 def buckets_view(window: Window, bucket_ms: int, count: int) -> list[dict]:

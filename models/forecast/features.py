@@ -21,6 +21,11 @@ the same way in both. Three choices matter for sales counts:
   hour of day for hourly ones) of every horizon bucket is known in advance and
   is given to the model; prices and promotions ahead are not, so they are only
   read from the past.
+- **Price.** With `FeatureConfig.price` every bucket read carries its discount
+  depth: the mean fraction off list price of the units sold in it (0: all at
+  list price), carried forward over buckets with no sale, since the price did
+  not change because nobody bought. A lift bought with 30% off then reads
+  differently from one bought with 5% off, or from real demand.
 - **The shop's calendar.** With `FeatureConfig.closures` and `.holidays` (the
   flagged buckets, salescast.models.forecast.calendar) every bucket read and
   every bucket forecast carries a "closed" and a "holiday" flag, so a closed
@@ -39,6 +44,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 HISTORY_FEATURES = ("log_scaled_units", "promo", "stockout", "season_sin", "season_cos", "log_scale")
 FUTURE_FEATURES = ("season_sin", "season_cos")
 CLOSED_FEATURE, HOLIDAY_FEATURE = "closed", "holiday"  # appended to both when the model has them
+DISCOUNT_FEATURE = "discount"  # appended to the history's, before the calendar's, when the model has it
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class History:
     units: np.ndarray
     promo_units: np.ndarray  # of `units`, those sold on a promotion or discount
     on_hand: np.ndarray  # last stock level reported in the bucket; -1: no report
+    # of `units`, the fraction off list price summed per unit (2 units at 25% off: 0.5); None: all at list price
+    discount_units: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.units)
@@ -61,7 +69,14 @@ class History:
     def until(self, bucket: int) -> "History":
         """The buckets before `bucket`: the history as it was when `bucket` began."""
         keep = max(0, bucket - self.first_bucket)
-        return History(self.first_bucket, self.units[:keep], self.promo_units[:keep], self.on_hand[:keep])
+        return History(self.first_bucket, self.units[:keep], self.promo_units[:keep], self.on_hand[:keep],
+                       None if self.discount_units is None else self.discount_units[:keep])
+
+    def discount_depth(self) -> np.ndarray:
+        """Per bucket, the mean fraction off list price of the units sold (`discount_depth`)."""
+        if self.discount_units is None:
+            return np.zeros(len(self.units))
+        return discount_depth(self.units, self.discount_units)
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,8 @@ class FeatureConfig:
     # public holidays; None: no such input, as every model trained before them
     closures: tuple[int, ...] | None = None
     holidays: tuple[int, ...] | None = None
+    # the discount depth as an input (module docstring); False for every model trained before it
+    price: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_length", "horizon", "season"):
@@ -93,6 +110,8 @@ class FeatureConfig:
         for name in ("closures", "holidays"):
             if getattr(self, name) is not None:
                 config[name] = list(getattr(self, name))
+        if self.price:
+            config["price"] = True
         return config
 
     @classmethod
@@ -102,7 +121,7 @@ class FeatureConfig:
             return None if values is None else tuple(int(bucket) for bucket in values)
 
         return cls(config["input_length"], config["horizon"], config["season"], config.get("min_history"),
-                   buckets("closures"), buckets("holidays"))
+                   buckets("closures"), buckets("holidays"), bool(config.get("price", False)))
 
     @property
     def calendar(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -112,7 +131,7 @@ class FeatureConfig:
 
     @property
     def history_features(self) -> tuple[str, ...]:
-        return HISTORY_FEATURES + tuple(name for name, _ in self.calendar)
+        return HISTORY_FEATURES + ((DISCOUNT_FEATURE,) if self.price else ()) + tuple(name for name, _ in self.calendar)
 
     @property
     def future_features(self) -> tuple[str, ...]:
@@ -148,14 +167,31 @@ def stockout_mask(on_hand: np.ndarray) -> np.ndarray:
     return (latest >= 0) & (reported == 0)
 
 
+def discount_depth(units: np.ndarray, discount_units: np.ndarray) -> np.ndarray:
+    """The mean fraction off list price of the units sold in each bucket, carried forward over buckets with no
+    sale (0 before the first), in [0, 1].
+
+    Works along the last axis, so a (SKUs, buckets) matrix is done in one pass.
+    """
+    units = np.asarray(units, dtype=np.float64)
+    if units.size == 0:
+        return np.zeros(units.shape)
+    sold = units > 0
+    depth = np.where(sold, np.asarray(discount_units, dtype=np.float64) / np.where(sold, units, 1.0), 0.0)
+    last_sale = np.maximum.accumulate(np.where(sold, np.arange(units.shape[-1]), -1), axis=-1)
+    carried = np.take_along_axis(depth, np.maximum(last_sale, 0), axis=-1)
+    return np.where(last_sale >= 0, carried, 0.0).clip(0.0, 1.0)
+
+
 def _phase(buckets: np.ndarray, season: int) -> tuple[np.ndarray, np.ndarray]:
     angle = 2.0 * np.pi * (buckets % season) / season
     return np.sin(angle), np.cos(angle)
 
 
-def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_bucket: np.ndarray,
-            config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, L) input windows ending just before `target_bucket` -> model inputs and each window's scale."""
+def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, discount: np.ndarray,
+            target_bucket: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, L) input windows ending just before `target_bucket` -> model inputs and each window's scale.
+    `discount` is each bucket's discount depth, read only when the model has that input."""
     length, horizon = config.input_length, config.horizon
     in_stock = ~stockout
     count = in_stock.sum(axis=1)
@@ -173,7 +209,11 @@ def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, target_b
     future_buckets = target_bucket[:, None] + np.arange(horizon)
     future_sin, future_cos = _phase(future_buckets, config.season)
     known = [future_sin, future_cos]
-    for column, (_, flags) in enumerate(config.calendar, start=len(HISTORY_FEATURES)):
+    column = len(HISTORY_FEATURES)
+    if config.price:
+        x[..., column] = discount
+        column += 1
+    for column, (_, flags) in enumerate(config.calendar, start=column):
         x[..., column] = config.flagged(flags, input_buckets)
         known.append(config.flagged(flags, future_buckets))
     future = np.stack(known, axis=-1).astype(np.float32)
@@ -199,12 +239,14 @@ class Samples:
         return Samples(**{f.name: getattr(self, f.name)[selector] for f in fields(self)})
 
 
-def _padded(history: History, padding: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(units, promo, stockout) with `padding` buckets in front flagged sold out (not on sale yet)."""
+def _padded(history: History, padding: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(units, promo, stockout, discount depth) with `padding` buckets in front flagged sold out (not on sale
+    yet)."""
     units = np.concatenate([np.zeros(padding), np.asarray(history.units, dtype=np.float64)])
     promo = np.concatenate([np.zeros(padding, dtype=bool), np.asarray(history.promo_units) > 0])
     stockout = np.concatenate([np.ones(padding, dtype=bool), stockout_mask(history.on_hand)])
-    return units, promo, stockout
+    discount = np.concatenate([np.zeros(padding), history.discount_depth()])
+    return units, promo, stockout, discount
 
 
 def make_samples(histories: Sequence[History], config: FeatureConfig, stride: int = 1) -> Samples:
@@ -217,13 +259,15 @@ def make_samples(histories: Sequence[History], config: FeatureConfig, stride: in
     for index, history in enumerate(histories):
         if len(history) + padding < span:
             continue
-        padded_units, padded_promo, padded_stockout = _padded(history, padding)
+        padded_units, padded_promo, padded_stockout, padded_discount = _padded(history, padding)
         starts = np.arange(0, len(padded_units) - span + 1, stride)
         units = sliding_window_view(padded_units, span)[starts]
         promo = sliding_window_view(padded_promo, span)[starts]
         stockout = sliding_window_view(padded_stockout, span)[starts]
+        discount = sliding_window_view(padded_discount, span)[starts]
         target_bucket = history.first_bucket - padding + starts + length
-        x, future, scale = _encode(units[:, :length], promo[:, :length], stockout[:, :length], target_bucket, config)
+        x, future, scale = _encode(units[:, :length], promo[:, :length], stockout[:, :length],
+                                   discount[:, :length], target_bucket, config)
         parts["x"].append(x)
         parts["future"].append(future)
         parts["y"].append((units[:, length:] / scale[:, None]).astype(np.float32))
@@ -268,6 +312,9 @@ def make_inputs(histories: Sequence[History], config: FeatureConfig) -> tuple[np
     # the stock state entering the window depends on reports before it: keep all of each history
     longest = max([length] + [len(h) for h in histories])
     on_hand = np.full((n, longest), -1.0)
+    # the depth entering the window is the last sale's, however long before it: keep all of each history
+    sold = np.zeros((n, longest)) if config.price else None
+    sold_off = np.zeros((n, longest)) if config.price else None
     units[:] = 0.0
     promo_units[:] = 0.0
     for i, history in enumerate(histories):
@@ -275,10 +322,14 @@ def make_inputs(histories: Sequence[History], config: FeatureConfig) -> tuple[np
         units[i, length - held:] = history.units[len(history) - held:]
         promo_units[i, length - held:] = history.promo_units[len(history) - held:]
         on_hand[i, longest - len(history):] = history.on_hand
+        if config.price and history.discount_units is not None:
+            sold[i, longest - len(history):] = history.units
+            sold_off[i, longest - len(history):] = history.discount_units
     promo = promo_units > 0
     stockout = stockout_mask(on_hand)[:, -length:]
     for i, history in enumerate(histories):
         if len(history) < length:
             stockout[i, : length - len(history)] = True  # not on sale yet
     target_bucket = np.fromiter((h.end_bucket for h in histories), dtype=np.int64, count=n)
-    return _encode(units, promo, stockout, target_bucket, config)
+    discount = discount_depth(sold, sold_off)[:, -length:] if config.price else np.zeros((n, length))
+    return _encode(units, promo, stockout, discount, target_bucket, config)

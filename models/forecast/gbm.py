@@ -16,10 +16,15 @@ from salescast.models.forecast.metrics import QUANTILES
 
 
 def _rows(x: np.ndarray, future: np.ndarray) -> np.ndarray:
-    """(N, L, F), (N, H, 2) -> (N * H, features), rows ordered window by window."""
+    """(N, L, F), (N, H, K) -> (N * H, features), rows ordered window by window.
+
+    The lags of units, promo and stock-out, the scale, and the lags of every input after the first six the
+    model has (the discount depth, the calendar's flags): LightGBM reads what the LSTM reads.
+    """
     n, _, _ = x.shape
     horizon = future.shape[1]
-    lags = np.concatenate([x[..., 0], x[..., 1], x[..., 2], x[:, -1, 5:6]], axis=1)  # units, promo, stock-out, scale
+    extra = x[..., 6:].transpose(0, 2, 1).reshape(n, -1)
+    lags = np.concatenate([x[..., 0], x[..., 1], x[..., 2], x[:, -1, 5:6], extra], axis=1)
     step = np.tile(np.arange(horizon, dtype=np.float32), n)[:, None]
     return np.concatenate([np.repeat(lags, horizon, axis=0), future.reshape(n * horizon, -1), step], axis=1)
 

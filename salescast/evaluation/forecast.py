@@ -8,7 +8,7 @@ series data library). Needs the evaluation extras: `pip install salescast[eval]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sys
 from pathlib import Path
@@ -96,6 +96,16 @@ def elecdaily_histories(settings: Settings) -> dict[str, History]:
     return {"elecdaily": daily_history(days, frame["Demand"].to_numpy(dtype=np.float64))}
 
 
+def orange_juice_histories(settings: Settings) -> dict[str, History]:
+    """ISLR's OJ (salescast.realdata): 10 SKUs (brand x store), 52 weeks, the price paid against list price on
+    every purchase, bucketed by the worker's own code in weekly buckets (SALESCAST_BUCKET=7d)."""
+    from salescast.models.timeunits import WEEK_MS
+    from salescast.realdata import orange_juice_events
+
+    weekly = replace(settings, time=replace(settings.time, bucket="7d", bucket_ms=WEEK_MS))
+    return histories_from_lines((orjson.dumps(record) for record in orange_juice_events()), weekly)
+
+
 DAILY = FeatureConfig(input_length=28, horizon=7, season=7, min_history=14)
 
 
@@ -115,6 +125,10 @@ PUBLIC = {
     "movielens-daily": (movielens_daily_histories, DAILY, TrainOptions(test_origins=8, verbose=0), "US"),
     "bank-calls": (bank_calls_histories, DAILY, single_series(test_origins=6), "US"),
     "elecdaily": (elecdaily_histories, DAILY, single_series(test_origins=8), "AU-VIC"),
+    # a year of weeks: no season to learn (season 1: seasonal naive is the last week), 4 weeks ahead
+    "orange-juice": (orange_juice_histories, FeatureConfig(input_length=12, horizon=4, season=1, min_history=6),
+                     TrainOptions(input_length=12, min_history=6, units=(16, 16), dense=16, epochs=300, batch_size=16,
+                                  patience=30, test_origins=3, valid_buckets=8, verbose=0), None),
 }
 
 
@@ -138,6 +152,8 @@ class ForecastEvaluation:
     # the LSTM's calendar input: "closures" (seen in the history, as retrain with SALESCAST_HOLIDAYS_COUNTRY
     # unset), "holidays" (and the public holidays of the set's country, else SALESCAST_HOLIDAYS_COUNTRY), "none"
     calendar: str = "closures"
+    # the discount depth (price paid against list price) as an LSTM and LightGBM input, as retrain gives it
+    price: bool = True
 
 
 def run(options: ForecastEvaluation, settings: Settings) -> int:
@@ -154,6 +170,7 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
         return 2
     if options.public:
         loader, features, training, country = PUBLIC[options.public]
+        training = replace(training, seed=options.seed)
         histories = loader(settings)
         source = f"public series {options.public}"
     else:
@@ -171,6 +188,7 @@ def run(options: ForecastEvaluation, settings: Settings) -> int:
             histories = shop_histories(options.skus, options.days, options.seed, settings)
             source = f"synthetic shop: {options.skus} SKUs, {options.days} days, seed {options.seed}"
         country = settings.forecasting.holidays_country
+    features = replace(features, price=options.price)
     # a public set with no country has buckets that are not days: no calendar
     calendar = None if options.calendar == "none" or country is None else settings_calendar(
         settings, features.season, country if options.calendar == "holidays" else "")

@@ -331,7 +331,7 @@ def train_lstm(settings: Settings, inputs: TrainingInput, options: TrainOptions,
 
     histories, source = histories_from_windows(inputs.windows, inputs.end_bucket), inputs.source
     features = FeatureConfig(options.input_length, settings.forecasting.horizon, settings.time.season,
-                             min(options.min_history, options.input_length))
+                             min(options.min_history, options.input_length), price=True)
     live = live_version(settings, LSTM, log)
     others = {}
     # the live version reads the same tested histories when it needs no more of them than the candidate

@@ -234,10 +234,12 @@ class Ingestor:
             on_promo = bool(record.get("promo_id"))
             for line, item in enumerate(record["items"]):
                 qty = int(item["qty"])  # JSON Schema lets 2.0 pass as an integer
-                promo_units = qty if on_promo or item.get("discount", 0) > 0 else 0
+                discount = item.get("discount", 0)
+                promo_units = qty if on_promo or discount > 0 else 0
                 out.sku_updates.append(SkuUpdate("sale", item["sku"], ts, source, offset, line, units=qty,
                                                  revenue=qty * item["unit_price"], promo_units=promo_units,
-                                                 user=user, promo_id=record.get("promo_id")))
+                                                 user=user, promo_id=record.get("promo_id"),
+                                                 discount_units=qty * discount))
                 out.user_updates.append(UserUpdate(user, item["sku"], "purchase", ts, source, offset, line))
         elif kind == "clicks":
             out.sku_updates.append(SkuUpdate("click", record["sku"], ts, source, offset))

@@ -91,6 +91,7 @@ class SkuUpdate:
     user: str | None = None  # usr: the buyer, for promotion attribution
     promo_id: str | None = None  # promo: the order's promo_id
     trigger: dict | None = None  # trigger: kind "promo", an admitted trigger whose outcome this SKU measures
+    discount_units: float = 0.0  # disc: of `units`, the fraction off list price summed per unit
 
     def to_wire(self) -> dict:
         """The sku-events record, for orjson. Field by field: every update passes here, and a loop over the
@@ -119,6 +120,8 @@ class SkuUpdate:
             wire["promo"] = self.promo_id
         if self.trigger is not None:
             wire["trigger"] = self.trigger
+        if self.discount_units:
+            wire["disc"] = self.discount_units
         return wire
 
     @classmethod
@@ -135,7 +138,7 @@ class SkuUpdate:
         get = wire.get
         return cls(wire["k"], wire["sku"], wire["ts"], wire["src"], wire["off"], get("ln", 0), get("qty", 0),
                    get("rev", 0.0), get("stock"), get("price"), get("category"), get("promo_qty", 0), get("cost"),
-                   get("usr"), get("promo"), get("trigger"))
+                   get("usr"), get("promo"), get("trigger"), get("disc", 0.0))
 
 
 @dataclass(slots=True)
@@ -185,7 +188,7 @@ def apply_sku_update(window: windows.Window | None, update: SkuUpdate, settings:
         windows.catch_up(window, close_before, settings.forecasting.active_buckets)
     if update.kind == "sale":
         windows.add_sale(window, bucket, update.units, update.revenue, settings.forecasting.history_buckets,
-                         update.promo_units)
+                         update.promo_units, update.discount_units)
         if update.user is not None:
             for state in windows.promotions(window):
                 attribution.attribute(state, update.user, update.units, update.ts, update.promo_id)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from salescast.models.forecast.features import (HISTORY_FEATURES, FeatureConfig, History, make_inputs, make_samples,
-                                      split_by_time, stockout_mask)
+from salescast.models.forecast.features import (HISTORY_FEATURES, FeatureConfig, History, discount_depth, make_inputs,
+                                                make_samples, split_by_time, stockout_mask)
 
 CONFIG = FeatureConfig(input_length=4, horizon=2, season=7)
 
@@ -169,3 +169,32 @@ def test_the_calendar_flags_every_read_and_forecast_bucket_it_lists():
     # a model stored before the calendar reads the inputs it was trained on
     assert "closures" not in CONFIG.to_config() and CONFIG.history_features == HISTORY_FEATURES
     assert make_inputs([history(np.ones(4))], CONFIG)[0].shape[-1] == len(HISTORY_FEATURES)
+
+
+def test_the_discount_depth_is_the_units_mean_fraction_off_carried_over_days_without_a_sale():
+    units = np.array([[0, 2, 0, 0, 4, 1, 0]], float)
+    discount_units = np.array([[0, 0.5, 0, 0, 1.2, 0, 0]])  # 2 units at 25% off, then 4 at 30%, 1 at list price
+    np.testing.assert_allclose(discount_depth(units, discount_units), [[0, 0.25, 0.25, 0.25, 0.3, 0, 0]])
+    assert History(0, units[0], np.zeros(7), np.full(7, -1.0)).discount_depth().tolist() == [0.0] * 7  # none kept
+
+
+def test_a_price_model_reads_the_discount_depth_in_training_and_scoring_alike():
+    config = FeatureConfig(input_length=4, horizon=2, season=7, closures=(103,), price=True)
+    assert config.history_features == HISTORY_FEATURES + ("discount", "closed")
+    assert config.future_features[-1] == "closed"  # the price ahead is not known: history only
+    units = np.array([3, 1, 0, 0, 2, 5, 1, 0, 0, 4], float)
+    off = np.array([0, 0.5, 0, 0, 0, 2.0, 0, 0, 0, 0])  # 50% off at 101, 40% off at 105
+    h = History(100, units, (off > 0).astype(float), np.full(10, -1.0), off)
+    x, future, _ = make_inputs([h.until(107)], config)  # reads 103-106: sold at 104 (list), 105 (40% off), 106
+    column = config.history_features.index("discount")
+    np.testing.assert_allclose(x[0, :, column], [0.5, 0.0, 0.4, 0.0])  # 103 had no sale: 101's 50% carried
+    assert x[0, :, column + 1].tolist() == [1, 0, 0, 0]
+    s = make_samples([h], config)
+    row = list(s.target_bucket).index(107)
+    np.testing.assert_array_equal(x[0], s.x[row])
+    np.testing.assert_array_equal(future[0], s.future[row])
+    assert FeatureConfig.from_config(config.to_config()) == config
+    # a model stored before the price input reads what it was trained on, discounts or not
+    assert "price" not in CONFIG.to_config() and not FeatureConfig.from_config(CONFIG.to_config()).price
+    np.testing.assert_array_equal(make_inputs([h], CONFIG)[0], make_inputs([History(100, units, h.promo_units,
+                                                                                    h.on_hand)], CONFIG)[0])

