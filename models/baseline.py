@@ -20,6 +20,7 @@ class Forecast:
     p50: np.ndarray
     p90: np.ndarray
     cold_start: bool
+    mean: np.ndarray | None = None  # the expected demand, from a model that forecasts it
 
 
 class SeasonalNaive:

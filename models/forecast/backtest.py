@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from salescast.models.forecast.features import FeatureConfig, History, make_inputs, stockout_mask
-from salescast.models.forecast.metrics import scores, seasonal_scale
+from salescast.models.forecast.metrics import expected, scores, seasonal_scale
 
-# histories cut at an origin -> (S, H, 3) quantiles in units
+# histories cut at an origin -> (S, H, 3) quantiles in units, or (S, H, 4) with the mean after them
 Predictor = Callable[[list[History]], np.ndarray]
 
 
@@ -28,7 +28,7 @@ class BacktestResult:
     origins: list[int]
     actual: np.ndarray  # (S, O, H)
     mask: np.ndarray  # (S, O, H): 1 where the SKU was in stock
-    forecasts: dict[str, np.ndarray]  # method -> (S, O, H, 3)
+    forecasts: dict[str, np.ndarray]  # method -> (S, O, H, 3), or 4 with the method's own mean
     scale: np.ndarray  # (S,)
 
     def table(self) -> dict[str, dict[str, float]]:
@@ -52,11 +52,14 @@ def run(histories: Sequence[History], origins: list[int], horizon: int, season: 
             start = origin - history.first_bucket
             actual[s, o] = history.units[start:start + horizon]
             mask[s, o] = ~stockout[start:start + horizon]
-    forecasts = {name: np.zeros((series, len(origins), horizon, 3)) for name in methods}
+    forecasts: dict[str, np.ndarray] = {}
     for o, origin in enumerate(origins):
         cut = [history.until(origin) for history in histories]
         for name, predict in methods.items():
-            forecasts[name][:, o] = predict(cut)
+            answer = predict(cut)
+            if name not in forecasts:
+                forecasts[name] = np.zeros((series, len(origins), horizon, answer.shape[-1]))
+            forecasts[name][:, o] = answer
     scale = np.array([seasonal_scale(h.until(origins[0]).units, season) for h in histories])
     return BacktestResult(origins, actual, mask, forecasts, scale)
 
@@ -81,7 +84,10 @@ def scaled_model(features: FeatureConfig, predict_scaled: Callable[[np.ndarray, 
 
 
 def mean_of(*predictors: Predictor) -> Predictor:
-    """An equal-weight ensemble, quantile by quantile."""
+    """An equal-weight ensemble, quantile by quantile (and mean by mean: `metrics.expected`)."""
     def predict(cut: list[History]) -> np.ndarray:
-        return np.mean([p(cut) for p in predictors], axis=0)
+        answers = [p(cut) for p in predictors]
+        if any(answer.shape[-1] == 4 for answer in answers):
+            answers = [np.concatenate([a[..., :3], expected(a)[..., None]], axis=-1) for a in answers]
+        return np.mean(answers, axis=0)
     return predict

@@ -27,15 +27,17 @@ ARTIFACT_FORMAT = 1
 
 
 def quantile_head(raw: np.ndarray) -> np.ndarray:
-    """Raw outputs (..., 3) -> ordered P10 <= P50 <= P90, all >= 0.
+    """Raw outputs (..., 3) -> ordered P10 <= P50 <= P90, all >= 0; (..., 4) -> those and the mean, >= 0.
 
     P50 is softplus(raw1); P10 and P90 sit softplus(raw0) below (floored at 0)
-    and softplus(raw2) above it, so the quantiles can never cross.
+    and softplus(raw2) above it, so the quantiles can never cross. The mean is
+    softplus(raw3), free of them: on intermittent demand it sits above the P50.
     """
     median = np.logaddexp(0.0, raw[..., 1])
     low = np.maximum(median - np.logaddexp(0.0, raw[..., 0]), 0.0)
     high = median + np.logaddexp(0.0, raw[..., 2])
-    return np.stack([low, median, high], axis=-1)
+    outputs = [low, median, high] + ([np.logaddexp(0.0, raw[..., 3])] if raw.shape[-1] == 4 else [])
+    return np.stack(outputs, axis=-1)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -62,6 +64,7 @@ class LSTMKernel:
                              "retrain with this version of salescast")
         self.config = config
         self.horizon = int(config["features"]["horizon"])
+        self.outputs = 4 if config.get("mean") else 3  # P10, P50, P90 and, in models since it, the mean
         self.layers = []
         for index in range(len(config["units"])):
             prefix = f"lstm_{index + 1}"
@@ -79,7 +82,8 @@ class LSTMKernel:
         self._blas = ThreadpoolController()
 
     def predict(self, x: np.ndarray, future: np.ndarray) -> np.ndarray:
-        """(N, L, F) history and (N, H, 2) known-future inputs -> (N, H, 3) scaled P10, P50, P90."""
+        """(N, L, F) history and (N, H, K) known-future inputs -> (N, H, 3) scaled P10, P50, P90, and the mean
+        as a fourth where the model has it."""
         x = np.asarray(x, dtype=np.float32)
         future = np.asarray(future, dtype=np.float32)
         n = len(x)
@@ -97,7 +101,7 @@ class LSTMKernel:
         n = len(x)
         joined = np.concatenate([sequence, future.reshape(n, -1)], axis=1)
         hidden = np.maximum(joined @ self.dense[0] + self.dense[1], 0.0)
-        raw = (hidden @ self.out[0] + self.out[1]).reshape(n, self.horizon, 3)
+        raw = (hidden @ self.out[0] + self.out[1]).reshape(n, self.horizon, self.outputs)
         return quantile_head(raw)
 
     @staticmethod

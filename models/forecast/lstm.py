@@ -22,7 +22,7 @@ from keras import layers, ops  # noqa: E402
 
 from salescast.models.forecast.features import FeatureConfig, Samples  # noqa: E402
 from salescast.models.forecast.kernel import ARTIFACT_FORMAT  # noqa: E402
-from salescast.models.forecast.metrics import QUANTILES  # noqa: E402
+from salescast.models.forecast.metrics import MEAN_LOSS_WEIGHT, POISSON_EPSILON, QUANTILES  # noqa: E402
 
 NAME = "lstm"
 
@@ -34,15 +34,21 @@ class QuantileHead(layers.Layer):
         median = ops.softplus(raw[..., 1])
         low = ops.relu(median - ops.softplus(raw[..., 0]))
         high = median + ops.softplus(raw[..., 2])
-        return ops.stack([low, median, high], axis=-1)
+        outputs = [low, median, high] + ([ops.softplus(raw[..., 3])] if raw.shape[-1] == 4 else [])
+        return ops.stack(outputs, axis=-1)
 
 
 def masked_pinball(packed_true, predicted):
-    """Keras twin of `salescast.models.forecast.metrics.masked_pinball_loss`; y_true packs (target, mask) on its last axis."""
+    """Keras twin of `salescast.models.forecast.metrics.masked_pinball_loss`; y_true packs (target, mask) on its
+    last axis. A fourth output, the mean, adds its Poisson loss (`masked_poisson_loss`)."""
     target, mask = packed_true[..., 0], packed_true[..., 1]
-    error = ops.expand_dims(target, -1) - predicted
+    error = ops.expand_dims(target, -1) - predicted[..., :3]
     quantiles = ops.convert_to_tensor(QUANTILES, dtype=predicted.dtype)
-    per_bucket = ops.mean(ops.maximum(quantiles * error, (quantiles - 1.0) * error), axis=-1) * mask
+    per_bucket = ops.mean(ops.maximum(quantiles * error, (quantiles - 1.0) * error), axis=-1)
+    if predicted.shape[-1] == 4:
+        mean = predicted[..., 3]
+        per_bucket = per_bucket + MEAN_LOSS_WEIGHT * (mean - target * ops.log(mean + POISSON_EPSILON))
+    per_bucket = per_bucket * mask
     return ops.sum(per_bucket, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)
 
 
@@ -57,19 +63,26 @@ def build_network(config: dict) -> keras.Model:
         hidden = layers.LSTM(units, return_sequences=not last, name=f"lstm_{index + 1}")(hidden)
     joined = layers.Concatenate()([hidden, layers.Flatten()(future)])
     dense = layers.Dense(config["dense"], activation="relu", name="dense")(joined)
-    raw = layers.Reshape((horizon, 3))(layers.Dense(horizon * 3, name="out")(dense))
+    outputs = 4 if config.get("mean") else 3
+    raw = layers.Reshape((horizon, outputs))(layers.Dense(horizon * outputs, name="out")(dense))
     return keras.Model([history, future], QuantileHead()(raw), name=NAME)
 
 
 class LSTMForecaster:
-    """fit(train, valid) on `Samples`, then `config()` and `weights()` are the model artifact."""
+    """fit(train, valid) on `Samples`, then `config()` and `weights()` are the model artifact.
+
+    With `mean` (every model trained since it) the network also forecasts each bucket's mean demand, trained
+    on the Poisson loss, whose minimum is the mean: on intermittent demand the P50 is 0 on most days and
+    says nothing of how much to stock, the mean does.
+    """
 
     name = NAME
 
     def __init__(self, features: FeatureConfig, units: tuple[int, ...] = (32, 32), dense: int = 32,
                  epochs: int = 40, batch_size: int = 256, learning_rate: float = 3e-3, patience: int = 4,
-                 max_samples: int = 120_000, seed: int = 7, verbose: int = 2):
+                 max_samples: int = 120_000, seed: int = 7, verbose: int = 2, mean: bool = True):
         self.features = features
+        self.mean = mean
         self.units = tuple(int(u) for u in units)
         self.dense = dense
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
@@ -82,7 +95,8 @@ class LSTMForecaster:
                 "features": self.features.to_config(),
                 "history_features": list(self.features.history_features),
                 "future_features": list(self.features.future_features),
-                "units": list(self.units), "dense": self.dense, "quantiles": QUANTILES.tolist()}
+                "units": list(self.units), "dense": self.dense, "quantiles": QUANTILES.tolist(),
+                **({"mean": True} if self.mean else {})}
 
     def fit(self, train: Samples, valid: Samples | None = None) -> "LSTMForecaster":
         if len(train) == 0:
@@ -104,7 +118,8 @@ class LSTMForecaster:
         return self
 
     def predict(self, x: np.ndarray, future: np.ndarray) -> np.ndarray:
-        """Scaled (N, H, 3) quantiles, by Keras (the kernel gives the same numbers without TensorFlow)."""
+        """Scaled (N, H, 3) quantiles, and the mean as a fourth if the model has it, by Keras (the kernel gives the
+        same numbers without TensorFlow)."""
         return np.asarray(self.network.predict([x, future], batch_size=4096, verbose=0))
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -122,8 +137,8 @@ class LSTMForecaster:
     def from_artifact(cls, config: dict, weights: dict[str, np.ndarray]) -> "LSTMForecaster":
         """A Keras network with stored weights, e.g. to check the kernel against it."""
         f = config["features"]
-        model = cls(FeatureConfig.from_config(f), tuple(config["units"]),
-                    config["dense"])
+        model = cls(FeatureConfig.from_config(f), tuple(config["units"]), config["dense"],
+                    mean=bool(config.get("mean", False)))
         model.network = build_network(config)
         for index in range(len(model.units)):
             prefix = f"lstm_{index + 1}"

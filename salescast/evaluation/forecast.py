@@ -238,7 +238,7 @@ def plot(evaluation: Evaluation, histories: dict[str, History], features: Featur
         context = np.arange(max(history.first_bucket, start - features.input_length), start)
         axis.plot(context, history.units[context - history.first_bucket], color="0.5", lw=1, label="history")
         axis.plot(test_buckets, result.actual[s].reshape(-1), color="black", lw=1.5, label="actual")
-        lstm = result.forecasts["lstm"][s].reshape(-1, 3)
+        lstm = result.forecasts["lstm"][s][..., :3].reshape(-1, 3)
         axis.fill_between(test_buckets, lstm[:, 0], lstm[:, 2], color="tab:blue", alpha=0.25, label="LSTM P10-P90")
         axis.plot(test_buckets, lstm[:, 1], color="tab:blue", lw=1.5, label="LSTM P50")
         naive = result.forecasts["seasonal_naive"][s].reshape(-1, 3)

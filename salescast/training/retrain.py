@@ -180,14 +180,15 @@ def settings_calendar(settings: Settings, season: int, country: str | None = Non
 
 
 def format_table(table: dict[str, dict[str, float]], baseline: str = "seasonal_naive") -> str:
-    """The scores as a Markdown table, with each method's MASE relative to `baseline`."""
-    lines = ["| method | MASE | vs seasonal naive | WAPE | pinball | P10-P90 coverage |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """The scores as a Markdown table, with each method's MASE relative to `baseline`. The mean's columns
+    score the LSTM's own mean, and the P50 of the other methods (metrics.expected)."""
+    lines = ["| method | MASE | vs seasonal naive | WAPE | pinball | P10-P90 coverage | mean: RMSE | mean: bias |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     reference = table[baseline]["mase"]
     for name, s in table.items():
         change = (s["mase"] / reference - 1.0) * 100.0
         lines.append(f"| {name} | {s['mase']:.3f} | {change:+.1f}% | {s['wape']:.3f} | {s['pinball']:.3f} | "
-                     f"{s['coverage_p10_p90']:.1%} |")
+                     f"{s['coverage_p10_p90']:.1%} | {s['mean_rmse']:.3f} | {s['mean_bias']:+.1%} |")
     return "\n".join(lines)
 
 

@@ -122,6 +122,9 @@ def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, v
          "p90": round(float(hi), 4)}
         for i, (lo, mid, hi) in enumerate(zip(forecast.p10, forecast.p50, forecast.p90))
     ]
+    if forecast.mean is not None:  # added beside contract v1.1: the horizon's items allow more fields
+        for step, mean in zip(horizon, forecast.mean):
+            step["mean"] = round(float(mean), 4)
     return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.time.bucket, "horizon": horizon,
             "model": {"name": name, "version": version}, "cold_start": bool(forecast.cold_start)}
 

@@ -51,9 +51,11 @@ class LSTMServing:
         if ready:
             x, future, scale = make_inputs([histories[i] for i in ready], self.features)
             quantiles = self.kernel.predict(x, future) * scale[:, None, None]
+            has_mean = quantiles.shape[-1] == 4
             for row, i in enumerate(ready):
                 q = quantiles[row]
-                results[i] = (Forecast(q[:, 0], q[:, 1], q[:, 2], False), self.name, self.version)
+                results[i] = (Forecast(q[:, 0], q[:, 1], q[:, 2], False, q[:, 3] if has_mean else None), self.name,
+                              self.version)
         new = [i for i, result in enumerate(results) if result is None]
         if new:
             for i, (forecast, name, version) in zip(new, self.fallback.forecast_many([histories[i] for i in new],

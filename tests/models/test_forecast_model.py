@@ -52,11 +52,12 @@ def test_masked_buckets_do_not_count_in_the_loss():
     assert masked_pinball_loss(y, q, np.zeros((1, 2)))[0] == 0.0
 
 
-def test_the_keras_loss_is_the_numpy_loss():
+@pytest.mark.parametrize("outputs", [3, 4], ids=["quantiles", "with-mean"])
+def test_the_keras_loss_is_the_numpy_loss(outputs):
     from salescast.models.forecast.lstm import masked_pinball
 
     rng = np.random.default_rng(1)
-    y, q, mask = rng.poisson(2, (5, 3)).astype(np.float32), rng.gamma(2, 1, (5, 3, 3)).astype(np.float32), \
+    y, q, mask = rng.poisson(2, (5, 3)).astype(np.float32), rng.gamma(2, 1, (5, 3, outputs)).astype(np.float32), \
         (rng.random((5, 3)) > 0.3).astype(np.float32)
     keras_loss = np.asarray(masked_pinball(np.stack([y, mask], -1), q))
     np.testing.assert_allclose(keras_loss, masked_pinball_loss(y, q, mask), rtol=1e-5)
@@ -66,6 +67,36 @@ def test_quantiles_never_cross_and_are_never_negative():
     raw = np.random.default_rng(2).normal(0, 5, (1000, 3))
     q = quantile_head(raw)
     assert (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q >= 0).all()
+    raw = np.random.default_rng(3).normal(0, 5, (1000, 4))
+    with_mean = quantile_head(raw)  # the mean is a fourth output, free of the quantiles and never negative
+    np.testing.assert_array_equal(with_mean[:, :3], quantile_head(raw[:, :3]))
+    assert (with_mean[:, 3] >= 0).all()
+
+
+def test_the_poisson_loss_is_least_at_the_mean_not_the_median():
+    """On demand that sells on a fifth of days the median is 0; the mean's loss must pull it to 0.2."""
+    y = np.array([[1.0, 0.0, 0.0, 0.0, 0.0]])
+    mask = np.ones_like(y)
+    candidates = np.array([0.05, 0.1, 0.2, 0.4, 0.8])
+    losses = [masked_pinball_loss(y, np.concatenate([np.zeros((1, 5, 3)), np.full((1, 5, 1), m)], axis=-1), mask)[0]
+              for m in candidates]
+    assert candidates[int(np.argmin(losses))] == 0.2
+
+
+def test_a_model_learns_the_mean_of_intermittent_demand_where_its_median_is_zero():
+    from salescast.models.forecast.lstm import LSTMForecaster
+
+    rng = np.random.default_rng(3)
+    rates = rng.uniform(0.1, 0.3, 40)  # sells one unit on 10-30% of days
+    histories = [History(20_000, (rng.random(150) < rate).astype(float), np.zeros(150), np.full(150, -1.0))
+                 for rate in rates]
+    samples = make_samples(histories, CONFIG, stride=2)
+    train, valid = split_by_time(samples, 20_120, CONFIG.horizon)
+    model = LSTMForecaster(CONFIG, units=(8,), dense=8, epochs=25, batch_size=128, patience=5, verbose=0).fit(
+        train, valid)
+    out = LSTMKernel(model.config(), model.weights()).predict(valid.x, valid.future) * valid.scale[:, None, None]
+    assert out.shape[-1] == 4 and np.median(out[..., 1]) < 0.05  # the P50: mostly "no sale"
+    assert 0.6 * rates.mean() < out[..., 3].mean() < 1.5 * rates.mean()  # the mean: how many to stock
 
 
 def test_the_numpy_kernel_equals_keras_within_1e_5(trained):
@@ -135,6 +166,9 @@ def test_scores_leave_sold_out_buckets_out():
     mask = np.array([[[1.0, 0.0]]])
     s = scores(y, q, mask, np.array([1.0]))
     assert s["mase"] == 0.0 and s["wape"] == 0.0 and s["coverage_p10_p90"] == 1.0
+    assert s["mean_rmse"] == 0.0 and s["mean_bias"] == 0.0  # no mean of its own: the P50 stands for it
+    with_mean = scores(y, np.concatenate([q, np.full(q.shape[:-1] + (1,), 3.0)], axis=-1), mask, np.array([1.0]))
+    assert with_mean["mean_rmse"] == 1.0 and with_mean["mean_bias"] == 0.5 and with_mean["wape"] == 0.0
 
 
 def test_serving_scores_ready_skus_with_the_lstm_and_new_ones_with_the_flagged_baseline(tmp_path, trained):
@@ -150,6 +184,31 @@ def test_serving_scores_ready_skus_with_the_lstm_and_new_ones_with_the_flagged_b
     assert (name, version) == ("lstm", manifest["version"]) and not f_ready.cold_start
     assert (f_ready.p10 <= f_ready.p50).all() and (f_ready.p50 <= f_ready.p90).all()
     assert new_name == "seasonal_naive" and f_new.cold_start
+
+
+def test_the_forecast_record_carries_the_mean_from_a_model_that_has_one(tmp_path, trained):
+    from salescast.models.forecast.lstm import LSTMForecaster, build_network
+    from salescast.stream.core.close import BaselineForecaster, forecast_record
+    from salescast.stream.core.settings import Settings
+    from salescast.stream.serving.forecaster import LSTMServing
+
+    model, _ = trained
+    settings = Settings.from_env({"SALESCAST_HORIZON": "3"})
+    store = ModelStore(tmp_path)
+    serving = LSTMServing(store.load("lstm", store.save("lstm", model.config(), model.weights(), {})["version"]),
+                          BaselineForecaster(7))
+    forecast, name, version = serving.forecast_many(shop(1, 30), CONFIG.horizon)[0]
+    record = forecast_record("a", 100, forecast, name, version, settings)
+    assert [step["mean"] for step in record["horizon"]] == [round(float(m), 4) for m in forecast.mean]
+    # a version stored before the mean: three outputs, and records as before
+    before = LSTMForecaster(CONFIG, units=(8, 6), dense=8, mean=False)
+    before.network = build_network(before.config())  # untrained: its shape is what is checked
+    old = LSTMServing(store.load("lstm", store.save("lstm", before.config(), before.weights(), {})["version"]),
+                      BaselineForecaster(7))
+    assert "mean" not in before.config() and old.kernel.outputs == 3
+    forecast, name, version = old.forecast_many(shop(1, 30), CONFIG.horizon)[0]
+    assert forecast.mean is None and "mean" not in forecast_record("a", 100, forecast, name, version,
+                                                                    settings)["horizon"][0]
 
 
 def _settings(store, **env):
