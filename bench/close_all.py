@@ -73,7 +73,7 @@ def lstm_serving(items, settings: Settings):
     from salescast.models.store import ModelStore
     from salescast.stream.serving.forecaster import LSTMServing
 
-    config = FeatureConfig(input_length=28, horizon=settings.forecasting.horizon, season=7)
+    config = FeatureConfig(input_length=28, horizon=settings.forecasting.horizon, season=7, price=True)  # as retrain
     histories = [windows.history(window, TODAY - 1) for _, window in items[:2000]]
     train, valid = split_by_time(make_samples(histories, config), TODAY - 20, config.horizon)
     model = LSTMForecaster(config, units=(32, 32), dense=32, epochs=1, batch_size=256, verbose=0).fit(train, valid)

@@ -9,7 +9,8 @@ pizzaplace, gt's year of restaurant tickets (91 SKUs, closed days; its own docs 
 realistic), run with SALESCAST_HISTORY_BUCKETS=400 so the windows hold the whole year; MovieLens ratings
 mapped to orders (rating >= 4) and view clicks, from 2015-01-01 on (and, with --full-movielens, all of it),
 run with the default history (per-SKU windows shorter than the log: sales are compared inside the window
-each SKU's answer holds).
+each SKU's answer holds); with --data orange-juice, ISLR's OJ purchases with their list prices and discounts
+(10 SKUs, 52 weeks, each week's purchases on its middle day).
 
 For each data set:
 1. the events file (replay format) is written under the run directory;
@@ -46,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from salescast.localkafka import free_port  # noqa: E402
-from salescast.realdata import movielens_events, pizzaplace_events, write_events  # noqa: E402
+from salescast.realdata import movielens_events, orange_juice_events, pizzaplace_events, write_events  # noqa: E402
 
 DAY = 86_400_000
 ACTIVE_BUCKETS = 28  # SALESCAST_ACTIVE_BUCKETS' default (the forecaster's input length)
@@ -587,6 +588,8 @@ def datasets(args) -> list[tuple[str, callable, int | None]]:
     wanted = set(args.data.split(","))
     if "pizzaplace" in wanted:
         chosen.append(("pizzaplace", lambda: pizzaplace_events(), 400))
+    if "orange-juice" in wanted:  # each week's purchases on its middle day: daily buckets, one trading day a week
+        chosen.append(("orange-juice", lambda: orange_juice_events(), 400))
     if "movielens" in wanted:
         chosen.append(("movielens-2015", lambda: movielens_events(since="2015-01-01"), args.movielens_history))
     if args.full_movielens:
@@ -598,7 +601,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="pizzaplace,movielens",
-                        help="comma separated: pizzaplace, movielens (the 2015-01-01 on slice)")
+                        help="comma separated: pizzaplace, movielens (the 2015-01-01 on slice), orange-juice (ISLR's "
+                             "OJ: prices and discounts)")
     parser.add_argument("--full-movielens", action="store_true", help="also all 21.8 years of MovieLens")
     parser.add_argument("--movielens-history", type=int, default=None,
                         help="SALESCAST_HISTORY_BUCKETS for MovieLens (default: the service's default)")
