@@ -23,12 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+BACKFILL = "tests/integration/test_backfill.py::"
 FAULT_TESTS = (
     "tests/integration/test_restart.py",
     "tests/integration/test_two_workers.py",
-    "tests/integration/test_backfill.py::test_a_backfill_with_the_worker_killed_in_the_middle_counts_every_line_once",
-    "tests/integration/test_backfill.py::test_a_worker_leaving_during_a_backfill_hands_back_partitions_that_count_every_line_once",
-    "tests/integration/test_backfill.py::test_a_300000_event_backlog_with_the_worker_killed_in_the_middle_leaves_every_sku_day_exact",
+    BACKFILL + "test_a_backfill_with_the_worker_killed_in_the_middle_counts_every_line_once",
+    BACKFILL + "test_a_worker_leaving_during_a_backfill_hands_back_partitions_that_count_every_line_once",
+    BACKFILL + "test_a_300000_event_backlog_with_the_worker_killed_in_the_middle_leaves_every_sku_day_exact",
 )
 
 SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|errors?)\b.*?) in [\d.]+s", re.MULTILINE)

@@ -209,11 +209,11 @@ def _encode(units: np.ndarray, promo: np.ndarray, stockout: np.ndarray, discount
     future_buckets = target_bucket[:, None] + np.arange(horizon)
     future_sin, future_cos = _phase(future_buckets, config.season)
     known = [future_sin, future_cos]
-    column = len(HISTORY_FEATURES)
+    first_flag = len(HISTORY_FEATURES)
     if config.price:
-        x[..., column] = discount
-        column += 1
-    for column, (_, flags) in enumerate(config.calendar, start=column):
+        x[..., first_flag] = discount
+        first_flag += 1
+    for column, (_, flags) in enumerate(config.calendar, start=first_flag):
         x[..., column] = config.flagged(flags, input_buckets)
         known.append(config.flagged(flags, future_buckets))
     future = np.stack(known, axis=-1).astype(np.float32)

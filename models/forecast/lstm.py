@@ -40,7 +40,7 @@ class QuantileHead(layers.Layer):
 
 def masked_pinball(packed_true, predicted):
     """Keras twin of `salescast.models.forecast.metrics.masked_pinball_loss`; y_true packs (target, mask) on its
-    last axis. A fourth output, the mean, adds its Poisson loss (`masked_poisson_loss`)."""
+    last axis. A fourth output, the mean, adds its Poisson loss, as the numpy twin does."""
     target, mask = packed_true[..., 0], packed_true[..., 1]
     error = ops.expand_dims(target, -1) - predicted[..., :3]
     quantiles = ops.convert_to_tensor(QUANTILES, dtype=predicted.dtype)

@@ -35,7 +35,8 @@ def test_an_order_splits_into_one_update_per_line(settings):
 
 def test_a_discounted_line_carries_its_depth_to_the_sku(settings):
     record = {"order_id": "o-1", "user_id": "u-1", "ts": T0,
-              "items": [{"sku": "a", "qty": 3, "unit_price": 7.5, "discount": 0.25}, {"sku": "b", "qty": 1, "unit_price": 2}]}
+              "items": [{"sku": "a", "qty": 3, "unit_price": 7.5, "discount": 0.25},
+                        {"sku": "b", "qty": 1, "unit_price": 2}]}
     out = Ingestor(settings).ingest("orders", orjson.dumps(record), partition=0, offset=1)
     assert [(u.units, u.promo_units, u.discount_units) for u in out.sku_updates] == [(3, 3, 0.75), (1, 0, 0)]
     assert SkuUpdate.from_wire(orjson.loads(orjson.dumps(out.sku_updates[0].to_wire()))) == out.sku_updates[0]
