@@ -47,16 +47,23 @@ def _wrong_version(wire: dict, topic: str) -> WireVersionError:
 def bundles(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[bytes]:
     """Updates already encoded one by one (orjson of to_wire(), so a record that cannot be encoded is
     caught on its own), joined into bundle records of at most `max_bytes` (one larger update: alone)."""
+    return json_arrays(encoded, max_bytes, _BUNDLE_HEAD, b"]}")
+
+
+def json_arrays(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES, head: bytes = b"[",
+                tail: bytes = b"]") -> Iterator[bytes]:
+    """JSON values already encoded one by one, joined into records `head` + comma-joined values + `tail` of
+    about `max_bytes` at most (one larger value: alone), so no internal record outgrows the broker's limit."""
     chunk: list[bytes] = []
     size = 0
-    for update in encoded:
-        if chunk and size + len(update) > max_bytes:
-            yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
+    for value in encoded:
+        if chunk and size + len(value) > max_bytes:
+            yield head + b",".join(chunk) + tail
             chunk, size = [], 0
-        chunk.append(update)
-        size += len(update) + 1
+        chunk.append(value)
+        size += len(value) + 1
     if chunk:
-        yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
+        yield head + b",".join(chunk) + tail
 
 
 def updates_in(value: bytes) -> list[dict | list]:

@@ -277,3 +277,20 @@ async def test_marks_claim_no_progress_whose_updates_are_still_in_another_agents
     await out.flush(producer)
     marks = producer.marks()[-1][1]
     assert marks[f"{clicks_topic}/0"] == [T0 + 3 * DAY, False]
+
+
+async def test_a_batch_of_many_affinity_changes_goes_out_in_records_under_the_bundle_limit(producer, monkeypatch):
+    """A backlog's batch changes hundreds of thousands of affinities: one record per partition outgrew the
+    broker's 1 MiB limit and stopped the worker (MessageSizeTooLargeError)."""
+    from salescast.stream.core.state import BUNDLE_MAX_BYTES
+
+    changes = {3: [[f"sku-{i % 1000}", f"user-{i}", 0.5, T0] for i in range(40_000)], 5: [["a", "u", None, T0]]}
+    monkeypatch.setattr(users, "served", {users.CF: type("Served", (), {"model": object(), "name": "fake"})()})
+    monkeypatch.setattr(users, "affinity_updates", lambda *args: changes)
+    out = Outbox()
+    users.send_affinity_changes({b"u": ({}, None)}, out)
+    await out.flush(producer)
+    sent = [(partition, value) for topic, partition, _, value in producer.sent if topic == topics.SKU_AFFINITIES]
+    assert len(sent) > 2 and all(len(value) <= BUNDLE_MAX_BYTES + 2 for _, value in sent)
+    for partition, entries in changes.items():
+        assert [e for p, value in sent if p == partition for e in orjson.loads(value)] == entries
