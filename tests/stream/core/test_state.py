@@ -116,3 +116,30 @@ def test_a_single_update_record_reads_as_one_update_and_a_bundle_of_another_vers
     assert updates_in(orjson.dumps(["u-1", "a", "view", T0, "c0", 1, 0])) == [["u-1", "a", "view", T0, "c0", 1, 0]]
     with pytest.raises(WireVersionError, match="version 2"):
         updates_in(orjson.dumps({"v": 2, "updates": [update.to_wire()]}))
+
+
+def test_state_and_updates_hold_no_reference_cycles():
+    """The worker collects garbage rarely (stream.worker.GC_THRESHOLDS) because what it churns through, records
+    decoded, updates applied, state encoded, is freed by reference counting alone: no cycles to wait for."""
+    import gc
+
+    settings = Settings.from_env({})
+    gc.collect()
+    gc.disable()
+    try:
+        window = vector = None
+        for offset in range(300):
+            for update in UPDATES:
+                wire = updates_in(next(bundles([orjson.dumps(update.to_wire())])))[0]
+                if isinstance(update, SkuUpdate):
+                    moved = SkuUpdate.from_wire(wire)
+                    moved.offset, moved.ts = offset, T0 + offset * 3_600_000
+                    window = orjson.loads(orjson.dumps(apply_sku_update(window, moved, settings)[0]))
+                else:
+                    moved = UserUpdate.from_wire(wire)
+                    moved.offset, moved.ts = offset, T0 + offset * 3_600_000
+                    vector = orjson.loads(orjson.dumps(apply_user_update(vector, moved, settings)[0]))
+        assert windows.units(window) and useritem.weights(vector)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
