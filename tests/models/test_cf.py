@@ -132,6 +132,17 @@ def test_candidate_index_is_ordered_by_time_and_bounded():
     assert again["u"] == removed["u"]  # the same change twice is harmless
 
 
+def test_candidate_index_trims_to_its_cap_after_a_quarter_more_and_always_ranks_the_strongest():
+    cap, day = 200, 86_400_000
+    entry, sizes = None, []
+    for i in range(1000):  # one more user per batch, ever stronger: the index's worst case
+        entry = candidates.apply_changes(entry, [(f"u{i}", float(i), 0)], cap=cap, half_life_ms=10 * day)
+        sizes.append(candidates.user_count(entry))
+        assert [u for u, _ in candidates.ranked(entry, 50, 10 * day)] == [f"u{j}" for j in range(i, max(i - 50, -1), -1)]
+    assert max(sizes) == cap * candidates.TRIM_SLACK and min(sizes[cap:]) == cap
+    assert sizes.count(cap) == (1000 - cap) // (cap * candidates.TRIM_SLACK - cap + 1) + 1  # one trim per 51 users
+
+
 def _vectors():
     return {"u1": {"t": 0, "w": {"a": 5.0, "b": 1.0}}, "u2": {"t": 0, "w": {"a": 1.0, "b": 3.0, "c": 1.0}},
             "u3": {"t": 0, "w": {"c": 2.0}}, "u4": {"t": 0, "w": {"b": 1.0, "c": 1.0}}}
