@@ -47,6 +47,7 @@ from salescast.models.cf import candidates  # noqa: E402
 from salescast.models.cf.itemknn import ItemKNN  # noqa: E402
 from salescast.training import recommender as cf_training  # noqa: E402
 from salescast.stream.serving.recommender import Recommender, affinity_updates  # noqa: E402
+from salescast.stream.core.state import json_lists  # noqa: E402
 from salescast.stream.core.settings import Settings  # noqa: E402
 from salescast.stream.delivery.outbox import partition_for  # noqa: E402
 
@@ -145,7 +146,7 @@ def live_update_per_event(recommender: Recommender, vectors: dict, settings: Set
     def one_batch() -> float:
         started = time.perf_counter()
         changes = affinity_updates(recommender, users, batch, settings.recommendations.affinity_top, partition_of)
-        payloads = [orjson.dumps(entries) for entries in changes.values()]
+        payloads = [record for entries in changes.values() for record in json_lists(entries)]  # as the agent
         elapsed = time.perf_counter() - started
         assert payloads
         return elapsed / BATCH_EVENTS

@@ -318,13 +318,11 @@ class ItemKNN:
         W.eliminate_zeros()
         present = W.copy()
         present.data = np.ones_like(present.data)
-        numerator = (W @ self.similarity).tocsr()
+        similarity = self._similarity_with_self() if include_self else self.similarity
+        numerator = (W @ similarity).tocsr()
         if not self.normalise:
-            return (numerator + W).tocsr() if include_self else numerator
-        denominator = (present @ self.similarity).tocsr()
-        if include_self:  # as if each item were its own neighbour at similarity 1, without a second matrix
-            numerator = (numerator + W).tocsr()
-            denominator = (denominator + present).tocsr()
+            return numerator
+        denominator = (present @ similarity).tocsr()
         # (normalise is for the cosine family only) All weights and similarities are positive, so both
         # products have the same entries; W and
         # `present` share their pattern, so scipy lists them in the same order (sorted only if not).
@@ -335,6 +333,15 @@ class ItemKNN:
         scores = numerator.copy()
         scores.data = numerator.data / (self.shrink_score + denominator.data)
         return scores
+
+    def _similarity_with_self(self) -> sparse.csr_matrix:
+        """The similarity with each item its own neighbour at 1 (the diagonal added), made once per fitted
+        similarity: adding the users' own rows to both products instead cost as much as one of them."""
+        cached = getattr(self, "_with_self", None)
+        if cached is None or cached[0] is not self.similarity:
+            with_self = (self.similarity + sparse.identity(self.similarity.shape[0], format="csr")).tocsr()
+            self._with_self = cached = (self.similarity, with_self)
+        return cached[1]
 
     def recommend(self, items: np.ndarray, weights: np.ndarray, n: int,
                   exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -11,7 +11,7 @@ from salescast.models.cf import candidates
 from salescast.stream import metrics
 from salescast.stream.agents.skus import sku_partition
 from salescast.stream.app import app, settings
-from salescast.stream.core.state import UserUpdate, apply_user_update, json_arrays
+from salescast.stream.core.state import UserUpdate, apply_user_update, json_lists
 from salescast.stream.delivery import writes
 from salescast.stream.delivery.offsets import batches
 from salescast.stream.delivery.outbox import Outbox
@@ -48,7 +48,7 @@ def send_affinity_changes(touched: dict[bytes, tuple[dict, object]], out: Outbox
     changes = affinity_updates(recommender, users, vectors, settings.recommendations.affinity_top,
                                lambda sku: sku_partition(sku.encode()))
     for partition, entries in changes.items():
-        for record in json_arrays(orjson.dumps(entry) for entry in entries):
+        for record in json_lists(entries):
             out.add(SKU_AFFINITIES, None, record, partition=partition)
     metrics.SCORING_LATENCY.labels(recommender.name).observe(time.perf_counter() - started)
 

@@ -47,23 +47,28 @@ def _wrong_version(wire: dict, topic: str) -> WireVersionError:
 def bundles(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[bytes]:
     """Updates already encoded one by one (orjson of to_wire(), so a record that cannot be encoded is
     caught on its own), joined into bundle records of at most `max_bytes` (one larger update: alone)."""
-    return json_arrays(encoded, max_bytes, _BUNDLE_HEAD, b"]}")
-
-
-def json_arrays(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES, head: bytes = b"[",
-                tail: bytes = b"]") -> Iterator[bytes]:
-    """JSON values already encoded one by one, joined into records `head` + comma-joined values + `tail` of
-    about `max_bytes` at most (one larger value: alone), so no internal record outgrows the broker's limit."""
     chunk: list[bytes] = []
     size = 0
-    for value in encoded:
-        if chunk and size + len(value) > max_bytes:
-            yield head + b",".join(chunk) + tail
+    for update in encoded:
+        if chunk and size + len(update) > max_bytes:
+            yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
             chunk, size = [], 0
-        chunk.append(value)
-        size += len(value) + 1
+        chunk.append(update)
+        size += len(update) + 1
     if chunk:
-        yield head + b",".join(chunk) + tail
+        yield _BUNDLE_HEAD + b",".join(chunk) + b"]}"
+
+
+def json_lists(values: list, max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[bytes]:
+    """`values` as JSON arrays of at most `max_bytes` each (one larger value: alone), so no internal record
+    outgrows the broker's limit: encoded at once, and halved only when too large."""
+    encoded = orjson.dumps(values)
+    if len(encoded) <= max_bytes or len(values) <= 1:
+        yield encoded
+    else:
+        half = len(values) // 2
+        yield from json_lists(values[:half], max_bytes)
+        yield from json_lists(values[half:], max_bytes)
 
 
 def updates_in(value: bytes) -> list[dict | list]:

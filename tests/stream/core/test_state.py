@@ -7,7 +7,7 @@ import pytest
 from salescast.models import useritem, windows
 from salescast.stream.core.settings import Settings
 from salescast.stream.core.state import (WIRE_VERSION, SkuUpdate, UserUpdate, WireVersionError, apply_sku_update,
-                                         apply_user_update, bundles, updates_in)
+                                         apply_user_update, bundles, json_lists, updates_in)
 
 T0 = 1_760_000_000_000
 TRIGGER = {"trigger_id": "a@1", "ts": T0, "valid_until": T0 + 1, "targets": [{"user_id": "u-1", "score": 0.5}],
@@ -108,6 +108,16 @@ def test_bundles_join_encoded_updates_under_a_byte_limit_and_read_back_in_order(
     (alone,) = bundles([b'{"v":1,"sku":"' + b"x" * 5000 + b'"}'], max_bytes=1000)  # too large: on its own
     assert updates_in(alone) == [{"v": 1, "sku": "x" * 5000}]
     assert list(bundles([])) == []
+
+
+def test_json_lists_split_a_list_under_a_byte_limit_in_order():
+    values = [["sku-%d" % i, "user-%d" % i, i / 7, T0] for i in range(1000)]
+    records = list(json_lists(values, max_bytes=2000))
+    assert len(records) > 10 and all(len(r) <= 2000 for r in records)
+    assert [v for r in records for v in orjson.loads(r)] == values
+    assert list(json_lists(values[:3])) == [orjson.dumps(values[:3])]  # small: encoded once, as it is
+    (alone,) = json_lists([["x" * 5000]], max_bytes=1000)
+    assert orjson.loads(alone) == [["x" * 5000]]
 
 
 def test_a_single_update_record_reads_as_one_update_and_a_bundle_of_another_version_is_refused():
