@@ -3,7 +3,7 @@
     git worktree add /tmp/before <commit>
     python bench/compare_trees.py /tmp/before [--runs 3] [--events 300000]
 
-For a regression check between commits with no model in the store: the machine's speed drifts
+For a regression check between commits, with no model in the store or (--cf) both serving one CF model: the machine's speed drifts
 through a day on a shared VM, so the two trees are run one after the other, --runs times, in
 alternating order (before-after, then after-before: the second of a pair meets a broker whose
 log and page cache the first has warmed), and the ratio of medians is reported. Beside the
@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--after", default=str(Path(__file__).resolve().parents[1]), help="default: this tree")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--cf", action="store_true",
+                        help="both workers serve a CF model built from the same events (this tree's retrain)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="salescast-bench-trees-"))
     broker = LocalBroker(directory=work / "kafka", port=tp.free_port())
@@ -52,13 +54,16 @@ def main() -> None:
         updates = 2 * lines + 2 * mix["clicks"] + mix["inventory"]  # SKU and user updates
         prefix = f"tr{uuid.uuid4().hex[:6]}"
         tp.load(broker.bootstrap, tp.worker_env(broker.bootstrap, prefix, "loader", work, 8), events)
+        models = work / "models" if args.cf else None
+        if models is not None:
+            tp.build_cf_model(events, models)
         rates: dict[str, list[float]] = {"before": [], "after": []}
         cpu_us: dict[str, list[float]] = {"before": [], "after": []}
         trees = [("before", args.before), ("after", args.after)]
         for run in range(args.runs):
             for name, tree in (trees if run % 2 == 0 else trees[::-1]):
                 os.chdir(tree)
-                result = tp.worker_run(broker.bootstrap, prefix, work, 8, updates, tree=tree)
+                result = tp.worker_run(broker.bootstrap, prefix, work, 8, updates, model_store=models, tree=tree)
                 rates[name].append(len(events) / result.seconds)
                 cpu_us[name].append(result.cpu_seconds / len(events) * 1e6)
                 print(f"run {run + 1}: {name} {rates[name][-1]:,.0f} events/s, "
