@@ -44,11 +44,11 @@ def hold_data_dir(data_dir: Path) -> IO:
 # CPython's defaults (700, 10, 10) run a young collection every 700 container allocations, and a full one
 # whenever the survivors since the last grew by a quarter of the heap. A worker's heap is large and long-lived
 # (TensorFlow, the tables' write-behind caches: millions of objects) and its churn is high (decoded records,
-# updates, futures), so full collections walked all of it every few seconds: 11.6 of the 36.8 CPU seconds of a
-# worker serving the recommender through a 300,000-event backlog (gc.callbacks, bench/throughput.py). Rarer
-# collections let short-lived objects die uncollected first; the state itself holds no reference cycles
-# (decoded JSON), so nothing waits longer to be freed but the rare cycle of the libraries. The same idea, for
-# the same reason: "Dismissing Python Garbage Collection at Instagram" (Instagram Engineering, 2017).
+# updates, futures), so with the defaults full collections walked all of it every few seconds, a quarter of
+# the worker's CPU (docs/benchmarks.md). Rarer collections let short-lived objects die uncollected first.
+# Invariant: the state and the updates hold no reference cycles (decoded JSON; tested in
+# tests/stream/core/test_state.py), so reference counting frees them and only the libraries' rare cycles wait
+# longer. The same choice for the same reason: "Dismissing Python Garbage Collection at Instagram" (2017).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

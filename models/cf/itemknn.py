@@ -219,6 +219,8 @@ class ItemKNN:
     similarity: sparse.csr_matrix | None = field(default=None, repr=False)
     popularity: np.ndarray | None = field(default=None, repr=False)  # users per item in the training matrix
     categories: np.ndarray | None = field(default=None, repr=False)  # per item; "" when unknown
+    # (similarity, similarity + identity): the latter made once per fitted similarity (_similarity_with_self)
+    _with_self: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def params(self) -> dict:
         return {"neighbours": self.neighbours, "shrink": self.shrink, "weighting": self.weighting,
@@ -335,9 +337,9 @@ class ItemKNN:
         return scores
 
     def _similarity_with_self(self) -> sparse.csr_matrix:
-        """The similarity with each item its own neighbour at 1 (the diagonal added), made once per fitted
-        similarity: adding the users' own rows to both products instead cost as much as one of them."""
-        cached = getattr(self, "_with_self", None)
+        """The similarity with each item its own neighbour at 1: one product per batch, where adding the users'
+        own rows to both products made two sparse sums."""
+        cached = self._with_self
         if cached is None or cached[0] is not self.similarity:
             with_self = (self.similarity + sparse.identity(self.similarity.shape[0], format="csr")).tocsr()
             self._with_self = cached = (self.similarity, with_self)
