@@ -33,6 +33,7 @@ WIRE_VERSION = 1
 # A bundle of up to this many bytes: far under the broker's 1 MiB default record limit (message.max.bytes).
 BUNDLE_MAX_BYTES = 256 * 1024
 _BUNDLE_HEAD = b'{"v":%d,"updates":[' % WIRE_VERSION
+SIZE_SAMPLE = 256  # values json_lists encodes first, to size the records of a longer list
 
 
 class WireVersionError(ValueError):
@@ -61,14 +62,22 @@ def bundles(encoded: Iterable[bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> Iter
 
 def json_lists(values: list, max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[bytes]:
     """`values` as JSON arrays of at most `max_bytes` each (one larger value: alone), so no internal record
-    outgrows the broker's limit: encoded at once, and halved only when too large."""
-    encoded = orjson.dumps(values)
-    if len(encoded) <= max_bytes or len(values) <= 1:
-        yield encoded
-    else:
-        half = len(values) // 2
-        yield from json_lists(values[:half], max_bytes)
-        yield from json_lists(values[half:], max_bytes)
+    outgrows the broker's limit. A large list is cut by count, from the size of its first values, and a
+    part that still comes out too large is halved: each value is encoded about once."""
+    sample = orjson.dumps(values[:SIZE_SAMPLE])
+    if len(values) <= SIZE_SAMPLE and len(sample) <= max_bytes:
+        yield sample
+        return
+    per_record = max(1, int(max_bytes * 0.8 * min(len(values), SIZE_SAMPLE) / len(sample)))
+    for start in range(0, len(values), per_record):
+        part = values[start:start + per_record]
+        encoded = orjson.dumps(part)
+        if len(encoded) <= max_bytes or len(part) == 1:
+            yield encoded
+        else:
+            half = len(part) // 2
+            yield from json_lists(part[:half], max_bytes)
+            yield from json_lists(part[half:], max_bytes)
 
 
 def updates_in(value: bytes) -> list[dict | list]:

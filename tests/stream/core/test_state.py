@@ -118,6 +118,11 @@ def test_json_lists_split_a_list_under_a_byte_limit_in_order():
     assert list(json_lists(values[:3])) == [orjson.dumps(values[:3])]  # small: encoded once, as it is
     (alone,) = json_lists([["x" * 5000]], max_bytes=1000)
     assert orjson.loads(alone) == [["x" * 5000]]
+    uneven = [["a"]] * 600 + [["b" * 3000]] * 5 + [["c"]] * 10  # small values first: the sample misjudges the rest
+    records = list(json_lists(uneven, max_bytes=2000))
+    assert all(len(r) <= 2000 or len(orjson.loads(r)) == 1 for r in records)
+    assert [v for r in records for v in orjson.loads(r)] == uneven
+    assert list(json_lists([])) == [b"[]"]
 
 
 def test_a_single_update_record_reads_as_one_update_and_a_bundle_of_another_version_is_refused():
