@@ -47,11 +47,12 @@ def counted(worker, skus):
 def test_restart_mid_stream_counts_every_line_once(make_worker, tmp_path, sig, new_host):
     """`another-machine` restarts with an empty state directory: everything comes back from the changelogs."""
     worker = make_worker()
-    # The ~22,000 events (40 days) are in the topics before the worker starts: produced while it ran, a
+    # The ~55,000 events (100 days) are in the topics before the worker starts: produced while it ran, a
     # worker reading a fetch at a time kept pace with the test's producer and had read every one of them by
-    # the time it could be stopped 2,000 clicks in
+    # the time it could be stopped 2,000 clicks in. A batch takes up to 16 fetches of 1,000 records, so the
+    # stop comes a batch or two in: the input must outlast that by several batches
     ensure_topics(Settings.from_env(worker.env))
-    expected_units, expected_revenue, total = produce_shop(worker, days=40)
+    expected_units, expected_revenue, total = produce_shop(worker, days=100)
     worker.start()
     wait_for(lambda: worker.metric("salescast_events_consumed_total", topic="clicks") > 2000, timeout_s=60,
              interval_s=0.02, message="worker mid-stream")
