@@ -3,8 +3,8 @@
     git worktree add /tmp/before <commit>
     python bench/compare_trees.py /tmp/before [--runs 3] [--events 300000]
 
-For a regression check between commits, with no model in the store or (--cf) both serving one CF model: the machine's speed drifts
-through a day on a shared VM, so the two trees are run one after the other, --runs times, in
+For a regression check between commits, with no model in the store or (--cf) both serving one CF
+model: the machine's speed drifts through a day on a shared VM, so the two trees are run one after the other, --runs times, in
 alternating order (before-after, then after-before: the second of a pair meets a broker whose
 log and page cache the first has warmed), and the ratio of medians is reported. Beside the
 wall-clock rate it reports each worker's CPU time per event (user + system, start-up included),

@@ -52,11 +52,6 @@ def hold_data_dir(data_dir: Path) -> IO:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def tune_garbage_collector() -> None:
-    """Collect rarely: see GC_THRESHOLDS."""
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def run(settings: Settings, loglevel: str = "info") -> int:
     """Create the topics the worker needs, then run the Faust worker until it is stopped."""
     try:
@@ -83,7 +78,7 @@ def run(settings: Settings, loglevel: str = "info") -> int:
     from salescast.stream.delivery.outbox import DELIVERIES
 
     metrics.serve(settings.service.metrics_port)
-    tune_garbage_collector()
+    gc.set_threshold(*GC_THRESHOLDS)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner hooks a DEBUG handler onto the root logger, which turns every
     # aiokafka/faust debug call on the send path into a LogRecord: a tenth of the CPU, measured.

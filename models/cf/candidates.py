@@ -14,8 +14,8 @@ one and applying the same change twice is harmless. Past `cap` users the
 weakest are dropped: the index stays bounded however many users a SKU draws.
 It is trimmed back to `cap` once it holds a quarter more (TRIM_SLACK), not at
 every user over it: each trim ranks all its users, and a popular SKU at its cap
-gains one more with almost every batch. Between trims it holds up to 25% more of the weakest;
-`ranked` always gives the strongest.
+gains one more with almost every batch. Between trims it holds up to 25% more
+of the weakest; `ranked` always gives the strongest.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ WIRE_VERSION = 1
 BUNDLE_MAX_BYTES = 256 * 1024
 _BUNDLE_HEAD = b'{"v":%d,"updates":[' % WIRE_VERSION
 SIZE_SAMPLE = 256  # values json_lists encodes first, to size the records of a longer list
+SIZE_MARGIN = 0.8  # of max_bytes json_lists aims a record at, for values longer than the sample's
 
 
 class WireVersionError(ValueError):
@@ -68,7 +69,7 @@ def json_lists(values: list, max_bytes: int = BUNDLE_MAX_BYTES) -> Iterator[byte
     if len(values) <= SIZE_SAMPLE and len(sample) <= max_bytes:
         yield sample
         return
-    per_record = max(1, int(max_bytes * 0.8 * min(len(values), SIZE_SAMPLE) / len(sample)))
+    per_record = max(1, int(max_bytes * SIZE_MARGIN * min(len(values), SIZE_SAMPLE) / len(sample)))
     for start in range(0, len(values), per_record):
         part = values[start:start + per_record]
         encoded = orjson.dumps(part)

@@ -138,7 +138,8 @@ def test_candidate_index_trims_to_its_cap_after_a_quarter_more_and_always_ranks_
     for i in range(1000):  # one more user per batch, ever stronger: the index's worst case
         entry = candidates.apply_changes(entry, [(f"u{i}", float(i), 0)], cap=cap, half_life_ms=10 * day)
         sizes.append(candidates.user_count(entry))
-        assert [u for u, _ in candidates.ranked(entry, 50, 10 * day)] == [f"u{j}" for j in range(i, max(i - 50, -1), -1)]
+        strongest = [f"u{j}" for j in range(i, max(i - 50, -1), -1)]
+        assert [u for u, _ in candidates.ranked(entry, 50, 10 * day)] == strongest
     assert max(sizes) == cap * candidates.TRIM_SLACK and min(sizes[cap:]) == cap
     assert sizes.count(cap) == (1000 - cap) // (cap * candidates.TRIM_SLACK - cap + 1) + 1  # one trim per 51 users
 

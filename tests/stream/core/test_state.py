@@ -142,19 +142,15 @@ def test_state_and_updates_hold_no_reference_cycles():
     gc.collect()
     gc.disable()
     try:
-        window = vector = None
+        state = {SkuUpdate: None, UserUpdate: None}  # a window, a vector
+        apply = {SkuUpdate: apply_sku_update, UserUpdate: apply_user_update}
         for offset in range(300):
             for update in UPDATES:
-                wire = updates_in(next(bundles([orjson.dumps(update.to_wire())])))[0]
-                if isinstance(update, SkuUpdate):
-                    moved = SkuUpdate.from_wire(wire)
-                    moved.offset, moved.ts = offset, T0 + offset * 3_600_000
-                    window = orjson.loads(orjson.dumps(apply_sku_update(window, moved, settings)[0]))
-                else:
-                    moved = UserUpdate.from_wire(wire)
-                    moved.offset, moved.ts = offset, T0 + offset * 3_600_000
-                    vector = orjson.loads(orjson.dumps(apply_user_update(vector, moved, settings)[0]))
-        assert windows.units(window) and useritem.weights(vector)
+                kind = type(update)
+                moved = kind.from_wire(updates_in(next(bundles([orjson.dumps(update.to_wire())])))[0])
+                moved.offset, moved.ts = offset, T0 + offset * 3_600_000
+                state[kind] = orjson.loads(orjson.dumps(apply[kind](state[kind], moved, settings)[0]))
+        assert windows.units(state[SkuUpdate]) and useritem.weights(state[UserUpdate])
         assert gc.collect() == 0
     finally:
         gc.enable()
