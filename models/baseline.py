@@ -7,6 +7,7 @@ history for it. They follow scikit-learn's shape: `fit(y)` then `predict(h)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -48,20 +49,36 @@ class SeasonalNaive:
         return self._y is None or len(self._y) < 2 * self.season
 
     def predict(self, horizon: int) -> Forecast:
-        y = self._y if self._y is not None else np.zeros(0)
-        if self.cold_start:
-            recent = y[-self.season:] if len(y) else np.zeros(1)
-            level = float(recent.mean())
-            p50 = np.full(horizon, level)
-            spread = Z90 * np.sqrt(np.maximum(p50, 0.0))
-            return Forecast(np.maximum(p50 - spread, 0.0), p50, p50 + spread, True)
-        last_season = y[-self.season:]
-        p50 = np.resize(last_season, horizon)  # repeats the season across the horizon
-        residuals = y[self.season:] - y[: -self.season]
-        low, high = np.quantile(residuals, [QUANTILES[0], QUANTILES[2]])
-        p10 = np.maximum(p50 + min(low, 0.0), 0.0)
-        p90 = np.maximum(p50 + max(high, 0.0), p50)
-        return Forecast(p10, p50, p90, False)
+        return self.predict_many([self._y if self._y is not None else np.zeros(0)], horizon)[0]
+
+    def predict_many(self, series: Sequence[np.ndarray], horizon: int) -> list[Forecast]:
+        """`fit(y).predict(horizon)` for each y of `series`, series of one length at a time in numpy.
+
+        A bucket close forecasts every live SKU: one np.quantile call per SKU
+        cost ~50 us of its ~70 us, against ~1 us each in a call over all of them.
+        """
+        forecasts: list[Forecast | None] = [None] * len(series)
+        by_length: dict[int, list[int]] = {}
+        for i, y in enumerate(series):
+            by_length.setdefault(len(y), []).append(i)
+        for length, rows in by_length.items():
+            y = np.array([series[i] for i in rows], dtype=np.float64).reshape(len(rows), length)
+            cold = length < 2 * self.season
+            if cold:
+                level = y[:, -self.season:].mean(axis=1) if length else np.zeros(len(rows))
+                p50 = np.repeat(level[:, None], horizon, axis=1)
+                spread = Z90 * np.sqrt(np.maximum(p50, 0.0))
+                p10, p90 = np.maximum(p50 - spread, 0.0), p50 + spread
+            else:
+                repeats = -(-horizon // self.season)
+                p50 = np.tile(y[:, -self.season:], repeats)[:, :horizon]  # the last season, repeated
+                residuals = y[:, self.season:] - y[:, :-self.season]
+                low, high = np.quantile(residuals, [QUANTILES[0], QUANTILES[2]], axis=1)
+                p10 = np.maximum(p50 + np.minimum(low, 0.0)[:, None], 0.0)
+                p90 = np.maximum(p50 + np.maximum(high, 0.0)[:, None], p50)
+            for row, i in enumerate(rows):
+                forecasts[i] = Forecast(p10[row], p50[row], p90[row], cold)
+        return forecasts
 
 
 class MovingAverage:

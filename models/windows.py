@@ -213,11 +213,8 @@ def history(window: Window, end_bucket: int, length: int | None = None) -> Histo
     tail = max(0, end_bucket - start + 1 - head - keep)
 
     def column(name: str) -> np.ndarray:
-        fill = SERIES[name]
-        values = np.asarray(window[name][lo:lo + keep], dtype=np.float64)
-        if head or tail:
-            values = np.concatenate([np.full(head, fill, dtype=np.float64), values,
-                                     np.full(tail, fill, dtype=np.float64)])
+        values = np.full(head + keep + tail, SERIES[name], dtype=np.float64)
+        values[head:head + keep] = window[name][lo:lo + keep]
         return values
 
     return History(start, column("u"), column("d"), column("s"), column("x") / 100.0)

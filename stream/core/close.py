@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
+import numpy as np
+
 from salescast.models import windows
 from salescast.models.baseline import Forecast, SeasonalNaive
 from salescast.models.forecast.features import History
@@ -34,11 +36,9 @@ class BaselineForecaster:
         self.version = SeasonalNaive(season).version
 
     def forecast_many(self, histories: list[History], horizon: int) -> list[tuple[Forecast, str, str]]:
-        results = []
-        for history in histories:
-            model = SeasonalNaive(self.season).fit(history.units)
-            results.append((model.predict(horizon), model.name, model.version))
-        return results
+        model = SeasonalNaive(self.season)
+        return [(forecast, model.name, model.version)
+                for forecast in model.predict_many([history.units for history in histories], horizon)]
 
 
 @dataclass
@@ -117,14 +117,16 @@ def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, v
     """The contract's forecast record made at the close of bucket `last_closed`."""
     bucket_ms = settings.time.bucket_ms
     first = last_closed + 1
+    # tolist: Python floats at once, where iterating the arrays made a numpy scalar of each value
     horizon = [
-        {"start": (first + i) * bucket_ms, "p10": round(float(lo), 4), "p50": round(float(mid), 4),
-         "p90": round(float(hi), 4)}
-        for i, (lo, mid, hi) in enumerate(zip(forecast.p10, forecast.p50, forecast.p90))
+        {"start": (first + i) * bucket_ms, "p10": round(lo, 4), "p50": round(mid, 4), "p90": round(hi, 4)}
+        for i, (lo, mid, hi) in enumerate(zip(np.asarray(forecast.p10, dtype=np.float64).tolist(),
+                                              np.asarray(forecast.p50, dtype=np.float64).tolist(),
+                                              np.asarray(forecast.p90, dtype=np.float64).tolist()))
     ]
     if forecast.mean is not None:  # added beside contract v1.1: the horizon's items allow more fields
-        for step, mean in zip(horizon, forecast.mean):
-            step["mean"] = round(float(mean), 4)
+        for step, mean in zip(horizon, np.asarray(forecast.mean, dtype=np.float64).tolist()):
+            step["mean"] = round(mean, 4)
     return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.time.bucket, "horizon": horizon,
             "model": {"name": name, "version": version}, "cold_start": bool(forecast.cold_start)}
 

@@ -25,3 +25,22 @@ def test_short_history_is_a_flagged_cold_start():
 def test_moving_average():
     f = MovingAverage(3).fit(np.array([0, 0, 3, 3, 3], dtype=float)).predict(2)
     assert np.allclose(f.p50, 3.0) and not f.cold_start
+
+
+def test_many_series_at_once_are_each_forecast_as_if_alone():
+    """A bucket close forecasts every live SKU in one call, series of a length together: no row may
+    borrow from another, cold starts and full histories mixed."""
+    rng = np.random.default_rng(2)
+    series = [rng.poisson(3, size=n).astype(float) for n in (0, 3, 13, 14, 30, 30, 90, 14, 3)]
+    together = SeasonalNaive(7).predict_many(series, 10)
+    for y, forecast in zip(series, together):
+        assert forecast.cold_start == (len(y) < 14)
+        if forecast.cold_start:
+            level = y[-7:].mean() if len(y) else 0.0
+            assert np.allclose(forecast.p50, level)
+            continue
+        low, high = np.quantile(y[7:] - y[:-7], [0.1, 0.9])  # the definition, one series alone
+        p50 = np.resize(y[-7:], 10)
+        assert np.array_equal(forecast.p50, p50)
+        assert np.array_equal(forecast.p10, np.maximum(p50 + min(low, 0.0), 0.0))
+        assert np.array_equal(forecast.p90, np.maximum(p50 + max(high, 0.0), p50))
