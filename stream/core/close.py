@@ -32,13 +32,13 @@ class BaselineForecaster:
 
     def __init__(self, season: int):
         self.season = season
-        self.name = SeasonalNaive.name
-        self.version = SeasonalNaive(season).version
+        self._model = SeasonalNaive(season)
+        self.name = self._model.name
+        self.version = self._model.version
 
     def forecast_many(self, histories: list[History], horizon: int) -> list[tuple[Forecast, str, str]]:
-        model = SeasonalNaive(self.season)
-        return [(forecast, model.name, model.version)
-                for forecast in model.predict_many([history.units for history in histories], horizon)]
+        forecasts = self._model.predict_many([history.units for history in histories], horizon)
+        return [(forecast, self.name, self.version) for forecast in forecasts]
 
 
 @dataclass
@@ -117,18 +117,20 @@ def forecast_record(sku: str, last_closed: int, forecast: Forecast, name: str, v
     """The contract's forecast record made at the close of bucket `last_closed`."""
     bucket_ms = settings.time.bucket_ms
     first = last_closed + 1
-    # tolist: Python floats at once, where iterating the arrays made a numpy scalar of each value
     horizon = [
         {"start": (first + i) * bucket_ms, "p10": round(lo, 4), "p50": round(mid, 4), "p90": round(hi, 4)}
-        for i, (lo, mid, hi) in enumerate(zip(np.asarray(forecast.p10, dtype=np.float64).tolist(),
-                                              np.asarray(forecast.p50, dtype=np.float64).tolist(),
-                                              np.asarray(forecast.p90, dtype=np.float64).tolist()))
+        for i, (lo, mid, hi) in enumerate(zip(_floats(forecast.p10), _floats(forecast.p50), _floats(forecast.p90)))
     ]
     if forecast.mean is not None:  # added beside contract v1.1: the horizon's items allow more fields
-        for step, mean in zip(horizon, np.asarray(forecast.mean, dtype=np.float64).tolist()):
+        for step, mean in zip(horizon, _floats(forecast.mean)):
             step["mean"] = round(mean, 4)
     return {"sku": sku, "ts": last_closed * bucket_ms, "bucket": settings.time.bucket, "horizon": horizon,
             "model": {"name": name, "version": version}, "cold_start": bool(forecast.cold_start)}
+
+
+def _floats(values) -> list[float]:
+    """Python floats in one call: iterating the array made a numpy scalar of each value, then a float of it."""
+    return np.asarray(values, dtype=np.float64).tolist()
 
 
 def sales_view(sku: str, window: windows.Window, settings: Settings, count: int) -> dict:
